@@ -1,0 +1,76 @@
+"""Public keys as JWK (RFC 7517/7518/8037) and their RFC 7638 thumbprints.
+
+Only the two kinds of device credential key: Ed25519 (`OKP`) and P-256 (`EC`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from credbroker.jws import PublicKey, b64url_decode, b64url_encode
+
+
+class JWKError(ValueError):
+    """Not an Ed25519 or P-256 public key in a form we accept."""
+
+
+def to_jwk(key: PublicKey) -> dict[str, str]:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        numbers = key.public_numbers()
+        return {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": b64url_encode(numbers.x.to_bytes(32, "big")),
+            "y": b64url_encode(numbers.y.to_bytes(32, "big")),
+        }
+    raise JWKError("only Ed25519 and P-256 keys are accepted")
+
+
+def from_jwk(jwk: dict[str, Any]) -> PublicKey:
+    if "d" in jwk:
+        raise JWKError("this is a private key: only the public half may leave the device")
+    try:
+        if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
+            return ed25519.Ed25519PublicKey.from_public_bytes(b64url_decode(str(jwk["x"])))
+        if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
+            x = b64url_decode(str(jwk["x"]))
+            y = b64url_decode(str(jwk["y"]))
+            if len(x) != 32 or len(y) != 32:
+                raise JWKError("P-256 coordinates are 32 bytes")
+            point = b"\x04" + x + y
+            return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except (KeyError, ValueError) as exc:
+        raise JWKError(f"malformed JWK: {exc}") from exc
+    raise JWKError("only Ed25519 (OKP) and P-256 (EC) JWKs are accepted")
+
+
+def from_pem(pem: str) -> PublicKey:
+    if "PRIVATE KEY" in pem:
+        raise JWKError("this is a private key: only the public half may leave the device")
+    try:
+        key = serialization.load_pem_public_key(pem.encode())
+    except (ValueError, TypeError) as exc:
+        raise JWKError("not a PEM public key") from exc
+    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
+        raise JWKError("only Ed25519 and P-256 keys are accepted")
+    to_jwk(key)  # rejects other curves
+    return key
+
+
+def thumbprint(jwk: dict[str, str]) -> str:
+    """RFC 7638: SHA-256 over the required members in lexicographic order."""
+    required = ("crv", "kty", "x") if jwk["kty"] == "OKP" else ("crv", "kty", "x", "y")
+    canonical = orjson.dumps({name: jwk[name] for name in required})
+    return b64url_encode(hashlib.sha256(canonical).digest())
+
+
+def algorithm_for(key: PublicKey) -> str:
+    return "EdDSA" if isinstance(key, ed25519.Ed25519PublicKey) else "ES256"

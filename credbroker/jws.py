@@ -1,0 +1,122 @@
+"""Compact JWS (RFC 7515) parsing, signing and verification, kept lean.
+
+Only what credbroker needs: ES256 (RFC 7518 section 3.4) and EdDSA with Ed25519
+(RFC 8037). The algorithm always comes from the caller, never from the header
+(RFC 8725 section 2.1); the header is only read for `kid` and `typ`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+MAX_TOKEN_CHARS = 8192
+
+
+class JWSError(Exception):
+    """The compact serialization is malformed or its signature does not verify."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    header: dict[str, Any]
+    payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Strict base64url without padding: any other character is an error."""
+    if len(segment) % 4 == 1 or _B64URL.fullmatch(segment) is None:
+        raise JWSError("malformed")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise JWSError("malformed") from exc
+
+
+def _json_object(segment: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(b64url_decode(segment))
+    except orjson.JSONDecodeError as exc:
+        raise JWSError("malformed") from exc
+    if not isinstance(value, dict):
+        raise JWSError("malformed")
+    return value
+
+
+def parse(token: str) -> Parsed:
+    """Split and decode a compact JWS without checking its signature."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not token.isascii():
+        raise JWSError("malformed")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise JWSError("malformed")
+    header_b64, payload_b64, sig_b64 = parts
+    header = _json_object(header_b64)
+    if "crit" in header:
+        raise JWSError("unsupported_header")  # RFC 7515 section 4.1.11: we know no extension
+    return Parsed(
+        header=header,
+        payload=_json_object(payload_b64),
+        signing_input=f"{header_b64}.{payload_b64}".encode("ascii"),
+        signature=b64url_decode(sig_b64),
+    )
+
+
+def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: bytes) -> None:
+    """Check `signature` for the pinned `alg`; the key type must fit the algorithm."""
+    try:
+        if alg == "ES256" and isinstance(key, ec.EllipticCurvePublicKey):
+            if len(signature) != 64 or not isinstance(key.curve, ec.SECP256R1):
+                raise JWSError("bad_signature")
+            der = encode_dss_signature(
+                int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            )
+            key.verify(der, signing_input, _ECDSA_SHA256)
+        elif alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, signing_input)
+        else:
+            raise JWSError("bad_signature")
+    except InvalidSignature as exc:
+        raise JWSError("bad_signature") from exc
+
+
+def sign(header: dict[str, Any], payload: dict[str, Any], key: PrivateKey) -> str:
+    """Sign with ES256 (P-256 key) or EdDSA (Ed25519 key); `header["alg"]` must agree."""
+    signing_input = (
+        b64url_encode(orjson.dumps(header)) + "." + b64url_encode(orjson.dumps(payload))
+    ).encode("ascii")
+    if isinstance(key, ec.EllipticCurvePrivateKey) and header.get("alg") == "ES256":
+        r, s = decode_dss_signature(key.sign(signing_input, _ECDSA_SHA256))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    elif isinstance(key, ed25519.Ed25519PrivateKey) and header.get("alg") == "EdDSA":
+        signature = key.sign(signing_input)
+    else:
+        raise JWSError("unsupported_key")
+    return signing_input.decode("ascii") + "." + b64url_encode(signature)

@@ -1,0 +1,39 @@
+"""Route dependencies: the application's services and admin authentication."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from provisioning.db import transaction
+from provisioning.services import Services
+from provisioning.store import admin
+from provisioning.store.admin import Admin
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def require(scope: str) -> Callable[..., Admin]:
+    def dependency(
+        services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+    ) -> Admin:
+        with transaction(services.engine) as session:
+            return admin.authenticate(
+                session=session, authorization=authorization, scopes=(scope,)
+            )
+
+    return dependency
+
+
+DevicesRead = Annotated[Admin, Depends(require("devices:read"))]
+DevicesWrite = Annotated[Admin, Depends(require("devices:write"))]
+TokensRevoke = Annotated[Admin, Depends(require("tokens:revoke"))]
+AuditRead = Annotated[Admin, Depends(require("audit:read"))]

@@ -1,0 +1,170 @@
+"""Devices, their credential keys, signing keys and revocation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from provisioning.api.deps import DevicesRead, DevicesWrite, ServicesDep, TokensRevoke
+from provisioning.db import transaction
+from provisioning.errors import BadRequest
+from provisioning.models.devices import (
+    CredentialKeyCreate,
+    CredentialKeyPublic,
+    DeviceCreate,
+    DeviceCreated,
+    DevicePage,
+    DevicePublic,
+    DeviceUpdate,
+)
+from provisioning.services import Services
+from provisioning.store import batch, devices, revocations
+
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+
+def _limits(services: Services) -> dict[str, int]:
+    return {"max_metadata_bytes": services.settings.max_metadata_bytes}
+
+
+@router.post("", status_code=201)
+def create_device(body: DeviceCreate, services: ServicesDep, actor: DevicesWrite) -> DeviceCreated:
+    """Create a device; a client secret or enrollment token is shown once, here."""
+    with transaction(services.engine) as session:
+        created = devices.create_device(
+            session=session, keyring=services.keyring, device_create=body, now=services.now(),
+            actor=actor.id, enrollment_ttl=services.settings.enrollment_token_ttl,
+            **_limits(services),
+        )
+        public = devices.to_public(session=session, device=created.device)
+    return DeviceCreated(
+        **public.model_dump(), client_secret=created.client_secret,
+        enrollment_token=created.enrollment_token,
+    )
+
+
+@router.post(":batch")
+def create_devices(
+    body: batch.BatchCreate, services: ServicesDep, actor: DevicesWrite
+) -> dict[str, Any]:
+    """Create many devices, atomically or reporting per row; idempotent on device_id."""
+    if len(body.devices) > services.settings.max_batch:
+        raise BadRequest(f"at most {services.settings.max_batch} devices per batch")
+    with transaction(services.engine) as session:
+        results = batch.create_batch(
+            session=session, keyring=services.keyring, batch=body, now=services.now(),
+            actor=actor.id, enrollment_ttl=services.settings.enrollment_token_ttl,
+            **_limits(services),
+        )
+    return {"results": results}
+
+
+@router.get("")
+def list_devices(
+    services: ServicesDep,
+    _: DevicesRead,
+    fleet: str | None = None,
+    status: Literal["active", "disabled", "revoked"] | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> DevicePage:
+    """List devices by id, `limit` at a time; pass `next_cursor` back for the next page."""
+    with transaction(services.engine) as session:
+        rows, next_cursor = devices.list_devices(
+            session=session, fleet=fleet, status=status, cursor=cursor, limit=limit
+        )
+        items = [devices.to_public(session=session, device=d) for d in rows]
+    return DevicePage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{device_id}")
+def read_device(device_id: str, services: ServicesDep, _: DevicesRead) -> DevicePublic:
+    """Read a device."""
+    with transaction(services.engine) as session:
+        device = devices.get_device(session=session, device_id=device_id)
+        return devices.to_public(session=session, device=device)
+
+
+@router.patch("/{device_id}")
+def update_device(
+    device_id: str, body: DeviceUpdate, services: ServicesDep, actor: DevicesWrite
+) -> DevicePublic:
+    """Enable or disable a device, or change its metadata or own ACL."""
+    with transaction(services.engine) as session:
+        device = devices.update_device(
+            session=session, device_id=device_id, device_update=body, now=services.now(),
+            actor=actor.id, **_limits(services),
+        )
+        public = devices.to_public(session=session, device=device)
+    if public.status != "active":
+        services.bus.publish(device_id, None)
+    return public
+
+
+@router.delete("/{device_id}", status_code=204)
+def delete_device(device_id: str, services: ServicesDep, actor: DevicesWrite) -> Response:
+    """Delete a device with its keys and tokens."""
+    with transaction(services.engine) as session:
+        devices.delete_device(
+            session=session, device_id=device_id, now=services.now(), actor=actor.id
+        )
+    services.trust.forget(device_id)
+    services.keyring.forget(device_id)
+    services.bus.publish(device_id, None)
+    return Response(status_code=204)
+
+
+@router.post("/{device_id}/keys", status_code=201)
+def add_key(
+    device_id: str, body: CredentialKeyCreate, services: ServicesDep, actor: DevicesWrite
+) -> CredentialKeyPublic:
+    """Register another credential public key (Ed25519 or P-256, PEM or JWK)."""
+    with transaction(services.engine) as session:
+        device = devices.get_device(session=session, device_id=device_id)
+        return devices.add_key(
+            session=session, device=device, public_key=body.public_key,
+            expires_at=body.expires_at, now=services.now(), actor=actor.id,
+        ).public()
+
+
+@router.delete("/{device_id}/keys/{kid}", status_code=204)
+def remove_key(device_id: str, kid: str, services: ServicesDep, actor: DevicesWrite) -> Response:
+    """Remove a credential key; tokens already issued live until they expire."""
+    with transaction(services.engine) as session:
+        device = devices.get_device(session=session, device_id=device_id)
+        devices.remove_key(
+            session=session, device=device, kid=kid, now=services.now(), actor=actor.id
+        )
+    return Response(status_code=204)
+
+
+@router.post("/{device_id}/signing-keys:rotate")
+def rotate_signing_key(
+    device_id: str, services: ServicesDep, actor: DevicesWrite, immediate: bool = False
+) -> dict[str, Any]:
+    """New signing key version; the old one verifies until its tokens expire, or
+    not at all with `immediate=true`."""
+    with transaction(services.engine) as session:
+        row = devices.rotate_signing_key(
+            session=session, keyring=services.keyring, device_id=device_id,
+            now=services.now(), leeway=services.settings.leeway, immediate=immediate,
+            actor=actor.id,
+        )
+    services.trust.forget(device_id)
+    if immediate:
+        services.bus.publish(device_id, None)
+    return {"kid": row.kid, "version": row.version}
+
+
+@router.post("/{device_id}:revoke")
+def revoke_device(device_id: str, services: ServicesDep, actor: TokensRevoke) -> DevicePublic:
+    """Every token and refresh token of the device dies; live sessions are cut."""
+    with transaction(services.engine) as session:
+        device = devices.get_device(session=session, device_id=device_id)
+        revocations.revoke_device(
+            session=session, device=device, now=services.now(), actor=actor.id
+        )
+        public = devices.to_public(session=session, device=device)
+    services.bus.publish(device_id, None)
+    return public

@@ -1,0 +1,121 @@
+"""Discovery, JWKS, enrollment, audit, admin keys, health and metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from cryptography.hazmat.primitives import serialization
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from credbroker import jwk
+from credbroker.claims import SIGNING_ALG
+from provisioning import signing
+from provisioning.api.deps import AuditRead, ServicesDep, require
+from provisioning.db import transaction
+from provisioning.metrics import Metrics
+from provisioning.models.admin import AdminKeyCreate, AdminKeyCreated
+from provisioning.models.audit import AuditPage
+from provisioning.models.devices import CredentialKeyPublic, PublicKeyInput
+from provisioning.store import admin, audit, devices, enrollment
+from provisioning.store.admin import Admin
+
+router = APIRouter()
+
+
+@router.get("/.well-known/oauth-authorization-server", tags=["meta"])
+def metadata(services: ServicesDep) -> dict[str, Any]:
+    """RFC 8414 authorization server metadata."""
+    issuer = services.issuer
+    return {
+        "issuer": issuer,
+        "token_endpoint": services.token_endpoint,
+        "revocation_endpoint": issuer + "/oauth2/revoke",
+        "introspection_endpoint": issuer + "/oauth2/introspect",
+        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "token_endpoint_auth_methods_supported": [
+            "private_key_jwt", "client_secret_basic", "client_secret_post",
+        ],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "response_types_supported": [],
+        "access_token_signing_alg_values_supported": [SIGNING_ALG],
+    }
+
+
+@router.get("/v1/devices/{device_id}/jwks.json", tags=["devices"])
+def device_jwks(device_id: str, services: ServicesDep) -> dict[str, Any]:
+    """Public halves of the device's signing keys that still verify (RFC 7517)."""
+    with transaction(services.engine) as session:
+        devices.get_device(session=session, device_id=device_id)
+        rows = signing.live_keys(session=session, device_id=device_id, now=services.now())
+    keys = []
+    for row in rows:
+        public = serialization.load_der_public_key(row.public_der)
+        keys.append({**jwk.to_jwk(public), "kid": row.kid, "alg": SIGNING_ALG,  # type: ignore[arg-type]
+                     "use": "sig"})
+    return {"keys": keys}
+
+
+class EnrollRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enrollment_token: str = Field(min_length=1, max_length=200)
+    public_key: PublicKeyInput
+
+
+@router.post("/v1/enroll", status_code=201, tags=["devices"])
+def enroll(body: EnrollRequest, services: ServicesDep) -> dict[str, Any]:
+    """Device side: register the device's public key with its single-use token."""
+    with transaction(services.engine) as session:
+        device, key = enrollment.enroll(
+            session=session, enrollment_token=body.enrollment_token,
+            public_key=body.public_key, now=services.now(),  # type: ignore[arg-type]
+        )
+        return {"device_id": device.device_id, "key": CredentialKeyPublic.model_validate(
+            key.public()).model_dump()}
+
+
+@router.get("/v1/audit", tags=["audit"])
+def read_audit(
+    services: ServicesDep, _: AuditRead,
+    device_id: str | None = None, action: str | None = None,
+    cursor: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AuditPage:
+    """Audit events, oldest first; filter by device and action, page with `cursor`."""
+    with transaction(services.engine) as session:
+        rows = audit.list_events(session=session, device_id=device_id, action=action,
+                                 after=cursor, limit=limit)
+    items = [r.public() for r in rows]
+    return AuditPage(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)
+
+
+@router.post("/v1/admin-keys", status_code=201, tags=["admin"])
+def create_admin_key(
+    body: AdminKeyCreate, services: ServicesDep,
+    actor: Annotated[Admin, Depends(require("devices:write"))],
+) -> AdminKeyCreated:
+    """A new admin API key, shown once; it can hold only scopes the caller holds."""
+    with transaction(services.engine) as session:
+        row, key = admin.create(session=session, admin_key_create=body, now=services.now(),
+                                actor=actor)
+        return AdminKeyCreated(**row.public().model_dump(), key=key)
+
+
+@router.get("/healthz", tags=["meta"])
+def healthz(request: Request) -> JSONResponse:
+    """Liveness: 200 once every part of this process accepts connections."""
+    checks: dict[str, bool] = dict(request.app.state.health)
+    ready = all(checks.values())
+    body = {"status": "ok" if ready else "starting", **checks}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", tags=["meta"])
+def metrics(request: Request) -> Response:
+    """Prometheus metrics."""
+    registry: Metrics = request.app.state.services.metrics
+    return Response(registry.render(), media_type=registry.content_type)

@@ -1,0 +1,86 @@
+"""OAuth endpoints: token (RFC 6749), revocation (RFC 7009), introspection (RFC 7662)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from provisioning import grants, introspection
+from provisioning.api.deps import ServicesDep
+from provisioning.db import transaction
+from provisioning.errors import InvalidRequest
+from provisioning.services import Services
+from provisioning.http import NO_STORE
+from provisioning.store import admin
+
+router = APIRouter(tags=["oauth"])
+MAX_FIELDS = 16
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The form, with single-valued string fields only (RFC 6749 section 3.2)."""
+    form: FormData = await request.form(max_files=0, max_fields=MAX_FIELDS)
+    fields: dict[str, str] = {}
+    for name, value in form.multi_items():
+        if not isinstance(value, str) or name in fields:
+            raise InvalidRequest(f"parameter {name!r} must be sent once, as text")
+        fields[name] = value
+    return fields
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.post("/oauth2/token")
+async def token(
+    request: Request, services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """Trade a client assertion, client secret or refresh token for tokens."""
+    form = await _form(request)
+    issued = await run_in_threadpool(
+        grants.token, services, form, authorization, _address(request)
+    )
+    return JSONResponse(issued.response(), headers=NO_STORE)
+
+
+def _admin_for(services: Services, authorization: str | None, *scopes: str) -> admin.Admin:
+    with transaction(services.engine) as session:
+        return admin.authenticate(session=session, authorization=authorization, scopes=scopes)
+
+
+@router.post("/oauth2/introspect")
+async def introspect(
+    request: Request, services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """RFC 7662: is this token active, and what does it say? Needs a `broker:hook` or
+    `devices:read` admin key."""
+    _admin_for(services, authorization, "broker:hook", "devices:read")
+    form = await _form(request)
+    if not form.get("token"):
+        raise InvalidRequest("token is required")
+    body = await run_in_threadpool(introspection.introspect, services, form["token"])
+    return JSONResponse(body, headers=NO_STORE)
+
+
+@router.post("/oauth2/revoke")
+async def revoke(
+    request: Request, services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """RFC 7009: revoke an access or refresh token. Holding the token is enough: an
+    admin key with `tokens:revoke` is recorded as the actor when sent."""
+    actor = "holder"
+    if authorization:
+        actor = _admin_for(services, authorization, "tokens:revoke").id
+    form = await _form(request)
+    if not form.get("token"):
+        raise InvalidRequest("token is required")
+    await run_in_threadpool(introspection.revoke, services, form["token"], actor)
+    return JSONResponse({}, headers=NO_STORE)

@@ -1,0 +1,48 @@
+"""`create_app(settings)`: the provisioning API as a FastAPI application.
+
+Everything is set up eagerly (migrations, master key, admin key seed) so that
+`TestClient(create_app(settings))` works with or without a lifespan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from credbroker import __version__
+from provisioning import masterkey
+from provisioning.api import devices, fleets, meta, oauth
+from provisioning.db import create_db_engine, migrate, transaction
+from provisioning.http import RequestGuard, install_error_handlers
+from provisioning.services import Services
+from provisioning.settings import Settings
+from provisioning.store import admin
+
+
+def create_app(settings: Settings | None = None, *, clock: Callable[[], float] = time.time) -> FastAPI:
+    settings = settings or Settings()
+    engine = create_db_engine(settings.effective_database_url)
+    migrate(engine)
+    master_key = masterkey.load_or_create(
+        settings.master_key.get_secret_value() if settings.master_key else None,
+        settings.data_dir,
+    )
+    if settings.admin_key is not None:
+        with transaction(engine) as session:
+            admin.seed(session=session, key=settings.admin_key.get_secret_value(),
+                       now=int(clock()))
+    services = Services.build(settings, engine, master_key, clock)
+
+    app = FastAPI(
+        title="credbroker provisioning API", version=__version__,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.state.services = services
+    app.state.health = {"api": True}
+    install_error_handlers(app)
+    app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
+    for router in (fleets.router, devices.router, oauth.router, meta.router):
+        app.include_router(router)
+    return app

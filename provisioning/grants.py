@@ -1,0 +1,203 @@
+"""`POST /oauth2/token`: the three grants of DESIGN.md, RFC 6749 errors.
+
+- client_credentials + private_key_jwt (RFC 7523 section 2.2, client authentication)
+- client_credentials + client_secret_basic / client_secret_post (RFC 6749 section 2.3.1)
+- refresh_token with rotation; a reused token kills its family (RFC 9700 section 4.14)
+
+Every issuance and refusal is audited; refusals count against the client and the
+address, and past the limit the endpoint answers 429 before any crypto runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from urllib.parse import unquote
+
+from sqlmodel import Session
+
+from credbroker.claims import is_device_id
+from provisioning import assertions, hashing
+from provisioning.db import transaction
+from provisioning.errors import (
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    OAuthError,
+    TooManyAttempts,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
+from provisioning.models import Device, Fleet, RefreshFamily, RefreshToken
+from provisioning.services import Services
+from provisioning.store import audit, revocations
+from provisioning.tokens import Issued, issue
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def token(
+    services: Services, form: Mapping[str, str], authorization: str | None, address: str
+) -> Issued:
+    grant_type = form.get("grant_type")
+    if not grant_type:
+        raise InvalidRequest("grant_type is required")
+    if grant_type not in ("client_credentials", "refresh_token"):
+        raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
+    client = _claimed_client(form, authorization)
+    keys = (f"client:{client}", f"addr:{address}") if client else (f"addr:{address}",)
+    retry = services.limiter.retry_after(*keys)
+    if retry:
+        services.metrics.tokens.labels(grant_type, "throttled").inc()
+        raise TooManyAttempts(retry)
+    try:
+        with services.metrics.token_seconds.labels(grant_type).time(), \
+                transaction(services.engine) as session:
+            if grant_type == "refresh_token":
+                issued = _refresh(services, session, form)
+            else:
+                issued = _client_credentials(services, session, form, authorization)
+    except OAuthError as exc:
+        services.metrics.tokens.labels(grant_type, exc.error).inc()
+        services.limiter.failed(*keys)
+        with transaction(services.engine) as session:
+            audit.record(
+                session=session, now=services.now(), action=f"token.{grant_type}",
+                outcome="refused", device_id=client, error=exc.error, reason=exc.detail,
+                address=address,
+            )
+        raise
+    services.metrics.tokens.labels(grant_type, "issued").inc()
+    return issued
+
+
+def _claimed_client(form: Mapping[str, str], authorization: str | None) -> str | None:
+    """Who the request says it is, unverified: for rate limiting and audit only."""
+    candidates = [form.get("client_id")]
+    if "client_assertion" in form:
+        candidates.append(assertions.claimed_device(form["client_assertion"]))
+    if authorization:
+        candidates.append(_basic(authorization)[0])
+    return next((c for c in candidates if c and is_device_id(c)), None)
+
+
+def _basic(authorization: str) -> tuple[str, str]:
+    """RFC 6749 section 2.3.1: form-urlencoded id and secret inside HTTP Basic."""
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        raise InvalidClient("only HTTP Basic client authentication is accepted here")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidClient("malformed HTTP Basic credentials") from exc
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidClient("malformed HTTP Basic credentials")
+    return unquote(client_id), unquote(secret)
+
+
+def _client_credentials(
+    services: Services, session: Session, form: Mapping[str, str], authorization: str | None
+) -> Issued:
+    now = services.now()
+    if "client_assertion" in form:
+        if form.get("client_assertion_type") != JWT_BEARER:
+            raise InvalidRequest(f"client_assertion_type must be {JWT_BEARER}")
+        device_id = assertions.claimed_device(form["client_assertion"])
+        if device_id is None or form.get("client_id", device_id) != device_id:
+            raise InvalidClient("client assertion does not name a device")
+        device, fleet = _active_device(session, device_id, "private_key_jwt")
+        jkt = assertions.verify_assertion(
+            session=session, assertion=form["client_assertion"], device_id=device_id,
+            policy=services.assertion_policy, now=now,
+        )
+    else:
+        device_id, secret = _secret_credentials(form, authorization)
+        stored = session.get(Device, device_id) if is_device_id(device_id) else None
+        if not hashing.verify_secret(stored.client_secret_hash if stored else None, secret):
+            raise InvalidClient("unknown client or wrong secret")
+        device, fleet = _active_device(session, device_id, "client_secret")
+        if not fleet.allow_client_secret:
+            raise UnauthorizedClient("this fleet does not allow client secrets")
+        jkt = ""
+    issued = issue(
+        keyring=services.keyring, session=session, device=device, fleet=fleet, jkt=jkt,
+        now=now, issuer=services.issuer, audience=services.settings.audience,
+        family_lifetime=services.settings.refresh_family_lifetime,
+    )
+    audit.record(
+        session=session, now=now, action="token.issue", device_id=device_id, jti=issued.jti,
+        method="private_key_jwt" if jkt else "client_secret",
+    )
+    return issued
+
+
+def _secret_credentials(form: Mapping[str, str], authorization: str | None) -> tuple[str, str]:
+    if authorization:
+        if "client_secret" in form:
+            raise InvalidRequest("use one client authentication method, not two")
+        return _basic(authorization)
+    if "client_id" in form and "client_secret" in form:
+        return form["client_id"], form["client_secret"]
+    raise InvalidClient("client authentication is required")
+
+
+def _active_device(session: Session, device_id: str, method: str) -> tuple[Device, Fleet]:
+    device = session.get(Device, device_id)
+    if device is None or device.auth_method != method:
+        raise InvalidClient("unknown client or wrong authentication method")
+    if device.status != "active":
+        raise InvalidClient(f"device is {device.status}")
+    fleet = session.get(Fleet, device.fleet)
+    if fleet is None:  # a foreign key guards this; fail closed all the same
+        raise InvalidClient("device has no fleet")
+    return device, fleet
+
+
+def _refresh(services: Services, session: Session, form: Mapping[str, str]) -> Issued:
+    now = services.now()
+    presented = form.get("refresh_token")
+    if not presented:
+        raise InvalidRequest("refresh_token is required")
+    row = session.get(RefreshToken, hashing.token_hash(presented))
+    if row is None:
+        raise InvalidGrant("unknown refresh token")
+    family = session.get(RefreshFamily, row.family_id)
+    if family is None or family.revoked_at is not None:
+        raise InvalidGrant("refresh token was revoked")
+    if row.used_at is not None:
+        _revoke_reused(services, family.id)
+        raise InvalidGrant("refresh token was already used; its family is revoked")
+    if family.expires_at <= now:
+        raise InvalidGrant("refresh token family has expired; authenticate again")
+    if form.get("client_id", row.device_id) != row.device_id:
+        raise InvalidGrant("refresh token was issued to another client")
+    device = session.get(Device, row.device_id)
+    if device is None or device.status != "active":
+        raise InvalidGrant("device is not active")
+    fleet = session.get(Fleet, device.fleet)
+    if fleet is None:
+        raise InvalidGrant("device has no fleet")
+    row.used_at = now
+    session.add(row)
+    issued = issue(
+        keyring=services.keyring, session=session, device=device, fleet=fleet,
+        jkt=family.jkt, now=now, issuer=services.issuer, audience=services.settings.audience,
+        family=family,
+    )
+    audit.record(
+        session=session, now=now, action="token.refresh", device_id=device.device_id,
+        jti=issued.jti, family=family.id,
+    )
+    return issued
+
+
+def _revoke_reused(services: Services, family_id: str) -> None:
+    """Committed on its own: the refusal that follows must not roll it back."""
+    with transaction(services.engine) as session:
+        family = session.get(RefreshFamily, family_id)
+        if family is not None and family.revoked_at is None:
+            revocations.revoke_family(
+                session=session, family=family, now=services.now(), reason="refresh_reuse"
+            )

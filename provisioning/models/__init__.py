@@ -1,0 +1,31 @@
+"""SQLModel tables and API schemas, one module per concept.
+
+Schema families follow the FastAPI template: `XBase` -> `XCreate` / `XPublic` /
+`X(table=True)`. Secrets (hashes, encrypted private keys) live only on table models.
+"""
+
+from provisioning.models.admin import AdminKey
+from provisioning.models.audit import AuditEvent
+from provisioning.models.devices import CredentialKey, Device, SigningKey
+from provisioning.models.fleets import Fleet
+from provisioning.models.tokens import (
+    EnrollmentToken,
+    RefreshFamily,
+    RefreshToken,
+    Revocation,
+    UsedAssertion,
+)
+
+__all__ = [
+    "AdminKey",
+    "AuditEvent",
+    "CredentialKey",
+    "Device",
+    "EnrollmentToken",
+    "Fleet",
+    "RefreshFamily",
+    "RefreshToken",
+    "Revocation",
+    "SigningKey",
+    "UsedAssertion",
+]

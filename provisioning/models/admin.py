@@ -1,0 +1,46 @@
+"""Admin API keys: random, shown once, stored as SHA-256, with scopes."""
+
+from typing import Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict
+from sqlmodel import JSON, Field, SQLModel
+
+Scope = Literal["devices:read", "devices:write", "tokens:revoke", "audit:read", "broker:hook"]
+ALL_SCOPES: tuple[Scope, ...] = (
+    "devices:read", "devices:write", "tokens:revoke", "audit:read", "broker:hook",
+)
+
+
+class AdminKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = pydantic.Field(default="", max_length=128)
+    scopes: list[Scope] = pydantic.Field(min_length=1)
+
+
+class AdminKeyPublic(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: int
+
+
+class AdminKeyCreated(AdminKeyPublic):
+    key: str
+
+
+class AdminKey(SQLModel, table=True):
+    __tablename__ = "admin_keys"
+
+    id: str = Field(primary_key=True, max_length=32)
+    key_hash: str = Field(unique=True, max_length=64)
+    name: str = Field(default="", max_length=128)
+    scopes: list[str] = Field(default_factory=list, sa_type=JSON)
+    created_at: int
+    revoked_at: int | None = None
+
+    def public(self) -> AdminKeyPublic:
+        return AdminKeyPublic(
+            id=self.id, name=self.name, scopes=self.scopes, created_at=self.created_at
+        )

@@ -1,0 +1,40 @@
+"""Audit events: every issuance, refusal, revocation and key change."""
+
+from typing import Any
+
+from pydantic import BaseModel
+from sqlmodel import JSON, Field, SQLModel
+
+
+class AuditEventPublic(BaseModel):
+    id: int
+    at: float
+    action: str
+    outcome: str
+    device_id: str | None
+    actor: str | None
+    detail: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventPublic]
+    next_cursor: str | None
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: float = Field(index=True)
+    action: str = Field(index=True, max_length=64)
+    outcome: str = Field(max_length=16)  # "ok" or "refused"
+    device_id: str | None = Field(default=None, index=True, max_length=128)
+    actor: str | None = Field(default=None, max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+    def public(self) -> AuditEventPublic:
+        assert self.id is not None  # noqa: S101 - persisted rows always have one
+        return AuditEventPublic(
+            id=self.id, at=self.at, action=self.action, outcome=self.outcome,
+            device_id=self.device_id, actor=self.actor, detail=self.detail,
+        )

@@ -1,0 +1,85 @@
+"""Fleets: a group of devices sharing an ACL template and a token lifetime."""
+
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, field_validator
+from sqlmodel import JSON, Field, SQLModel
+
+from credbroker.claims import DEFAULT_TOKEN_TTL, FLEET_NAME_PATTERN, MAX_TOKEN_TTL, PLACEHOLDERS
+from credbroker.topics import is_valid_filter
+
+MAX_ACL_ENTRIES = 64
+
+
+def check_filters(filters: list[str]) -> list[str]:
+    """ACL templates must be valid MQTT filters once placeholders are filled in."""
+    if len(filters) > MAX_ACL_ENTRIES:
+        raise ValueError(f"at most {MAX_ACL_ENTRIES} filters")
+    for template in filters:
+        filled = template
+        for placeholder in PLACEHOLDERS:
+            filled = filled.replace(placeholder, "x")
+        if "{" in filled or "}" in filled:
+            raise ValueError(f"unknown placeholder in {template!r}")
+        if len(template) > 512 or not is_valid_filter(filled):
+            raise ValueError(f"not a valid MQTT topic filter: {template!r}")
+    return filters
+
+
+class AclTemplate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    publish: list[str] = []
+    subscribe: list[str] = []
+
+    _check = field_validator("publish", "subscribe")(check_filters)
+
+
+class FleetCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = pydantic.Field(pattern=f"^{FLEET_NAME_PATTERN}$")
+    acl: AclTemplate = AclTemplate()
+    token_ttl: int = pydantic.Field(default=DEFAULT_TOKEN_TTL, ge=60, le=MAX_TOKEN_TTL)
+    allow_client_secret: bool = False
+
+
+class FleetUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    acl: AclTemplate | None = None
+    token_ttl: int | None = pydantic.Field(default=None, ge=60, le=MAX_TOKEN_TTL)
+    allow_client_secret: bool | None = None
+
+
+class FleetPublic(BaseModel):
+    name: str
+    acl: AclTemplate
+    token_ttl: int
+    allow_client_secret: bool
+    created_at: int
+
+
+class Fleet(SQLModel, table=True):
+    __tablename__ = "fleets"
+
+    name: str = Field(primary_key=True, max_length=64)
+    acl_publish: list[str] = Field(default_factory=list, sa_type=JSON)
+    acl_subscribe: list[str] = Field(default_factory=list, sa_type=JSON)
+    token_ttl: int = DEFAULT_TOKEN_TTL
+    allow_client_secret: bool = False
+    created_at: int
+
+    def public(self) -> FleetPublic:
+        return FleetPublic(
+            name=self.name,
+            acl=AclTemplate(publish=self.acl_publish, subscribe=self.acl_subscribe),
+            token_ttl=self.token_ttl,
+            allow_client_secret=self.allow_client_secret,
+            created_at=self.created_at,
+        )
+
+
+def acl_columns(acl: AclTemplate) -> dict[str, Any]:
+    return {"acl_publish": list(acl.publish), "acl_subscribe": list(acl.subscribe)}

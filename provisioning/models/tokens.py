@@ -1,0 +1,59 @@
+"""Server-side token state: refresh families, replay cache, revocations, enrollment."""
+
+from sqlmodel import Field, SQLModel
+
+
+class RefreshFamily(SQLModel, table=True):
+    """All refresh tokens descending from one grant; dies whole on reuse (RFC 9700 4.14)."""
+
+    __tablename__ = "refresh_families"
+
+    id: str = Field(primary_key=True, max_length=64)
+    device_id: str = Field(foreign_key="devices.device_id", index=True, max_length=128)
+    jkt: str = Field(max_length=64)  # the credential key that was proven at the grant
+    created_at: int
+    expires_at: int  # absolute lifetime of the family
+    revoked_at: int | None = None
+
+
+class RefreshToken(SQLModel, table=True):
+    __tablename__ = "refresh_tokens"
+
+    token_hash: str = Field(primary_key=True, max_length=64)  # SHA-256 hex of the token
+    family_id: str = Field(foreign_key="refresh_families.id", index=True, max_length=64)
+    device_id: str = Field(max_length=128)
+    created_at: int
+    used_at: int | None = None
+    access_jti: str = Field(max_length=64)  # the access token issued beside it
+    access_exp: int
+
+
+class UsedAssertion(SQLModel, table=True):
+    """RFC 7523 section 3: each client assertion jti is accepted once until it expires."""
+
+    __tablename__ = "used_assertions"
+
+    key: str = Field(primary_key=True, max_length=400)  # "{device_id}\n{jti}"
+    expires_at: int = Field(index=True)
+
+
+class Revocation(SQLModel, table=True):
+    """The revocation log: deny-listed jtis and device-wide cut-offs, in order."""
+
+    __tablename__ = "revocations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # "token" or "device"
+    device_id: str = Field(index=True, max_length=128)
+    jti: str | None = Field(default=None, index=True, max_length=64)
+    expires_at: int | None = None  # for "token": when the deny entry may be dropped
+    created_at: int
+
+
+class EnrollmentToken(SQLModel, table=True):
+    __tablename__ = "enrollment_tokens"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    device_id: str = Field(foreign_key="devices.device_id", index=True, max_length=128)
+    expires_at: int
+    used_at: int | None = None

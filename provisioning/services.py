@@ -1,0 +1,72 @@
+"""What routes need, built once per application: engine, keys, limiter, clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from credbroker.verifier import Verifier, VerifyPolicy
+from provisioning.assertions import AssertionPolicy
+from provisioning.masterkey import Sealer
+from provisioning.metrics import Metrics
+from provisioning.ratelimit import FailureLimiter
+from provisioning.settings import Settings
+from provisioning.signing import Keyring
+from provisioning.store.revocations import RevocationBus
+from provisioning.trust import DatabaseTrustStore
+
+TOKEN_PATH = "/oauth2/token"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    keyring: Keyring
+    limiter: FailureLimiter
+    verifier: Verifier
+    trust: DatabaseTrustStore
+    clock: Callable[[], float] = time.time
+    bus: RevocationBus = field(default_factory=RevocationBus)
+    metrics: Metrics = field(default_factory=Metrics)
+
+    @classmethod
+    def build(
+        cls, settings: Settings, engine: Engine, master_key: bytes,
+        clock: Callable[[], float] = time.time,
+    ) -> Services:
+        trust = DatabaseTrustStore(engine, clock)
+        policy = VerifyPolicy(
+            issuer=settings.effective_issuer, audience=settings.audience, leeway=settings.leeway
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            keyring=Keyring(Sealer(master_key)),
+            limiter=FailureLimiter(settings.failed_auth_limit, settings.failed_auth_window, clock),
+            verifier=Verifier(policy, trust, clock),
+            trust=trust,
+            clock=clock,
+        )
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    @property
+    def issuer(self) -> str:
+        return self.settings.effective_issuer
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.issuer + TOKEN_PATH
+
+    @property
+    def assertion_policy(self) -> AssertionPolicy:
+        return AssertionPolicy(
+            audiences=frozenset({self.issuer, self.token_endpoint}),
+            max_lifetime=self.settings.assertion_max_lifetime,
+            leeway=self.settings.leeway,
+        )

@@ -1,0 +1,54 @@
+"""Server settings, from `CREDBROKER_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from credbroker.claims import DEFAULT_AUDIENCE
+
+DAY = 86_400
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CREDBROKER_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    data_dir: Path = Path("./credbroker-data")
+    database_url: str | None = None
+    master_key: SecretStr | None = None
+    admin_key: SecretStr | None = None
+    issuer: str | None = Field(default=None, description="defaults to http://HOST:HTTP_PORT")
+    audience: str = DEFAULT_AUDIENCE
+    leeway: int = Field(default=30, ge=0, le=300)
+    assertion_max_lifetime: int = 300  # RFC 7523 assertions expire at most 5 minutes ahead
+    refresh_family_lifetime: int = 30 * DAY
+    enrollment_token_ttl: int = 7 * DAY
+    max_body_bytes: int = 256 * 1024
+    max_metadata_bytes: int = 4096
+    max_batch: int = 1000
+    failed_auth_limit: int = Field(default=10, ge=1)
+    failed_auth_window: int = Field(default=60, ge=1)
+    log_level: str = "warning"
+
+    @property
+    def effective_issuer(self) -> str:
+        if self.issuer:
+            return self.issuer.rstrip("/")
+        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.http_port}"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'credbroker.db').resolve()}"
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,95 @@
+"""Per-device ES256 signing keys: made, sealed, rotated, and loaded for signing.
+
+`kid = "{device_id}#{version}"`. The private half is stored only sealed with AES-256-GCM
+under the master key, the kid as associated data, so a sealed key cannot be moved to
+another device's row. Rotation makes version n+1; version n keeps verifying until every
+token it signed has expired (`verify_until`), or at once with `immediate`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlmodel import Session, col, select
+
+from credbroker.claims import MAX_TOKEN_TTL, kid_for
+from provisioning.masterkey import Sealer
+from provisioning.models import Device, SigningKey
+
+_CACHE_SIZE = 4096
+
+
+class Keyring:
+    """Seals new keys and opens stored ones, keeping recently used ones loaded."""
+
+    def __init__(self, sealer: Sealer) -> None:
+        self._sealer = sealer
+        self._loaded: OrderedDict[str, ec.EllipticCurvePrivateKey] = OrderedDict()
+
+    def new_key(self, *, session: Session, device: Device, now: int) -> SigningKey:
+        device.signing_key_version += 1
+        kid = kid_for(device.device_id, device.signing_key_version)
+        private = ec.generate_private_key(ec.SECP256R1())
+        der = private.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        row = SigningKey(
+            kid=kid,
+            device_id=device.device_id,
+            version=device.signing_key_version,
+            public_der=private.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            private_enc=self._sealer.seal(der, aad=kid),
+            created_at=now,
+        )
+        session.add(device)
+        session.add(row)
+        return row
+
+    def rotate(
+        self, *, session: Session, device: Device, now: int, leeway: int, immediate: bool
+    ) -> SigningKey:
+        """Retire the live keys: at once, or once the tokens they signed have expired."""
+        for old in live_keys(session=session, device_id=device.device_id, now=now):
+            old.verify_until = now if immediate else now + MAX_TOKEN_TTL + leeway
+            session.add(old)
+        return self.new_key(session=session, device=device, now=now)
+
+    def private_key(self, *, session: Session, device: Device) -> tuple[str, ec.EllipticCurvePrivateKey]:
+        kid = kid_for(device.device_id, device.signing_key_version)
+        key = self._loaded.get(kid)
+        if key is None:
+            row = session.get(SigningKey, kid)
+            if row is None:
+                raise LookupError(f"signing key {kid} is missing")
+            loaded = serialization.load_der_private_key(
+                self._sealer.open(row.private_enc, aad=kid), password=None
+            )
+            if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+                raise LookupError(f"signing key {kid} is not P-256")
+            key = loaded
+            self._loaded[kid] = key
+            if len(self._loaded) > _CACHE_SIZE:
+                self._loaded.popitem(last=False)
+        else:
+            self._loaded.move_to_end(kid)
+        return kid, key
+
+    def forget(self, device_id: str) -> None:
+        for kid in [k for k in self._loaded if k.rpartition("#")[0] == device_id]:
+            del self._loaded[kid]
+
+
+def live_keys(*, session: Session, device_id: str, now: int) -> list[SigningKey]:
+    query = (
+        select(SigningKey)
+        .where(SigningKey.device_id == device_id)
+        .where((col(SigningKey.verify_until).is_(None)) | (col(SigningKey.verify_until) > now))
+        .order_by(col(SigningKey.version))
+    )
+    return list(session.exec(query))

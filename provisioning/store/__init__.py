@@ -1,0 +1,1 @@
+"""Data access: plain functions taking keyword arguments and an explicit session."""

@@ -1,0 +1,43 @@
+"""Writing and reading audit events. Secrets never go into `detail`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from provisioning.models import AuditEvent
+
+
+def record(
+    *,
+    session: Session,
+    now: float,
+    action: str,
+    outcome: str = "ok",
+    device_id: str | None = None,
+    actor: str | None = None,
+    **detail: Any,
+) -> None:
+    session.add(
+        AuditEvent(
+            at=now, action=action, outcome=outcome, device_id=device_id, actor=actor,
+            detail=detail,
+        )
+    )
+
+
+def list_events(
+    *,
+    session: Session,
+    device_id: str | None = None,
+    action: str | None = None,
+    after: int = 0,
+    limit: int = 100,
+) -> list[AuditEvent]:
+    query = select(AuditEvent).where(col(AuditEvent.id) > after)
+    if device_id is not None:
+        query = query.where(AuditEvent.device_id == device_id)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    return list(session.exec(query.order_by(col(AuditEvent.id)).limit(limit)))

@@ -1,0 +1,238 @@
+"""Devices: creation (single and batch), reading, paging, status changes, deletion."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+import orjson
+from sqlmodel import Session, col, delete, select
+
+from credbroker.claims import is_device_id
+from provisioning import credentials, hashing
+from provisioning.errors import BadRequest, Conflict, NotFound
+from provisioning.models import (
+    CredentialKey,
+    Device,
+    EnrollmentToken,
+    RefreshFamily,
+    RefreshToken,
+    SigningKey,
+)
+from provisioning.models.devices import DeviceCreate, DevicePublic, DeviceUpdate
+from provisioning.models.fleets import AclTemplate
+from provisioning.signing import Keyring
+from provisioning.store import audit, fleets
+
+
+_STATUS_ACTIONS = {"active": "device.enable", "disabled": "device.disable"}
+
+
+@dataclass
+class Created:
+    device: Device
+    client_secret: str | None = None
+    enrollment_token: str | None = None
+
+
+def get_device(*, session: Session, device_id: str) -> Device:
+    device = session.get(Device, device_id) if is_device_id(device_id) else None
+    if device is None:
+        raise NotFound(f"no device {device_id!r}")
+    return device
+
+
+def to_public(*, session: Session, device: Device) -> DevicePublic:
+    acl = None
+    if device.acl_publish is not None or device.acl_subscribe is not None:
+        acl = AclTemplate(publish=device.acl_publish or [], subscribe=device.acl_subscribe or [])
+    keys = credentials.all_keys(session=session, device_id=device.device_id)
+    return DevicePublic(
+        device_id=device.device_id, fleet=device.fleet, status=device.status,  # type: ignore[arg-type]
+        metadata=device.meta, acl=acl, auth_method=device.auth_method,  # type: ignore[arg-type]
+        signing_key_version=device.signing_key_version,
+        tokens_valid_after=device.tokens_valid_after, created_at=device.created_at,
+        updated_at=device.updated_at, credential_keys=[k.public() for k in keys],
+    )
+
+
+def create_device(
+    *,
+    session: Session,
+    keyring: Keyring,
+    device_create: DeviceCreate,
+    now: int,
+    actor: str,
+    max_metadata_bytes: int,
+    enrollment_ttl: int,
+) -> Created:
+    fleet = fleets.get_fleet(session=session, name=device_create.fleet)
+    if len(orjson.dumps(device_create.metadata)) > max_metadata_bytes:
+        raise BadRequest(f"metadata is larger than {max_metadata_bytes} bytes")
+    device_id = device_create.device_id or f"dev-{hashing.new_token('x')[2:14].lower()}"
+    if session.get(Device, device_id) is not None:
+        raise Conflict(f"device {device_id!r} already exists")
+    method = device_create.auth_method or (
+        "client_secret"
+        if fleet.allow_client_secret and device_create.public_key is None
+        else "private_key_jwt"
+    )
+    if method == "client_secret" and not fleet.allow_client_secret:
+        raise BadRequest(f"fleet {fleet.name!r} does not allow client secrets")
+    device = Device(
+        device_id=device_id, fleet=fleet.name, meta=device_create.metadata,
+        auth_method=method, created_at=now, updated_at=now,
+    )
+    if device_create.acl is not None:
+        device.acl_publish = list(device_create.acl.publish)
+        device.acl_subscribe = list(device_create.acl.subscribe)
+    created = Created(device)
+    if method == "client_secret":
+        created.client_secret = hashing.new_token("cbs")
+        device.client_secret_hash = hashing.hash_secret(created.client_secret)
+    session.add(device)
+    session.flush()  # the device row must exist before rows that refer to it
+    if device_create.public_key is not None:
+        add_key(
+            session=session, device=device, public_key=device_create.public_key,
+            expires_at=device_create.key_expires_at, now=now, actor=actor,
+        )
+    elif method == "private_key_jwt":
+        created.enrollment_token = hashing.new_token("cbe")
+        session.add(
+            EnrollmentToken(
+                token_hash=hashing.token_hash(created.enrollment_token),
+                device_id=device_id, expires_at=now + enrollment_ttl,
+            )
+        )
+    keyring.new_key(session=session, device=device, now=now)
+    audit.record(
+        session=session, now=now, action="device.create", device_id=device_id, actor=actor,
+        fleet=fleet.name, auth_method=method,
+    )
+    return created
+
+
+def add_key(
+    *,
+    session: Session,
+    device: Device,
+    public_key: str | dict[str, object],
+    expires_at: int | None,
+    now: int,
+    actor: str,
+) -> CredentialKey:
+    parsed = credentials.parse_public_key(public_key)  # type: ignore[arg-type]
+    existing = credentials.all_keys(session=session, device_id=device.device_id)
+    if any(k.kid == parsed.kid for k in existing):
+        raise Conflict("this key is already registered for the device")
+    if len(existing) >= credentials.MAX_KEYS_PER_DEVICE:
+        raise Conflict(f"a device holds at most {credentials.MAX_KEYS_PER_DEVICE} keys")
+    if expires_at is not None and expires_at <= now:
+        raise BadRequest("expires_at is in the past")
+    row = CredentialKey(
+        device_id=device.device_id, kid=parsed.kid, alg=parsed.alg, jwk=parsed.jwk,
+        expires_at=expires_at, created_at=now,
+    )
+    session.add(row)
+    audit.record(
+        session=session, now=now, action="key.add", device_id=device.device_id, actor=actor,
+        kid=parsed.kid, alg=parsed.alg,
+    )
+    return row
+
+
+def remove_key(*, session: Session, device: Device, kid: str, now: int, actor: str) -> None:
+    row = session.exec(
+        select(CredentialKey)
+        .where(CredentialKey.device_id == device.device_id)
+        .where(CredentialKey.kid == kid)
+    ).first()
+    if row is None:
+        raise NotFound(f"device {device.device_id!r} has no key {kid!r}")
+    session.delete(row)
+    audit.record(
+        session=session, now=now, action="key.remove", device_id=device.device_id, actor=actor,
+        kid=kid,
+    )
+
+
+def rotate_signing_key(
+    *, session: Session, keyring: Keyring, device_id: str, now: int, leeway: int,
+    immediate: bool, actor: str,
+) -> SigningKey:
+    device = get_device(session=session, device_id=device_id)
+    row = keyring.rotate(session=session, device=device, now=now, leeway=leeway,
+                         immediate=immediate)
+    audit.record(session=session, now=now, action="signing_key.rotate", device_id=device_id,
+                 actor=actor, kid=row.kid, immediate=immediate)
+    return row
+
+
+def _encode_cursor(device_id: str) -> str:
+    return base64.urlsafe_b64encode(device_id.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("malformed cursor") from exc
+    if not is_device_id(value):
+        raise BadRequest("malformed cursor")
+    return value
+
+
+def list_devices(
+    *,
+    session: Session,
+    fleet: str | None,
+    status: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Device], str | None]:
+    """Keyset paging by device_id: stable under concurrent inserts and deletes."""
+    query = select(Device)
+    if fleet is not None:
+        query = query.where(Device.fleet == fleet)
+    if status is not None:
+        query = query.where(Device.status == status)
+    if cursor:
+        query = query.where(col(Device.device_id) > _decode_cursor(cursor))
+    rows = list(session.exec(query.order_by(col(Device.device_id)).limit(limit + 1)))
+    next_cursor = _encode_cursor(rows[limit - 1].device_id) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def update_device(
+    *, session: Session, device_id: str, device_update: DeviceUpdate, now: int, actor: str,
+    max_metadata_bytes: int,
+) -> Device:
+    device = get_device(session=session, device_id=device_id)
+    if device_update.metadata is not None:
+        if len(orjson.dumps(device_update.metadata)) > max_metadata_bytes:
+            raise BadRequest(f"metadata is larger than {max_metadata_bytes} bytes")
+        device.meta = device_update.metadata
+    if device_update.acl is not None:
+        device.acl_publish = list(device_update.acl.publish)
+        device.acl_subscribe = list(device_update.acl.subscribe)
+    if device_update.status is not None and device_update.status != device.status:
+        audit.record(
+            session=session, now=now, action=_STATUS_ACTIONS[device_update.status],
+            device_id=device_id, actor=actor, previous=device.status,
+        )
+        device.status = device_update.status
+    device.updated_at = now
+    session.add(device)
+    return device
+
+
+def delete_device(*, session: Session, device_id: str, now: int, actor: str) -> None:
+    device = get_device(session=session, device_id=device_id)
+    families = select(RefreshFamily.id).where(RefreshFamily.device_id == device_id)
+    session.exec(delete(RefreshToken).where(col(RefreshToken.family_id).in_(families)))
+    for table in (RefreshFamily, EnrollmentToken, CredentialKey, SigningKey):
+        session.exec(delete(table).where(table.device_id == device_id))  # type: ignore[attr-defined]
+    session.delete(device)
+    audit.record(session=session, now=now, action="device.delete", device_id=device_id, actor=actor)

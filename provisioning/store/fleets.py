@@ -1,0 +1,51 @@
+"""Fleets."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from provisioning.errors import Conflict, NotFound
+from provisioning.models import Fleet
+from provisioning.models.fleets import FleetCreate, FleetUpdate, acl_columns
+from provisioning.store import audit
+
+
+def get_fleet(*, session: Session, name: str) -> Fleet:
+    fleet = session.get(Fleet, name)
+    if fleet is None:
+        raise NotFound(f"no fleet named {name!r}")
+    return fleet
+
+
+def create_fleet(*, session: Session, fleet_create: FleetCreate, now: int, actor: str) -> Fleet:
+    if session.get(Fleet, fleet_create.name) is not None:
+        raise Conflict(f"fleet {fleet_create.name!r} already exists")
+    fleet = Fleet(
+        name=fleet_create.name,
+        token_ttl=fleet_create.token_ttl,
+        allow_client_secret=fleet_create.allow_client_secret,
+        created_at=now,
+        **acl_columns(fleet_create.acl),
+    )
+    session.add(fleet)
+    audit.record(session=session, now=now, action="fleet.create", actor=actor, fleet=fleet.name)
+    return fleet
+
+
+def update_fleet(
+    *, session: Session, name: str, fleet_update: FleetUpdate, now: int, actor: str
+) -> Fleet:
+    fleet = get_fleet(session=session, name=name)
+    if fleet_update.acl is not None:
+        for column, value in acl_columns(fleet_update.acl).items():
+            setattr(fleet, column, value)
+    if fleet_update.token_ttl is not None:
+        fleet.token_ttl = fleet_update.token_ttl
+    if fleet_update.allow_client_secret is not None:
+        fleet.allow_client_secret = fleet_update.allow_client_secret
+    session.add(fleet)
+    changed = sorted(fleet_update.model_dump(exclude_none=True))
+    audit.record(
+        session=session, now=now, action="fleet.update", actor=actor, fleet=name, changed=changed
+    )
+    return fleet

@@ -1,0 +1,85 @@
+"""Revocation: device-wide cut-offs, single access tokens (jti) and refresh families.
+
+Every revocation is a row in the revocation log (read by standalone brokers) and an
+audit event; listeners in this process (the embedded broker) hear of it at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlmodel import Session, col, select
+
+from provisioning.models import Device, RefreshFamily, RefreshToken, Revocation
+from provisioning.store import audit
+
+Listener = Callable[[str, str | None], None]  # (device_id, jti or None for all)
+
+
+class RevocationBus:
+    """In-process fan-out of revocations, called after the transaction commits."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def publish(self, device_id: str, jti: str | None) -> None:
+        for listener in self._listeners:
+            listener(device_id, jti)
+
+
+def revoke_device(*, session: Session, device: Device, now: int, actor: str) -> None:
+    """Status `revoked`; every token issued up to now dies; refresh families die."""
+    device.status = "revoked"
+    device.tokens_valid_after = now + 1  # iat has second precision: cover this second
+    device.updated_at = now
+    session.add(device)
+    cut_tokens(session=session, device_id=device.device_id, now=now)
+    audit.record(
+        session=session, now=now, action="device.revoke", device_id=device.device_id,
+        actor=actor,
+    )
+
+
+def cut_tokens(*, session: Session, device_id: str, now: int) -> None:
+    for family in session.exec(
+        select(RefreshFamily)
+        .where(RefreshFamily.device_id == device_id)
+        .where(col(RefreshFamily.revoked_at).is_(None))
+    ):
+        family.revoked_at = now
+        session.add(family)
+    session.add(Revocation(kind="device", device_id=device_id, created_at=now))
+
+
+def revoke_jti(*, session: Session, device_id: str, jti: str, exp: int, now: int) -> None:
+    if not is_jti_revoked(session=session, jti=jti):
+        session.add(
+            Revocation(kind="token", device_id=device_id, jti=jti, expires_at=exp, created_at=now)
+        )
+
+
+def revoke_family(*, session: Session, family: RefreshFamily, now: int, reason: str) -> None:
+    """Kill a refresh family and deny-list the access tokens it issued that still live."""
+    family.revoked_at = now
+    session.add(family)
+    for token in session.exec(
+        select(RefreshToken)
+        .where(RefreshToken.family_id == family.id)
+        .where(RefreshToken.access_exp > now)
+    ):
+        revoke_jti(
+            session=session, device_id=family.device_id, jti=token.access_jti,
+            exp=token.access_exp, now=now,
+        )
+    audit.record(
+        session=session, now=now, action="refresh.family_revoke", device_id=family.device_id,
+        reason=reason, family=family.id,
+    )
+
+
+def is_jti_revoked(*, session: Session, jti: str) -> bool:
+    query = select(Revocation.id).where(Revocation.jti == jti).limit(1)
+    return session.exec(query).first() is not None
