@@ -37,7 +37,7 @@ def load_or_create(configured: str | None, data_dir: Path) -> bytes:
     path = data_dir / "master.key"
     if path.exists():
         return _decode(path.read_text())
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     encoded = base64.b64encode(secrets.token_bytes(32)).decode()
     # O_EXCL: two processes starting at once never overwrite each other's key.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -1,0 +1,22 @@
+"""The `credbroker` command. Subcommands import their heavy dependencies lazily."""
+
+from __future__ import annotations
+
+import typer
+
+from credbroker.cli import keys, operator, server
+
+app = typer.Typer(
+    name="credbroker", no_args_is_help=True, add_completion=False,
+    help="Credential broker for IoT fleets on MQTT.",
+)
+app.command("up")(server.up)
+app.command("api")(server.api)
+app.command("keygen")(keys.keygen)
+app.add_typer(operator.fleet_app, name="fleet")
+app.add_typer(operator.device_app, name="device")
+app.add_typer(operator.token_app, name="token")
+
+
+def main() -> None:
+    app()

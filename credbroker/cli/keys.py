@@ -1,0 +1,26 @@
+"""`credbroker keygen`."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class KeyAlg(str, Enum):
+    ed25519 = "ed25519"
+    es256 = "es256"
+
+
+def keygen(
+    out: Annotated[Path, typer.Option("--out", help="directory for device.key and device.pub",
+                                      envvar="CREDBROKER_OUT")],
+    alg: Annotated[KeyAlg, typer.Option("--alg", envvar="CREDBROKER_ALG")] = KeyAlg.ed25519,
+) -> None:
+    """Make a device key pair: device.key (private, mode 0600) and device.pub."""
+    from device_sdk import generate_key, save_key_pair
+
+    private_path, public_path = save_key_pair(generate_key(alg.value), out)
+    typer.echo(f"private key: {private_path}\npublic key:  {public_path}")

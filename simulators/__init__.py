@@ -1,0 +1,1 @@
+"""Fleet simulators (`credbroker simulate`); arrive with the SDK and simulators issue."""
