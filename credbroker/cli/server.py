@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -43,7 +44,14 @@ def _serve(app: object, host: str, port: int, log_level: str) -> None:
         date_header=False,  # our RequestGuard sets Date, on every response
         server_header=False,
     )
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to whatever
+    # handler was there before it: make that one a plain exit with status 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.Server(config).run()
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def up(

@@ -1,0 +1,208 @@
+"""The shared access token verifier, against an in-memory trust store."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from credbroker import jws
+from credbroker.verifier import (
+    DeviceState,
+    StoreUnavailable,
+    TokenRejected,
+    Verifier,
+    VerifyPolicy,
+)
+
+ISSUER = "https://broker.example"
+NOW = 1_800_000_000
+
+
+@dataclass
+class MemoryStore:
+    keys: dict[str, Any] = field(default_factory=dict)
+    devices: dict[str, DeviceState] = field(default_factory=dict)
+    denied: set[str] = field(default_factory=set)
+    down: bool = False
+
+    def signing_key(self, kid: str) -> Any:
+        if self.down:
+            raise StoreUnavailable("down")
+        return self.keys.get(kid)
+
+    def device_state(self, device_id: str) -> DeviceState | None:
+        if self.down:
+            raise StoreUnavailable("down")
+        return self.devices.get(device_id)
+
+    def is_jti_revoked(self, jti: str) -> bool:
+        return jti in self.denied
+
+
+@dataclass
+class Setup:
+    store: MemoryStore
+    verifier: Verifier
+    private: ec.EllipticCurvePrivateKey
+
+    def token(self, *, header: dict | None = None, key: Any = None, **claims: Any) -> str:
+        body = {"iss": ISSUER, "sub": "dev-1", "client_id": "dev-1", "aud": "mqtt",
+                "iat": NOW, "nbf": NOW, "exp": NOW + 900, "jti": uuid.uuid4().hex,
+                "fleet": "f", "acl": {"pub": ["devices/dev-1/#"], "sub": []},
+                "cnf": {"jkt": "abc"}, **claims}
+        body = {k: v for k, v in body.items() if v is not None}
+        head = {"alg": "ES256", "typ": "at+jwt", "kid": "dev-1#1", **(header or {})}
+        return jws.sign(head, body, key or self.private)
+
+
+@pytest.fixture
+def setup() -> Setup:
+    private = ec.generate_private_key(ec.SECP256R1())
+    store = MemoryStore(keys={"dev-1#1": private.public_key()},
+                        devices={"dev-1": DeviceState("active", 0)})
+    verifier = Verifier(VerifyPolicy(issuer=ISSUER, audience="mqtt", leeway=30), store,
+                        clock=lambda: NOW)
+    return Setup(store, verifier, private)
+
+
+def _reason(setup: Setup, token: str, **kw: Any) -> str:
+    with pytest.raises(TokenRejected) as caught:
+        setup.verifier.verify(token, **kw)
+    return caught.value.reason
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_a_good_token_verifies(setup: Setup) -> None:
+    claims = setup.verifier.verify(setup.token(), client_id="dev-1", username="dev-1")
+    assert claims["sub"] == "dev-1" and claims["acl"]["pub"] == ["devices/dev-1/#"]
+
+
+def test_alg_none_is_refused(setup: Setup) -> None:
+    good = setup.token().split(".")
+    header = _b64(json.dumps({"alg": "none", "typ": "at+jwt", "kid": "dev-1#1"}).encode())
+    assert _reason(setup, f"{header}.{good[1]}.") in ("bad_header", "malformed")
+
+
+def test_hs256_keyed_with_the_public_key_is_refused(setup: Setup) -> None:
+    public_pem = setup.private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    header = _b64(json.dumps({"alg": "HS256", "typ": "at+jwt", "kid": "dev-1#1"}).encode())
+    payload = setup.token().split(".")[1]
+    signing_input = f"{header}.{payload}"
+    sig = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    assert _reason(setup, f"{signing_input}.{_b64(sig)}") == "bad_header"
+
+
+def test_wrong_typ_and_missing_kid_are_refused(setup: Setup) -> None:
+    assert _reason(setup, setup.token(header={"typ": "JWT"})) == "bad_header"
+    assert _reason(setup, setup.token(header={"kid": "no-version"})) == "bad_header"
+
+
+def test_unknown_kid(setup: Setup) -> None:
+    assert _reason(setup, setup.token(header={"kid": "dev-1#2"})) == "unknown_kid"
+
+
+def test_signature_by_another_key(setup: Setup) -> None:
+    other = ec.generate_private_key(ec.SECP256R1())
+    assert _reason(setup, setup.token(key=other)) == "bad_signature"
+
+
+def test_tampered_claims(setup: Setup) -> None:
+    head, payload, sig = setup.token().split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["acl"]["pub"] = ["#"]
+    forged = _b64(json.dumps(claims).encode())
+    assert _reason(setup, f"{head}.{forged}.{sig}") == "bad_signature"
+
+
+@pytest.mark.parametrize(("claims", "reason"), [
+    ({"aud": "other"}, "bad_audience"),
+    ({"aud": ["x", "mqtt"]}, None),
+    ({"iss": "https://evil.example"}, "bad_issuer"),
+    ({"exp": NOW - 31}, "expired"),
+    ({"exp": NOW - 29}, None),
+    ({"nbf": NOW + 31}, "not_yet_valid"),
+    ({"iat": NOW + 31}, "not_yet_valid"),
+    ({"exp": None}, "missing_claim"),
+    ({"jti": None}, "missing_claim"),
+    ({"exp": "soon"}, "bad_claim"),
+    ({"exp": True}, "bad_claim"),
+    ({"client_id": "dev-2"}, "identity_mismatch"),
+    ({"sub": "dev-2", "client_id": "dev-2"}, "identity_mismatch"),  # kid names dev-1
+    ({"acl": {"pub": "devices/#"}}, "bad_claim"),
+])
+def test_claim_checks(setup: Setup, claims: dict, reason: str | None) -> None:
+    token = setup.token(**claims)
+    if reason is None:
+        setup.verifier.verify(token)
+    else:
+        assert _reason(setup, token) == reason
+
+
+def test_mqtt_identity_must_match_sub(setup: Setup) -> None:
+    token = setup.token()
+    assert _reason(setup, token, client_id="dev-2") == "identity_mismatch"
+    assert _reason(setup, token, username="dev-2") == "identity_mismatch"
+
+
+def test_device_state_and_deny_list(setup: Setup) -> None:
+    token = setup.token(jti="j-1")
+    setup.store.denied.add("j-1")
+    assert _reason(setup, token) == "revoked"
+    setup.store.denied.clear()
+    setup.store.devices["dev-1"] = DeviceState("disabled", 0)
+    assert _reason(setup, token) == "device_disabled"
+    setup.store.devices["dev-1"] = DeviceState("revoked", 0)
+    assert _reason(setup, token) == "device_revoked"
+    setup.store.devices["dev-1"] = DeviceState("active", NOW + 1)
+    assert _reason(setup, token) == "revoked"  # iat before tokens_valid_after
+    del setup.store.devices["dev-1"]
+    assert _reason(setup, token) == "device_unknown"
+
+
+def test_store_outage_fails_closed_as_unavailable(setup: Setup) -> None:
+    setup.store.down = True
+    with pytest.raises(TokenRejected) as caught:
+        setup.verifier.verify(setup.token())
+    assert caught.value.is_unavailable and not caught.value.is_credential_error
+
+
+def test_injected_now_overrides_the_clock(setup: Setup) -> None:
+    token = setup.token()
+    assert _reason(setup, token, now=NOW + 900 + 31) == "expired"
+    setup.verifier.verify(token, now=NOW + 900 + 29)
+
+
+def test_reasons_map_to_connack_classes(setup: Setup) -> None:
+    with pytest.raises(TokenRejected) as bad:
+        setup.verifier.verify("garbage")
+    assert bad.value.is_credential_error
+    setup.store.devices["dev-1"] = DeviceState("disabled", 0)
+    with pytest.raises(TokenRejected) as disabled:
+        setup.verifier.verify(setup.token())
+    assert not disabled.value.is_credential_error and not disabled.value.is_unavailable
+
+
+def test_pyjwt_tokens_with_other_algorithms_are_refused(setup: Setup) -> None:
+    claims = {"iss": ISSUER, "sub": "dev-1", "client_id": "dev-1", "aud": "mqtt",
+              "iat": NOW, "nbf": NOW, "exp": NOW + 60, "jti": "x", "acl": {"pub": [], "sub": []}}
+    hs = jwt.encode(claims, "k" * 64, algorithm="HS512",
+                    headers={"typ": "at+jwt", "kid": "dev-1#1"})
+    assert _reason(setup, hs) == "bad_header"
+    ed = jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA",
+                    headers={"typ": "at+jwt", "kid": "dev-1#1"})
+    assert _reason(setup, ed) == "bad_header"
