@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal, TypedDict
 
-ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 section 2.1
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type (RFC 9068 section 2.1)
 SIGNING_ALG = "ES256"
 DEFAULT_AUDIENCE = "mqtt"
 DEFAULT_TOKEN_TTL = 900

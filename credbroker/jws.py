@@ -89,16 +89,26 @@ def parse(token: str) -> Parsed:
     )
 
 
+def verify_es256(key: PublicKey, signing_input: bytes, signature: bytes) -> None:
+    """ES256 (RFC 7518 section 3.4): the signature is r || s, 32 bytes each."""
+    if len(signature) != 64 or not isinstance(key, ec.EllipticCurvePublicKey):
+        raise JWSError("bad_signature")
+    der = encode_dss_signature(
+        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    )
+    try:
+        key.verify(der, signing_input, _ECDSA_SHA256)
+    except InvalidSignature as exc:
+        raise JWSError("bad_signature") from exc
+
+
 def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: bytes) -> None:
     """Check `signature` for the pinned `alg`; the key type must fit the algorithm."""
     try:
         if alg == "ES256" and isinstance(key, ec.EllipticCurvePublicKey):
-            if len(signature) != 64 or not isinstance(key.curve, ec.SECP256R1):
+            if not isinstance(key.curve, ec.SECP256R1):
                 raise JWSError("bad_signature")
-            der = encode_dss_signature(
-                int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-            )
-            key.verify(der, signing_input, _ECDSA_SHA256)
+            verify_es256(key, signing_input, signature)
         elif alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, signing_input)
         else:

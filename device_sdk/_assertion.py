@@ -27,15 +27,20 @@ def client_assertion(
     """
     issued = int(time.time() if now is None else now)
     claims = {
-        "iss": device_id, "sub": device_id, "aud": audience, "iat": issued,
-        "exp": issued + ASSERTION_LIFETIME, "jti": uuid.uuid4().hex,
+        "iss": device_id,
+        "sub": device_id,
+        "aud": audience,
+        "iat": issued,
+        "exp": issued + ASSERTION_LIFETIME,
+        "jti": uuid.uuid4().hex,
     }
     alg = "EdDSA" if isinstance(key, ed25519.Ed25519PrivateKey) else "ES256"
     return jwt.encode(claims, key, algorithm=alg)
 
 
-def assertion_form(key: DevicePrivateKey, *, device_id: str, audience: str,
-                   now: float | None = None) -> dict[str, str]:
+def assertion_form(
+    key: DevicePrivateKey, *, device_id: str, audience: str, now: float | None = None
+) -> dict[str, str]:
     return {
         "grant_type": "client_credentials",
         "client_assertion_type": ASSERTION_TYPE,

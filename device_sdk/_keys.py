@@ -26,9 +26,11 @@ def generate_key(alg: KeyAlgorithm = "ed25519") -> DevicePrivateKey:
 
 
 def public_pem(key: DevicePrivateKey) -> str:
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def save_key_pair(key: DevicePrivateKey, directory: str | Path) -> tuple[Path, Path]:
@@ -42,7 +44,8 @@ def save_key_pair(key: DevicePrivateKey, directory: str | Path) -> tuple[Path, P
     out.mkdir(parents=True, exist_ok=True)
     private_path, public_path = out / PRIVATE_KEY_FILE, out / PUBLIC_KEY_FILE
     pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     # Created 0600 from the first byte: no window in which others can read it.

@@ -21,7 +21,9 @@ from provisioning.settings import Settings
 from provisioning.store import admin
 
 
-def create_app(settings: Settings | None = None, *, clock: Callable[[], float] = time.time) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], float] = time.time
+) -> FastAPI:
     settings = settings or Settings()
     engine = create_db_engine(settings.effective_database_url)
     migrate(engine)
@@ -31,12 +33,12 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     )
     if settings.admin_key is not None:
         with transaction(engine) as session:
-            admin.seed(session=session, key=settings.admin_key.get_secret_value(),
-                       now=int(clock()))
+            admin.seed(session=session, key=settings.admin_key.get_secret_value(), now=int(clock()))
     services = Services.build(settings, engine, master_key, clock)
 
     app = FastAPI(
-        title="credbroker provisioning API", version=__version__,
+        title="credbroker provisioning API",
+        version=__version__,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services

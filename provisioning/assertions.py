@@ -35,7 +35,9 @@ def claimed_device(assertion: str) -> str | None:
     return iss if isinstance(iss, str) and is_device_id(iss) else None
 
 
-def _check_claims(claims: dict[str, Any], device_id: str, policy: AssertionPolicy, now: int) -> None:
+def _check_claims(
+    claims: dict[str, Any], device_id: str, policy: AssertionPolicy, now: int
+) -> None:
     if claims.get("iss") != device_id or claims.get("sub") != device_id:
         raise InvalidClient("assertion iss and sub must both be the device id")
     aud = claims.get("aud")
@@ -52,7 +54,8 @@ def _check_claims(claims: dict[str, Any], device_id: str, policy: AssertionPolic
     for name in ("nbf", "iat"):
         value = claims.get(name)
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float)
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
             or value > now + policy.leeway
         ):
             raise InvalidClient(f"assertion {name} is in the future or malformed")
@@ -72,7 +75,8 @@ def verify_assertion(
     alg = parsed.header.get("alg")
     kid = parsed.header.get("kid")
     keys = [
-        k for k in credentials.usable_keys(session=session, device_id=device_id, now=now)
+        k
+        for k in credentials.usable_keys(session=session, device_id=device_id, now=now)
         if k.alg == alg and (kid is None or kid == k.kid)
     ]
     proven = None

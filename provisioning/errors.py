@@ -1,21 +1,21 @@
 """Errors of the provisioning API, as data (authlib's style): one handler renders them.
 
-    ProvisioningError                problem+json (RFC 9457)
-    ├── BadRequest           400
-    │   └── InvalidKey       400     a public key that is not Ed25519 or P-256 PEM/JWK
-    ├── Unauthorized         401
-    ├── Forbidden            403
-    ├── NotFound             404
-    ├── Conflict             409
-    ├── PayloadTooLarge      413
-    ├── UnsupportedMediaType 415
-    └── OAuthError                   RFC 6749 section 5.2 JSON {"error", "error_description"}
-        ├── InvalidRequest   400
-        ├── InvalidClient    401
-        ├── InvalidGrant     400
-        ├── UnauthorizedClient 400
-        ├── UnsupportedGrantType 400
-        └── TooManyAttempts  429     with Retry-After
+ProvisioningError                problem+json (RFC 9457)
+├── BadRequest           400
+│   └── InvalidKey       400     a public key that is not Ed25519 or P-256 PEM/JWK
+├── Unauthorized         401
+├── Forbidden            403
+├── NotFound             404
+├── Conflict             409
+├── PayloadTooLarge      413
+├── UnsupportedMediaType 415
+└── OAuthError                   RFC 6749 section 5.2 JSON {"error", "error_description"}
+    ├── InvalidRequest   400
+    ├── InvalidClient    401
+    ├── InvalidGrant     400
+    ├── UnauthorizedClient 400
+    ├── UnsupportedGrantType 400
+    └── TooManyAttempts  429     with Retry-After
 """
 
 from __future__ import annotations

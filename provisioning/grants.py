@@ -52,8 +52,10 @@ def token(
         services.metrics.tokens.labels(grant_type, "throttled").inc()
         raise TooManyAttempts(retry)
     try:
-        with services.metrics.token_seconds.labels(grant_type).time(), \
-                transaction(services.engine) as session:
+        with (
+            services.metrics.token_seconds.labels(grant_type).time(),
+            transaction(services.engine) as session,
+        ):
             if grant_type == "refresh_token":
                 issued = _refresh(services, session, form)
             else:
@@ -63,8 +65,13 @@ def token(
         services.limiter.failed(*keys)
         with transaction(services.engine) as session:
             audit.record(
-                session=session, now=services.now(), action=f"token.{grant_type}",
-                outcome="refused", device_id=client, error=exc.error, reason=exc.detail,
+                session=session,
+                now=services.now(),
+                action=f"token.{grant_type}",
+                outcome="refused",
+                device_id=client,
+                error=exc.error,
+                reason=exc.detail,
                 address=address,
             )
         raise
@@ -109,8 +116,11 @@ def _client_credentials(
             raise InvalidClient("client assertion does not name a device")
         device, fleet = _active_device(session, device_id, "private_key_jwt")
         jkt = assertions.verify_assertion(
-            session=session, assertion=form["client_assertion"], device_id=device_id,
-            policy=services.assertion_policy, now=now,
+            session=session,
+            assertion=form["client_assertion"],
+            device_id=device_id,
+            policy=services.assertion_policy,
+            now=now,
         )
     else:
         device_id, secret = _secret_credentials(form, authorization)
@@ -122,12 +132,22 @@ def _client_credentials(
             raise UnauthorizedClient("this fleet does not allow client secrets")
         jkt = ""
     issued = issue(
-        keyring=services.keyring, session=session, device=device, fleet=fleet, jkt=jkt,
-        now=now, issuer=services.issuer, audience=services.settings.audience,
+        keyring=services.keyring,
+        session=session,
+        device=device,
+        fleet=fleet,
+        jkt=jkt,
+        now=now,
+        issuer=services.issuer,
+        audience=services.settings.audience,
         family_lifetime=services.settings.refresh_family_lifetime,
     )
     audit.record(
-        session=session, now=now, action="token.issue", device_id=device_id, jti=issued.jti,
+        session=session,
+        now=now,
+        action="token.issue",
+        device_id=device_id,
+        jti=issued.jti,
         method="private_key_jwt" if jkt else "client_secret",
     )
     return issued
@@ -182,13 +202,23 @@ def _refresh(services: Services, session: Session, form: Mapping[str, str]) -> I
     row.used_at = now
     session.add(row)
     issued = issue(
-        keyring=services.keyring, session=session, device=device, fleet=fleet,
-        jkt=family.jkt, now=now, issuer=services.issuer, audience=services.settings.audience,
+        keyring=services.keyring,
+        session=session,
+        device=device,
+        fleet=fleet,
+        jkt=family.jkt,
+        now=now,
+        issuer=services.issuer,
+        audience=services.settings.audience,
         family=family,
     )
     audit.record(
-        session=session, now=now, action="token.refresh", device_id=device.device_id,
-        jti=issued.jti, family=family.id,
+        session=session,
+        now=now,
+        action="token.refresh",
+        device_id=device.device_id,
+        jti=issued.jti,
+        family=family.id,
     )
     return issued
 

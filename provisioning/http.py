@@ -22,8 +22,14 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def problem(status: int, title: str, detail: str, error: str, **extra: Any) -> JSONResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
-            "error": error, **extra}
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "error": error,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
@@ -38,8 +44,10 @@ def render(exc: ProvisioningError) -> JSONResponse:
 
 def _clean(errors: Any) -> list[dict[str, Any]]:
     """Validation errors without the offending input: it may be a key or a secret."""
-    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in errors]
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in errors
+    ]
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -49,8 +57,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101
-        return problem(422, "Invalid request body", "the request does not match the schema",
-                       "validation_error", errors=_clean(exc.errors()))
+        return problem(
+            422,
+            "Invalid request body",
+            "the request does not match the schema",
+            "validation_error",
+            errors=_clean(exc.errors()),
+        )
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101
@@ -58,8 +71,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(exc.status_code, str(exc.detail), str(exc.detail), error)
 
     async def integrity_error(_: Request, exc: Exception) -> JSONResponse:
-        return problem(409, "Conflict", "a concurrent request changed the same data; retry",
-                       "conflict")
+        return problem(
+            409, "Conflict", "a concurrent request changed the same data; retry", "conflict"
+        )
 
     async def unavailable(_: Request, exc: Exception) -> JSONResponse:
         log.error("database unavailable: %s", type(exc).__name__)
@@ -113,8 +127,12 @@ class RequestGuard:
         await self.app(scope, capped_receive, dated_send)
 
     def _too_large(self) -> JSONResponse:
-        return problem(413, "Payload too large", f"bodies are capped at {self.max_body} bytes",
-                       "payload_too_large")
+        return problem(
+            413,
+            "Payload too large",
+            f"bodies are capped at {self.max_body} bytes",
+            "payload_too_large",
+        )
 
     def _refusal(self, scope: Scope) -> JSONResponse | None:
         if scope["method"] not in ("POST", "PATCH", "PUT"):
@@ -125,15 +143,27 @@ class RequestGuard:
             return self._too_large()
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         path: str = scope["path"]
-        expected = b"application/x-www-form-urlencoded" if path.startswith("/oauth2/") else (
-            b"application/json")
+        expected = (
+            b"application/x-www-form-urlencoded"
+            if path.startswith("/oauth2/")
+            else (b"application/json")
+        )
         if length in (b"0", b"") and b"transfer-encoding" not in headers:
             return None  # no body at all: nothing to mistype
         if ctype != expected:
             if path.startswith("/oauth2/"):
-                return JSONResponse({"error": "invalid_request", "error_description":
-                                     f"Content-Type must be {expected.decode()}"}, 400,
-                                    headers=NO_STORE)
-            return problem(415, "Unsupported media type", f"Content-Type must be "
-                           f"{expected.decode()}", "unsupported_media_type")
+                return JSONResponse(
+                    {
+                        "error": "invalid_request",
+                        "error_description": f"Content-Type must be {expected.decode()}",
+                    },
+                    400,
+                    headers=NO_STORE,
+                )
+            return problem(
+                415,
+                "Unsupported media type",
+                f"Content-Type must be {expected.decode()}",
+                "unsupported_media_type",
+            )
         return None

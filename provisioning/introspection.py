@@ -36,11 +36,22 @@ def introspect(services: Services, token: str) -> dict[str, Any]:
             return INACTIVE
         row, family = found
         device = session.get(Device, row.device_id)
-        if (row.used_at is not None or family.revoked_at is not None
-                or family.expires_at <= now or device is None or device.status != "active"):
+        if (
+            row.used_at is not None
+            or family.revoked_at is not None
+            or family.expires_at <= now
+            or device is None
+            or device.status != "active"
+        ):
             return INACTIVE
-        return {"active": True, "token_type": "refresh_token", "client_id": row.device_id,
-                "sub": row.device_id, "iat": row.created_at, "exp": family.expires_at}
+        return {
+            "active": True,
+            "token_type": "refresh_token",
+            "client_id": row.device_id,
+            "sub": row.device_id,
+            "iat": row.created_at,
+            "exp": family.expires_at,
+        }
 
 
 def revoke(services: Services, token: str, actor: str) -> None:
@@ -52,10 +63,21 @@ def revoke(services: Services, token: str, actor: str) -> None:
         except TokenRejected:
             return
         with transaction(services.engine) as session:
-            revocations.revoke_jti(session=session, device_id=claims["sub"], jti=claims["jti"],
-                                   exp=claims["exp"], now=now)
-            audit.record(session=session, now=now, action="token.revoke",
-                         device_id=claims["sub"], actor=actor, jti=claims["jti"])
+            revocations.revoke_jti(
+                session=session,
+                device_id=claims["sub"],
+                jti=claims["jti"],
+                exp=claims["exp"],
+                now=now,
+            )
+            audit.record(
+                session=session,
+                now=now,
+                action="token.revoke",
+                device_id=claims["sub"],
+                actor=actor,
+                jti=claims["jti"],
+            )
         services.bus.publish(claims["sub"], claims["jti"])
         return
     with transaction(services.engine) as session:

@@ -12,15 +12,23 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.tokens = Counter(
-            "credbroker_token_requests", "Token endpoint requests by grant and result",
-            ["grant", "result"], registry=self.registry,
+            "credbroker_token_requests",
+            "Token endpoint requests by grant and result",
+            ["grant", "result"],
+            registry=self.registry,
         )
         self.token_seconds = Histogram(
-            "credbroker_token_seconds", "Token endpoint processing time", ["grant"],
-            registry=self.registry, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+            "credbroker_token_seconds",
+            "Token endpoint processing time",
+            ["grant"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
         )
         self.revocations = Counter(
-            "credbroker_revocations", "Revocations by kind", ["kind"], registry=self.registry,
+            "credbroker_revocations",
+            "Revocations by kind",
+            ["kind"],
+            registry=self.registry,
         )
 
     def render(self) -> bytes:

@@ -18,7 +18,7 @@ from provisioning.signing import Keyring
 from provisioning.store.revocations import RevocationBus
 from provisioning.trust import DatabaseTrustStore
 
-TOKEN_PATH = "/oauth2/token"
+TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
 
 
 @dataclass
@@ -35,7 +35,10 @@ class Services:
 
     @classmethod
     def build(
-        cls, settings: Settings, engine: Engine, master_key: bytes,
+        cls,
+        settings: Settings,
+        engine: Engine,
+        master_key: bytes,
         clock: Callable[[], float] = time.time,
     ) -> Services:
         trust = DatabaseTrustStore(engine, clock)

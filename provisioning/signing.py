@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlmodel import Session, col, select
 
-from credbroker.claims import MAX_TOKEN_TTL, kid_for
+from credbroker import jwk
+from credbroker.claims import MAX_TOKEN_TTL, SIGNING_ALG, kid_for
 from provisioning.masterkey import Sealer
 from provisioning.models import Device, SigningKey
 
@@ -60,7 +61,9 @@ class Keyring:
             session.add(old)
         return self.new_key(session=session, device=device, now=now)
 
-    def private_key(self, *, session: Session, device: Device) -> tuple[str, ec.EllipticCurvePrivateKey]:
+    def private_key(
+        self, *, session: Session, device: Device
+    ) -> tuple[str, ec.EllipticCurvePrivateKey]:
         kid = kid_for(device.device_id, device.signing_key_version)
         key = self._loaded.get(kid)
         if key is None:
@@ -83,6 +86,14 @@ class Keyring:
     def forget(self, device_id: str) -> None:
         for kid in [k for k in self._loaded if k.rpartition("#")[0] == device_id]:
             del self._loaded[kid]
+
+
+def public_jwk(row: SigningKey) -> dict[str, str]:
+    """The public half as a JWK for JWKS documents (RFC 7517 section 5)."""
+    public = serialization.load_der_public_key(row.public_der)
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        raise LookupError(f"signing key {row.kid} is not P-256")
+    return {**jwk.to_jwk(public), "kid": row.kid, "alg": SIGNING_ALG, "use": "sig"}
 
 
 def live_keys(*, session: Session, device_id: str, now: int) -> list[SigningKey]:

@@ -41,16 +41,30 @@ def acl_claim(device: Device, fleet: Fleet) -> dict[str, list[str]]:
 
 
 def sign_access_token(
-    *, keyring: Keyring, session: Session, device: Device, fleet: Fleet, jkt: str, now: int,
-    issuer: str, audience: str,
+    *,
+    keyring: Keyring,
+    session: Session,
+    device: Device,
+    fleet: Fleet,
+    jkt: str,
+    now: int,
+    issuer: str,
+    audience: str,
 ) -> tuple[str, str, int]:
     kid, key = keyring.private_key(session=session, device=device)
     jti = uuid.uuid4().hex
     exp = now + fleet.token_ttl
     claims: dict[str, Any] = {
-        "iss": issuer, "sub": device.device_id, "client_id": device.device_id,
-        "aud": audience, "iat": now, "nbf": now, "exp": exp, "jti": jti,
-        "fleet": fleet.name, "acl": acl_claim(device, fleet),
+        "iss": issuer,
+        "sub": device.device_id,
+        "client_id": device.device_id,
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": exp,
+        "jti": jti,
+        "fleet": fleet.name,
+        "acl": acl_claim(device, fleet),
     }
     if jkt:  # RFC 7800: bound to the credential key the device proved
         claims["cnf"] = {"jkt": jkt}
@@ -59,18 +73,35 @@ def sign_access_token(
 
 
 def issue(
-    *, keyring: Keyring, session: Session, device: Device, fleet: Fleet, jkt: str, now: int,
-    issuer: str, audience: str, family: RefreshFamily | None = None,
+    *,
+    keyring: Keyring,
+    session: Session,
+    device: Device,
+    fleet: Fleet,
+    jkt: str,
+    now: int,
+    issuer: str,
+    audience: str,
+    family: RefreshFamily | None = None,
     family_lifetime: int = 0,
 ) -> Issued:
     """An access token and a refresh token, in a new family or the given one."""
     token, jti, exp = sign_access_token(
-        keyring=keyring, session=session, device=device, fleet=fleet, jkt=jkt, now=now,
-        issuer=issuer, audience=audience,
+        keyring=keyring,
+        session=session,
+        device=device,
+        fleet=fleet,
+        jkt=jkt,
+        now=now,
+        issuer=issuer,
+        audience=audience,
     )
     if family is None:
         family = RefreshFamily(
-            id=uuid.uuid4().hex, device_id=device.device_id, jkt=jkt, created_at=now,
+            id=uuid.uuid4().hex,
+            device_id=device.device_id,
+            jkt=jkt,
+            created_at=now,
             expires_at=now + family_lifetime,
         )
         session.add(family)
@@ -78,8 +109,12 @@ def issue(
     refresh = hashing.new_token("cbr")
     session.add(
         RefreshToken(
-            token_hash=hashing.token_hash(refresh), family_id=family.id,
-            device_id=device.device_id, created_at=now, access_jti=jti, access_exp=exp,
+            token_hash=hashing.token_hash(refresh),
+            family_id=family.id,
+            device_id=device.device_id,
+            created_at=now,
+            access_jti=jti,
+            access_exp=exp,
         )
     )
     return Issued(token, exp - now, refresh, jti)

@@ -47,20 +47,26 @@ class Api:
         return {"Authorization": f"Bearer {self.admin_key}"}
 
     def fleet(self, name: str | None = None, **extra: Any) -> dict[str, Any]:
-        body = {"name": name or f"f-{uuid.uuid4().hex[:8]}",
-                "acl": {"publish": ["devices/{device_id}/#", "fleets/{fleet}/up/{device_id}"],
-                        "subscribe": ["devices/{device_id}/cmd/#", "fleets/{fleet}/down/+"]},
-                **extra}
+        body = {
+            "name": name or f"f-{uuid.uuid4().hex[:8]}",
+            "acl": {
+                "publish": ["devices/{device_id}/#", "fleets/{fleet}/up/{device_id}"],
+                "subscribe": ["devices/{device_id}/cmd/#", "fleets/{fleet}/down/+"],
+            },
+            **extra,
+        }
         response = self.client.post("/v1/fleets", json=body, headers=self.admin)
         assert response.status_code == 201, response.text
         return dict(response.json())
 
-    def device(self, fleet: str, *, alg: str = "ed25519", device_id: str | None = None,
-               **extra: Any) -> Device:
+    def device(
+        self, fleet: str, *, alg: str = "ed25519", device_id: str | None = None, **extra: Any
+    ) -> Device:
         key = generate_key(alg)  # type: ignore[arg-type]
         device_id = device_id or f"d-{uuid.uuid4().hex[:10]}"
         response = self.client.post(
-            "/v1/devices", headers=self.admin,
+            "/v1/devices",
+            headers=self.admin,
             json={"device_id": device_id, "fleet": fleet, "public_key": public_pem(key), **extra},
         )
         assert response.status_code == 201, response.text
@@ -70,8 +76,7 @@ class Api:
         return self.client.post("/oauth2/token", data=form, **kw)
 
     def introspect(self, token: str) -> dict[str, Any]:
-        response = self.client.post("/oauth2/introspect", data={"token": token},
-                                    headers=self.admin)
+        response = self.client.post("/oauth2/introspect", data={"token": token}, headers=self.admin)
         assert response.status_code == 200, response.text
         return dict(response.json())
 
@@ -83,11 +88,19 @@ class Device:
     key: DevicePrivateKey
     created: dict[str, Any] = field(default_factory=dict)
 
-    def assertion(self, key: Any = None, alg: str | None = None, headers: Any = None,
-                  **claims: Any) -> str:
+    def assertion(
+        self, key: Any = None, alg: str | None = None, headers: Any = None, **claims: Any
+    ) -> str:
         now = int(self.api.clock())
-        body = {"iss": self.id, "sub": self.id, "aud": TOKEN_URL, "iat": now,
-                "exp": now + 60, "jti": uuid.uuid4().hex, **claims}
+        body = {
+            "iss": self.id,
+            "sub": self.id,
+            "aud": TOKEN_URL,
+            "iat": now,
+            "exp": now + 60,
+            "jti": uuid.uuid4().hex,
+            **claims,
+        }
         body = {k: v for k, v in body.items() if v is not None}
         key = key or self.key
         if alg is None:
@@ -95,8 +108,11 @@ class Device:
         return jwt.encode(body, key, algorithm=alg, headers=headers)
 
     def grant_form(self, assertion: str | None = None) -> dict[str, str]:
-        return {"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER,
-                "client_assertion": assertion or self.assertion()}
+        return {
+            "grant_type": "client_credentials",
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": assertion or self.assertion(),
+        }
 
     def tokens(self) -> dict[str, Any]:
         response = self.api.token(self.grant_form())
@@ -107,8 +123,7 @@ class Device:
 def make_api(tmp_path: Path, **settings: Any) -> Api:
     admin_key = "adm_" + secrets.token_hex(24)
     clock = FakeClock()
-    config = Settings(data_dir=tmp_path / "data", admin_key=admin_key, issuer=ISSUER,
-                      **settings)
+    config = Settings(data_dir=tmp_path / "data", admin_key=admin_key, issuer=ISSUER, **settings)
     return Api(TestClient(create_app(config, clock=clock)), admin_key, clock, config)
 
 

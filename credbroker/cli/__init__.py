@@ -7,7 +7,9 @@ import typer
 from credbroker.cli import keys, operator, server
 
 app = typer.Typer(
-    name="credbroker", no_args_is_help=True, add_completion=False,
+    name="credbroker",
+    no_args_is_help=True,
+    add_completion=False,
     help="Credential broker for IoT fleets on MQTT.",
 )
 app.command("up")(server.up)

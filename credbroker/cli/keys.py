@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 
-class KeyAlg(str, Enum):
+class KeyAlg(StrEnum):
     ed25519 = "ed25519"
     es256 = "es256"
 
 
 def keygen(
-    out: Annotated[Path, typer.Option("--out", help="directory for device.key and device.pub",
-                                      envvar="CREDBROKER_OUT")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="directory for device.key and device.pub", envvar="CREDBROKER_OUT"
+        ),
+    ],
     alg: Annotated[KeyAlg, typer.Option("--alg", envvar="CREDBROKER_ALG")] = KeyAlg.ed25519,
 ) -> None:
     """Make a device key pair: device.key (private, mode 0600) and device.pub."""

@@ -26,9 +26,7 @@ def require(scope: str) -> Callable[..., Admin]:
         services: ServicesDep, authorization: Annotated[str | None, Header()] = None
     ) -> Admin:
         with transaction(services.engine) as session:
-            return admin.authenticate(
-                session=session, authorization=authorization, scopes=(scope,)
-            )
+            return admin.authenticate(session=session, authorization=authorization, scopes=(scope,))
 
     return dependency
 

@@ -33,13 +33,18 @@ def create_device(body: DeviceCreate, services: ServicesDep, actor: DevicesWrite
     """Create a device; a client secret or enrollment token is shown once, here."""
     with transaction(services.engine) as session:
         created = devices.create_device(
-            session=session, keyring=services.keyring, device_create=body, now=services.now(),
-            actor=actor.id, enrollment_ttl=services.settings.enrollment_token_ttl,
+            session=session,
+            keyring=services.keyring,
+            device_create=body,
+            now=services.now(),
+            actor=actor.id,
+            enrollment_ttl=services.settings.enrollment_token_ttl,
             **_limits(services),
         )
         public = devices.to_public(session=session, device=created.device)
     return DeviceCreated(
-        **public.model_dump(), client_secret=created.client_secret,
+        **public.model_dump(),
+        client_secret=created.client_secret,
         enrollment_token=created.enrollment_token,
     )
 
@@ -53,8 +58,12 @@ def create_devices(
         raise BadRequest(f"at most {services.settings.max_batch} devices per batch")
     with transaction(services.engine) as session:
         results = batch.create_batch(
-            session=session, keyring=services.keyring, batch=body, now=services.now(),
-            actor=actor.id, enrollment_ttl=services.settings.enrollment_token_ttl,
+            session=session,
+            keyring=services.keyring,
+            batch=body,
+            now=services.now(),
+            actor=actor.id,
+            enrollment_ttl=services.settings.enrollment_token_ttl,
             **_limits(services),
         )
     return {"results": results}
@@ -93,8 +102,12 @@ def update_device(
     """Enable or disable a device, or change its metadata or own ACL."""
     with transaction(services.engine) as session:
         device = devices.update_device(
-            session=session, device_id=device_id, device_update=body, now=services.now(),
-            actor=actor.id, **_limits(services),
+            session=session,
+            device_id=device_id,
+            device_update=body,
+            now=services.now(),
+            actor=actor.id,
+            **_limits(services),
         )
         public = devices.to_public(session=session, device=device)
     if public.status != "active":
@@ -123,8 +136,12 @@ def add_key(
     with transaction(services.engine) as session:
         device = devices.get_device(session=session, device_id=device_id)
         return devices.add_key(
-            session=session, device=device, public_key=body.public_key,
-            expires_at=body.expires_at, now=services.now(), actor=actor.id,
+            session=session,
+            device=device,
+            public_key=body.public_key,
+            expires_at=body.expires_at,
+            now=services.now(),
+            actor=actor.id,
         ).public()
 
 
@@ -147,8 +164,12 @@ def rotate_signing_key(
     not at all with `immediate=true`."""
     with transaction(services.engine) as session:
         row = devices.rotate_signing_key(
-            session=session, keyring=services.keyring, device_id=device_id,
-            now=services.now(), leeway=services.settings.leeway, immediate=immediate,
+            session=session,
+            keyring=services.keyring,
+            device_id=device_id,
+            now=services.now(),
+            leeway=services.settings.leeway,
+            immediate=immediate,
             actor=actor.id,
         )
     services.trust.forget(device_id)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from credbroker import jwk
 from credbroker.claims import SIGNING_ALG
 from provisioning import signing
 from provisioning.api.deps import AuditRead, ServicesDep, require
@@ -35,7 +33,9 @@ def metadata(services: ServicesDep) -> dict[str, Any]:
         "introspection_endpoint": issuer + "/oauth2/introspect",
         "grant_types_supported": ["client_credentials", "refresh_token"],
         "token_endpoint_auth_methods_supported": [
-            "private_key_jwt", "client_secret_basic", "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
+            "client_secret_post",
         ],
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
         "revocation_endpoint_auth_methods_supported": ["none"],
@@ -51,12 +51,7 @@ def device_jwks(device_id: str, services: ServicesDep) -> dict[str, Any]:
     with transaction(services.engine) as session:
         devices.get_device(session=session, device_id=device_id)
         rows = signing.live_keys(session=session, device_id=device_id, now=services.now())
-    keys = []
-    for row in rows:
-        public = serialization.load_der_public_key(row.public_der)
-        keys.append({**jwk.to_jwk(public), "kid": row.kid, "alg": SIGNING_ALG,  # type: ignore[arg-type]
-                     "use": "sig"})
-    return {"keys": keys}
+    return {"keys": [signing.public_jwk(row) for row in rows]}
 
 
 class EnrollRequest(BaseModel):
@@ -71,37 +66,46 @@ def enroll(body: EnrollRequest, services: ServicesDep) -> dict[str, Any]:
     """Device side: register the device's public key with its single-use token."""
     with transaction(services.engine) as session:
         device, key = enrollment.enroll(
-            session=session, enrollment_token=body.enrollment_token,
-            public_key=body.public_key, now=services.now(),  # type: ignore[arg-type]
+            session=session,
+            enrollment_token=body.enrollment_token,
+            public_key=body.public_key,
+            now=services.now(),
         )
-        return {"device_id": device.device_id, "key": CredentialKeyPublic.model_validate(
-            key.public()).model_dump()}
+        return {
+            "device_id": device.device_id,
+            "key": CredentialKeyPublic.model_validate(key.public()).model_dump(),
+        }
 
 
 @router.get("/v1/audit", tags=["audit"])
 def read_audit(
-    services: ServicesDep, _: AuditRead,
-    device_id: str | None = None, action: str | None = None,
+    services: ServicesDep,
+    _: AuditRead,
+    device_id: str | None = None,
+    action: str | None = None,
     cursor: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """Audit events, oldest first; filter by device and action, page with `cursor`."""
     with transaction(services.engine) as session:
-        rows = audit.list_events(session=session, device_id=device_id, action=action,
-                                 after=cursor, limit=limit)
+        rows = audit.list_events(
+            session=session, device_id=device_id, action=action, after=cursor, limit=limit
+        )
     items = [r.public() for r in rows]
     return AuditPage(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)
 
 
 @router.post("/v1/admin-keys", status_code=201, tags=["admin"])
 def create_admin_key(
-    body: AdminKeyCreate, services: ServicesDep,
+    body: AdminKeyCreate,
+    services: ServicesDep,
     actor: Annotated[Admin, Depends(require("devices:write"))],
 ) -> AdminKeyCreated:
     """A new admin API key, shown once; it can hold only scopes the caller holds."""
     with transaction(services.engine) as session:
-        row, key = admin.create(session=session, admin_key_create=body, now=services.now(),
-                                actor=actor)
+        row, key = admin.create(
+            session=session, admin_key_create=body, now=services.now(), actor=actor
+        )
         return AdminKeyCreated(**row.public().model_dump(), key=key)
 
 

@@ -13,8 +13,8 @@ from provisioning import grants, introspection
 from provisioning.api.deps import ServicesDep
 from provisioning.db import transaction
 from provisioning.errors import InvalidRequest
-from provisioning.services import Services
 from provisioning.http import NO_STORE
+from provisioning.services import Services
 from provisioning.store import admin
 
 router = APIRouter(tags=["oauth"])
@@ -38,14 +38,13 @@ def _address(request: Request) -> str:
 
 @router.post("/oauth2/token")
 async def token(
-    request: Request, services: ServicesDep,
+    request: Request,
+    services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """Trade a client assertion, client secret or refresh token for tokens."""
     form = await _form(request)
-    issued = await run_in_threadpool(
-        grants.token, services, form, authorization, _address(request)
-    )
+    issued = await run_in_threadpool(grants.token, services, form, authorization, _address(request))
     return JSONResponse(issued.response(), headers=NO_STORE)
 
 
@@ -56,7 +55,8 @@ def _admin_for(services: Services, authorization: str | None, *scopes: str) -> a
 
 @router.post("/oauth2/introspect")
 async def introspect(
-    request: Request, services: ServicesDep,
+    request: Request,
+    services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """RFC 7662: is this token active, and what does it say? Needs a `broker:hook` or
@@ -71,7 +71,8 @@ async def introspect(
 
 @router.post("/oauth2/revoke")
 async def revoke(
-    request: Request, services: ServicesDep,
+    request: Request,
+    services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """RFC 7009: revoke an access or refresh token. Holding the token is enough: an

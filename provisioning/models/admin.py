@@ -8,7 +8,11 @@ from sqlmodel import JSON, Field, SQLModel
 
 Scope = Literal["devices:read", "devices:write", "tokens:revoke", "audit:read", "broker:hook"]
 ALL_SCOPES: tuple[Scope, ...] = (
-    "devices:read", "devices:write", "tokens:revoke", "audit:read", "broker:hook",
+    "devices:read",
+    "devices:write",
+    "tokens:revoke",
+    "audit:read",
+    "broker:hook",
 )
 
 

@@ -35,6 +35,11 @@ class AuditEvent(SQLModel, table=True):
     def public(self) -> AuditEventPublic:
         assert self.id is not None  # noqa: S101 - persisted rows always have one
         return AuditEventPublic(
-            id=self.id, at=self.at, action=self.action, outcome=self.outcome,
-            device_id=self.device_id, actor=self.actor, detail=self.detail,
+            id=self.id,
+            at=self.at,
+            action=self.action,
+            outcome=self.outcome,
+            device_id=self.device_id,
+            actor=self.actor,
+            detail=self.detail,
         )

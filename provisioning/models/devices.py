@@ -119,8 +119,11 @@ class CredentialKey(SQLModel, table=True):
 
     def public(self) -> CredentialKeyPublic:
         return CredentialKeyPublic(
-            kid=self.kid, alg=self.alg, jwk=self.jwk,
-            expires_at=self.expires_at, created_at=self.created_at,
+            kid=self.kid,
+            alg=self.alg,
+            jwk=self.jwk,
+            expires_at=self.expires_at,
+            created_at=self.created_at,
         )
 
 

@@ -22,9 +22,7 @@ class Admin:
     scopes: frozenset[str]
 
 
-def authenticate(
-    *, session: Session, authorization: str | None, scopes: tuple[str, ...]
-) -> Admin:
+def authenticate(*, session: Session, authorization: str | None, scopes: tuple[str, ...]) -> Admin:
     """The admin behind a Bearer key holding at least one of `scopes`."""
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -47,8 +45,15 @@ def seed(*, session: Session, key: str, now: int) -> bool:
     if session.exec(select(AdminKey).where(AdminKey.key_hash == digest)).first() is not None:
         return False
     key_id = "env" if session.get(AdminKey, "env") is None else _new_id()
-    session.add(AdminKey(id=key_id, key_hash=digest, name="CREDBROKER_ADMIN_KEY",
-                         scopes=list(ALL_SCOPES), created_at=now))
+    session.add(
+        AdminKey(
+            id=key_id,
+            key_hash=digest,
+            name="CREDBROKER_ADMIN_KEY",
+            scopes=list(ALL_SCOPES),
+            created_at=now,
+        )
+    )
     audit.record(session=session, now=now, action="admin_key.seed", actor="env")
     return True
 
@@ -65,11 +70,22 @@ def create(
     if actor is not None and not set(admin_key_create.scopes) <= actor.scopes:
         raise Forbidden("an admin API key can only grant scopes it holds")
     key = hashing.new_token("cba")
-    row = AdminKey(id=_new_id(), key_hash=hashing.token_hash(key), name=admin_key_create.name,
-                   scopes=sorted(set(admin_key_create.scopes)), created_at=now)
+    row = AdminKey(
+        id=_new_id(),
+        key_hash=hashing.token_hash(key),
+        name=admin_key_create.name,
+        scopes=sorted(set(admin_key_create.scopes)),
+        created_at=now,
+    )
     session.add(row)
-    audit.record(session=session, now=now, action="admin_key.create",
-                 actor=actor.id if actor else "cli", key_id=row.id, scopes=row.scopes)
+    audit.record(
+        session=session,
+        now=now,
+        action="admin_key.create",
+        actor=actor.id if actor else "cli",
+        key_id=row.id,
+        scopes=row.scopes,
+    )
     return row, key
 
 

@@ -21,7 +21,11 @@ def record(
 ) -> None:
     session.add(
         AuditEvent(
-            at=now, action=action, outcome=outcome, device_id=device_id, actor=actor,
+            at=now,
+            action=action,
+            outcome=outcome,
+            device_id=device_id,
+            actor=actor,
             detail=detail,
         )
     )

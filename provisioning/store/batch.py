@@ -37,8 +37,11 @@ def _row(*, session: Session, keyring: Keyring, item: DeviceCreate, **kw: Any) -
         return {"device_id": existing.device_id, "status": "exists"}
     created = devices.create_device(session=session, keyring=keyring, device_create=item, **kw)
     public = devices.to_public(session=session, device=created.device)
-    row: dict[str, Any] = {"device_id": created.device.device_id, "status": "created",
-                           "device": public.model_dump()}
+    row: dict[str, Any] = {
+        "device_id": created.device.device_id,
+        "status": "created",
+        "device": public.model_dump(),
+    }
     if created.client_secret:
         row["client_secret"] = created.client_secret
     if created.enrollment_token:
@@ -57,8 +60,12 @@ def create_batch(
                 row = _row(session=session, keyring=keyring, item=item, **kw)
         except ProvisioningError as exc:
             failed = True
-            row = {"device_id": item.device_id, "status": "error", "error": exc.error,
-                   "detail": exc.detail}
+            row = {
+                "device_id": item.device_id,
+                "status": "error",
+                "error": exc.error,
+                "detail": exc.detail,
+            }
         results.append({"index": index, **row})
     if failed and batch.atomic:
         raise BatchRowError([r for r in results if r["status"] == "error"])

@@ -20,11 +20,15 @@ from provisioning.models import (
     RefreshToken,
     SigningKey,
 )
-from provisioning.models.devices import DeviceCreate, DevicePublic, DeviceUpdate
+from provisioning.models.devices import (
+    DeviceCreate,
+    DevicePublic,
+    DeviceUpdate,
+    PublicKeyInput,
+)
 from provisioning.models.fleets import AclTemplate
 from provisioning.signing import Keyring
 from provisioning.store import audit, fleets
-
 
 _STATUS_ACTIONS = {"active": "device.enable", "disabled": "device.disable"}
 
@@ -49,11 +53,17 @@ def to_public(*, session: Session, device: Device) -> DevicePublic:
         acl = AclTemplate(publish=device.acl_publish or [], subscribe=device.acl_subscribe or [])
     keys = credentials.all_keys(session=session, device_id=device.device_id)
     return DevicePublic(
-        device_id=device.device_id, fleet=device.fleet, status=device.status,  # type: ignore[arg-type]
-        metadata=device.meta, acl=acl, auth_method=device.auth_method,  # type: ignore[arg-type]
+        device_id=device.device_id,
+        fleet=device.fleet,
+        status=device.status,
+        metadata=device.meta,
+        acl=acl,
+        auth_method=device.auth_method,
         signing_key_version=device.signing_key_version,
-        tokens_valid_after=device.tokens_valid_after, created_at=device.created_at,
-        updated_at=device.updated_at, credential_keys=[k.public() for k in keys],
+        tokens_valid_after=device.tokens_valid_after,
+        created_at=device.created_at,
+        updated_at=device.updated_at,
+        credential_keys=[k.public() for k in keys],
     )
 
 
@@ -81,8 +91,12 @@ def create_device(
     if method == "client_secret" and not fleet.allow_client_secret:
         raise BadRequest(f"fleet {fleet.name!r} does not allow client secrets")
     device = Device(
-        device_id=device_id, fleet=fleet.name, meta=device_create.metadata,
-        auth_method=method, created_at=now, updated_at=now,
+        device_id=device_id,
+        fleet=fleet.name,
+        meta=device_create.metadata,
+        auth_method=method,
+        created_at=now,
+        updated_at=now,
     )
     if device_create.acl is not None:
         device.acl_publish = list(device_create.acl.publish)
@@ -95,21 +109,31 @@ def create_device(
     session.flush()  # the device row must exist before rows that refer to it
     if device_create.public_key is not None:
         add_key(
-            session=session, device=device, public_key=device_create.public_key,
-            expires_at=device_create.key_expires_at, now=now, actor=actor,
+            session=session,
+            device=device,
+            public_key=device_create.public_key,
+            expires_at=device_create.key_expires_at,
+            now=now,
+            actor=actor,
         )
     elif method == "private_key_jwt":
         created.enrollment_token = hashing.new_token("cbe")
         session.add(
             EnrollmentToken(
                 token_hash=hashing.token_hash(created.enrollment_token),
-                device_id=device_id, expires_at=now + enrollment_ttl,
+                device_id=device_id,
+                expires_at=now + enrollment_ttl,
             )
         )
     keyring.new_key(session=session, device=device, now=now)
     audit.record(
-        session=session, now=now, action="device.create", device_id=device_id, actor=actor,
-        fleet=fleet.name, auth_method=method,
+        session=session,
+        now=now,
+        action="device.create",
+        device_id=device_id,
+        actor=actor,
+        fleet=fleet.name,
+        auth_method=method,
     )
     return created
 
@@ -118,12 +142,12 @@ def add_key(
     *,
     session: Session,
     device: Device,
-    public_key: str | dict[str, object],
+    public_key: PublicKeyInput,
     expires_at: int | None,
     now: int,
     actor: str,
 ) -> CredentialKey:
-    parsed = credentials.parse_public_key(public_key)  # type: ignore[arg-type]
+    parsed = credentials.parse_public_key(public_key)
     existing = credentials.all_keys(session=session, device_id=device.device_id)
     if any(k.kid == parsed.kid for k in existing):
         raise Conflict("this key is already registered for the device")
@@ -132,13 +156,22 @@ def add_key(
     if expires_at is not None and expires_at <= now:
         raise BadRequest("expires_at is in the past")
     row = CredentialKey(
-        device_id=device.device_id, kid=parsed.kid, alg=parsed.alg, jwk=parsed.jwk,
-        expires_at=expires_at, created_at=now,
+        device_id=device.device_id,
+        kid=parsed.kid,
+        alg=parsed.alg,
+        jwk=parsed.jwk,
+        expires_at=expires_at,
+        created_at=now,
     )
     session.add(row)
     audit.record(
-        session=session, now=now, action="key.add", device_id=device.device_id, actor=actor,
-        kid=parsed.kid, alg=parsed.alg,
+        session=session,
+        now=now,
+        action="key.add",
+        device_id=device.device_id,
+        actor=actor,
+        kid=parsed.kid,
+        alg=parsed.alg,
     )
     return row
 
@@ -153,20 +186,38 @@ def remove_key(*, session: Session, device: Device, kid: str, now: int, actor: s
         raise NotFound(f"device {device.device_id!r} has no key {kid!r}")
     session.delete(row)
     audit.record(
-        session=session, now=now, action="key.remove", device_id=device.device_id, actor=actor,
+        session=session,
+        now=now,
+        action="key.remove",
+        device_id=device.device_id,
+        actor=actor,
         kid=kid,
     )
 
 
 def rotate_signing_key(
-    *, session: Session, keyring: Keyring, device_id: str, now: int, leeway: int,
-    immediate: bool, actor: str,
+    *,
+    session: Session,
+    keyring: Keyring,
+    device_id: str,
+    now: int,
+    leeway: int,
+    immediate: bool,
+    actor: str,
 ) -> SigningKey:
     device = get_device(session=session, device_id=device_id)
-    row = keyring.rotate(session=session, device=device, now=now, leeway=leeway,
-                         immediate=immediate)
-    audit.record(session=session, now=now, action="signing_key.rotate", device_id=device_id,
-                 actor=actor, kid=row.kid, immediate=immediate)
+    row = keyring.rotate(
+        session=session, device=device, now=now, leeway=leeway, immediate=immediate
+    )
+    audit.record(
+        session=session,
+        now=now,
+        action="signing_key.rotate",
+        device_id=device_id,
+        actor=actor,
+        kid=row.kid,
+        immediate=immediate,
+    )
     return row
 
 
@@ -206,7 +257,12 @@ def list_devices(
 
 
 def update_device(
-    *, session: Session, device_id: str, device_update: DeviceUpdate, now: int, actor: str,
+    *,
+    session: Session,
+    device_id: str,
+    device_update: DeviceUpdate,
+    now: int,
+    actor: str,
     max_metadata_bytes: int,
 ) -> Device:
     device = get_device(session=session, device_id=device_id)
@@ -219,8 +275,12 @@ def update_device(
         device.acl_subscribe = list(device_update.acl.subscribe)
     if device_update.status is not None and device_update.status != device.status:
         audit.record(
-            session=session, now=now, action=_STATUS_ACTIONS[device_update.status],
-            device_id=device_id, actor=actor, previous=device.status,
+            session=session,
+            now=now,
+            action=_STATUS_ACTIONS[device_update.status],
+            device_id=device_id,
+            actor=actor,
+            previous=device.status,
         )
         device.status = device_update.status
     device.updated_at = now
@@ -232,7 +292,9 @@ def delete_device(*, session: Session, device_id: str, now: int, actor: str) -> 
     device = get_device(session=session, device_id=device_id)
     families = select(RefreshFamily.id).where(RefreshFamily.device_id == device_id)
     session.exec(delete(RefreshToken).where(col(RefreshToken.family_id).in_(families)))
-    for table in (RefreshFamily, EnrollmentToken, CredentialKey, SigningKey):
-        session.exec(delete(table).where(table.device_id == device_id))  # type: ignore[attr-defined]
+    session.exec(delete(RefreshFamily).where(col(RefreshFamily.device_id) == device_id))
+    session.exec(delete(EnrollmentToken).where(col(EnrollmentToken.device_id) == device_id))
+    session.exec(delete(CredentialKey).where(col(CredentialKey.device_id) == device_id))
+    session.exec(delete(SigningKey).where(col(SigningKey.device_id) == device_id))
     session.delete(device)
     audit.record(session=session, now=now, action="device.delete", device_id=device_id, actor=actor)

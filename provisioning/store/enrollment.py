@@ -7,6 +7,7 @@ from sqlmodel import Session
 from provisioning import hashing
 from provisioning.errors import BadRequest
 from provisioning.models import CredentialKey, Device, EnrollmentToken
+from provisioning.models.devices import PublicKeyInput
 from provisioning.store import audit, devices
 
 
@@ -15,7 +16,7 @@ class InvalidEnrollmentToken(BadRequest):
 
 
 def enroll(
-    *, session: Session, enrollment_token: str, public_key: str | dict[str, object], now: int
+    *, session: Session, enrollment_token: str, public_key: PublicKeyInput, now: int
 ) -> tuple[Device, CredentialKey]:
     row = session.get(EnrollmentToken, hashing.token_hash(enrollment_token))
     if row is None or row.used_at is not None or row.expires_at <= now:
@@ -25,8 +26,15 @@ def enroll(
         raise InvalidEnrollmentToken(f"device is {device.status}")
     row.used_at = now
     session.add(row)
-    key = devices.add_key(session=session, device=device, public_key=public_key,
-                          expires_at=None, now=now, actor="enrollment")
-    audit.record(session=session, now=now, action="device.enroll", device_id=device.device_id,
-                 kid=key.kid)
+    key = devices.add_key(
+        session=session,
+        device=device,
+        public_key=public_key,
+        expires_at=None,
+        now=now,
+        actor="enrollment",
+    )
+    audit.record(
+        session=session, now=now, action="device.enroll", device_id=device.device_id, kid=key.kid
+    )
     return device, key

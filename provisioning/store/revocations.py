@@ -38,7 +38,10 @@ def revoke_device(*, session: Session, device: Device, now: int, actor: str) -> 
     session.add(device)
     cut_tokens(session=session, device_id=device.device_id, now=now)
     audit.record(
-        session=session, now=now, action="device.revoke", device_id=device.device_id,
+        session=session,
+        now=now,
+        action="device.revoke",
+        device_id=device.device_id,
         actor=actor,
     )
 
@@ -71,12 +74,19 @@ def revoke_family(*, session: Session, family: RefreshFamily, now: int, reason: 
         .where(RefreshToken.access_exp > now)
     ):
         revoke_jti(
-            session=session, device_id=family.device_id, jti=token.access_jti,
-            exp=token.access_exp, now=now,
+            session=session,
+            device_id=family.device_id,
+            jti=token.access_jti,
+            exp=token.access_exp,
+            now=now,
         )
     audit.record(
-        session=session, now=now, action="refresh.family_revoke", device_id=family.device_id,
-        reason=reason, family=family.id,
+        session=session,
+        now=now,
+        action="refresh.family_revoke",
+        device_id=family.device_id,
+        reason=reason,
+        family=family.id,
     )
 
 

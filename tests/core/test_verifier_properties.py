@@ -19,25 +19,37 @@ from credbroker.verifier import DeviceState, TokenRejected, Verifier, VerifyPoli
 from tests.core.test_verifier import ISSUER, MemoryStore
 
 KEY = ec.generate_private_key(ec.SECP256R1())
-STORE = MemoryStore(keys={"dev-1#1": KEY.public_key()},
-                    devices={"dev-1": DeviceState("active", 0)})
+STORE = MemoryStore(keys={"dev-1#1": KEY.public_key()}, devices={"dev-1": DeviceState("active", 0)})
 VERIFIER = Verifier(VerifyPolicy(issuer=ISSUER, audience="mqtt", leeway=30), STORE)
 HEADER = {"alg": "ES256", "typ": "at+jwt", "kid": "dev-1#1"}
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=10,
 )
 
 
 def _claims(**over: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"iss": ISSUER, "sub": "dev-1", "client_id": "dev-1", "aud": "mqtt", "iat": now,
-              "nbf": now, "exp": now + 900, "jti": uuid.uuid4().hex, "fleet": "f",
-              "acl": {"pub": ["devices/dev-1/#"], "sub": []}}
+    claims = {
+        "iss": ISSUER,
+        "sub": "dev-1",
+        "client_id": "dev-1",
+        "aud": "mqtt",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 900,
+        "jti": uuid.uuid4().hex,
+        "fleet": "f",
+        "acl": {"pub": ["devices/dev-1/#"], "sub": []},
+    }
     claims.update(over)
     return claims
 
@@ -52,9 +64,15 @@ def _verdict_ours(token: str) -> bool:
 
 def _verdict_pyjwt(token: str) -> bool:
     try:
-        jwt.decode(token, KEY.public_key(), algorithms=["ES256"], audience="mqtt",
-                   issuer=ISSUER, leeway=30,
-                   options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]})
+        jwt.decode(
+            token,
+            KEY.public_key(),
+            algorithms=["ES256"],
+            audience="mqtt",
+            issuer=ISSUER,
+            leeway=30,
+            options={"require": ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]},
+        )
     except jwt.PyJWTError:
         return False
     return True
@@ -66,11 +84,11 @@ def _mangle(token: str, data: st.DataObject) -> str:
         return token
     i = data.draw(st.integers(0, len(token) - 1))
     if how == "flip":
-        return token[:i] + data.draw(st.characters(codec="ascii")) + token[i + 1:]
+        return token[:i] + data.draw(st.characters(codec="ascii")) + token[i + 1 :]
     if how == "insert":
         return token[:i] + data.draw(st.text(max_size=3)) + token[i:]
     if how == "delete":
-        return token[:i] + token[i + 1:]
+        return token[:i] + token[i + 1 :]
     if how == "truncate":
         return token[:i]
     parts = token.split(".")
@@ -97,8 +115,15 @@ def test_mangled_real_tokens_only_raise_token_rejected(data: st.DataObject) -> N
 
 
 @settings(max_examples=200)
-@given(st.dictionaries(st.sampled_from(["iss", "sub", "client_id", "aud", "iat", "nbf", "exp",
-                                         "jti", "acl", "fleet"]), json_values, max_size=5))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["iss", "sub", "client_id", "aud", "iat", "nbf", "exp", "jti", "acl", "fleet"]
+        ),
+        json_values,
+        max_size=5,
+    )
+)
 def test_validly_signed_weird_claims_only_raise_token_rejected(over: dict[str, Any]) -> None:
     _verdict_ours(_sign_stdlib_json(_claims(**over)))
 
@@ -116,13 +141,20 @@ offsets = st.sampled_from([-7200, -100, -45, 0, 5, 45, 100, 7200])
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.data(), offsets, offsets, offsets,
-       st.sampled_from(["mqtt", "other", ["mqtt", "x"], ["x"]]),
-       st.sampled_from([ISSUER, ISSUER + "/", "https://evil.example"]))
-def test_differential_against_pyjwt(data: st.DataObject, exp: int, nbf: int, iat: int,
-                                    aud: Any, iss: str) -> None:
+@given(
+    st.data(),
+    offsets,
+    offsets,
+    offsets,
+    st.sampled_from(["mqtt", "other", ["mqtt", "x"], ["x"]]),
+    st.sampled_from([ISSUER, ISSUER + "/", "https://evil.example"]),
+)
+def test_differential_against_pyjwt(
+    data: st.DataObject, exp: int, nbf: int, iat: int, aud: Any, iss: str
+) -> None:
     now = int(time.time())
-    token = jws.sign(HEADER, _claims(exp=now + exp, nbf=now + nbf, iat=now + iat, aud=aud,
-                                     iss=iss), KEY)
+    token = jws.sign(
+        HEADER, _claims(exp=now + exp, nbf=now + nbf, iat=now + iat, aud=aud, iss=iss), KEY
+    )
     token = _mangle(token, data)
     assert _verdict_ours(token) == _verdict_pyjwt(token), token

@@ -32,12 +32,24 @@ class Stack:
     process: subprocess.Popen[bytes]
     log: Path
 
-    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        full_env = {**os.environ, "CREDBROKER_API": self.base,
-                    "CREDBROKER_DATA_DIR": str(self.data_dir), **(env or {})}
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = {
+            **os.environ,
+            "CREDBROKER_API": self.base,
+            "CREDBROKER_DATA_DIR": str(self.data_dir),
+            **(env or {}),
+        }
         full_env.pop("CREDBROKER_ADMIN_KEY", None)
-        return subprocess.run([str(BIN / "credbroker"), *args], capture_output=True, text=True,
-                              env=full_env, timeout=60, check=False)
+        return subprocess.run(
+            [str(BIN / "credbroker"), *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=60,
+            check=False,
+        )
 
 
 def wait_healthy(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -62,9 +74,23 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(BIN / "credbroker"), "up", "--host", "127.0.0.1", "--http-port", str(port),
-             "--mqtt-port", str(mqtt), "--data-dir", str(data)],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                str(BIN / "credbroker"),
+                "up",
+                "--host",
+                "127.0.0.1",
+                "--http-port",
+                str(port),
+                "--mqtt-port",
+                str(mqtt),
+                "--data-dir",
+                str(data),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base, process, log)

@@ -25,10 +25,29 @@ def test_readme_walkthrough(stack: Stack, tmp_path) -> None:  # type: ignore[no-
     keys = tmp_path / "keys"
     assert stack.cli("keygen", "--out", str(keys)).returncode == 0
     assert stat.S_IMODE((keys / "device.key").stat().st_mode) == 0o600
-    _ok(stack.cli("fleet", "create", "sensors", "--publish", "devices/{device_id}/#",
-                  "--subscribe", "devices/{device_id}/cmd/#"))
-    device = _ok(stack.cli("device", "create", "--fleet", "sensors", "--id", "dev-1",
-                           "--public-key", str(keys / "device.pub")))
+    _ok(
+        stack.cli(
+            "fleet",
+            "create",
+            "sensors",
+            "--publish",
+            "devices/{device_id}/#",
+            "--subscribe",
+            "devices/{device_id}/cmd/#",
+        )
+    )
+    device = _ok(
+        stack.cli(
+            "device",
+            "create",
+            "--fleet",
+            "sensors",
+            "--id",
+            "dev-1",
+            "--public-key",
+            str(keys / "device.pub"),
+        )
+    )
     assert device["device_id"] == "dev-1" and device["status"] == "active"
     tokens = _ok(stack.cli("token", "get", "--device", "dev-1", "--key", str(keys / "device.key")))
     refreshed = _ok(stack.cli("token", "refresh", tokens["refresh_token"]))

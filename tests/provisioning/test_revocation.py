@@ -27,8 +27,10 @@ def test_revoking_an_access_token(api: Api, fleet: str) -> None:
 def test_revoking_a_refresh_token_kills_its_family(api: Api, fleet: str) -> None:
     tokens = api.device(fleet).tokens()
     assert api.introspect(tokens["refresh_token"])["token_type"] == "refresh_token"
-    assert api.client.post("/oauth2/revoke", data={"token": tokens["refresh_token"]}
-                           ).status_code == 200
+    assert (
+        api.client.post("/oauth2/revoke", data={"token": tokens["refresh_token"]}).status_code
+        == 200
+    )
     assert api.introspect(tokens["refresh_token"]) == {"active": False}
     assert api.introspect(tokens["access_token"]) == {"active": False}
     refused = api.token({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
@@ -49,8 +51,12 @@ def test_device_revocation_kills_everything(api: Api, fleet: str) -> None:
     assert api.introspect(tokens["access_token"]) == {"active": False}
     assert api.introspect(tokens["refresh_token"]) == {"active": False}
     assert api.token(device.grant_form()).status_code == 401
-    actions = [e["action"] for e in api.client.get(
-        f"/v1/audit?device_id={device.id}", headers=api.admin).json()["items"]]
+    actions = [
+        e["action"]
+        for e in api.client.get(f"/v1/audit?device_id={device.id}", headers=api.admin).json()[
+            "items"
+        ]
+    ]
     assert "device.revoke" in actions
 
 
@@ -93,8 +99,9 @@ def test_signing_key_rotation_overlaps(api: Api, fleet: str) -> None:
 def test_immediate_rotation_kills_old_tokens(api: Api, fleet: str) -> None:
     device = api.device(fleet)
     old = device.tokens()["access_token"]
-    api.client.post(f"/v1/devices/{device.id}/signing-keys:rotate?immediate=true",
-                    headers=api.admin)
+    api.client.post(
+        f"/v1/devices/{device.id}/signing-keys:rotate?immediate=true", headers=api.admin
+    )
     api.clock.advance(1)
     assert api.introspect(old) == {"active": False}
     kids = [k["kid"] for k in api.client.get(f"/v1/devices/{device.id}/jwks.json").json()["keys"]]

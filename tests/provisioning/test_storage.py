@@ -29,8 +29,14 @@ def test_migrations_reach_head_and_are_idempotent(tmp_path: Path) -> None:
     migrate(engine)
     migrate(engine)
     tables = set(inspect(engine).get_table_names())
-    assert {"devices", "fleets", "signing_keys", "refresh_tokens", "audit_events",
-            "alembic_version"} <= tables
+    assert {
+        "devices",
+        "fleets",
+        "signing_keys",
+        "refresh_tokens",
+        "audit_events",
+        "alembic_version",
+    } <= tables
     with engine.connect() as conn:
         mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
     assert mode == "wal"
@@ -39,8 +45,9 @@ def test_migrations_reach_head_and_are_idempotent(tmp_path: Path) -> None:
 def test_secrets_are_only_stored_hashed_or_sealed(tmp_path: Path) -> None:
     api = make_api(tmp_path)
     fleet = api.fleet(allow_client_secret=True)["name"]
-    secret = api.client.post("/v1/devices", json={"device_id": "s1", "fleet": fleet},
-                             headers=api.admin).json()["client_secret"]
+    secret = api.client.post(
+        "/v1/devices", json={"device_id": "s1", "fleet": fleet}, headers=api.admin
+    ).json()["client_secret"]
     tokens = api.device(fleet).tokens()
     conn = sqlite3.connect(tmp_path / "data" / "credbroker.db")
     dump = "\n".join(conn.iterdump())

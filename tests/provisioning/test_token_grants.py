@@ -27,7 +27,11 @@ def test_private_key_jwt_grant_issues_rfc9068_token(api: Api, fleet: str, alg: s
     body = response.json()
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
     assert body["refresh_token"] and set(body) == {
-        "access_token", "token_type", "expires_in", "refresh_token"}
+        "access_token",
+        "token_type",
+        "expires_in",
+        "refresh_token",
+    }
     header = _segment(body["access_token"], 0)
     assert header == {"alg": "ES256", "typ": "at+jwt", "kid": f"{device.id}#1"}
     claims = _segment(body["access_token"], 1)
@@ -82,8 +86,9 @@ def test_replayed_assertion_is_refused(api: Api, fleet: str) -> None:
 def test_bad_assertion_claims_are_refused(api: Api, fleet: str, claims: dict, why: str) -> None:
     device = api.device(fleet)
     now = int(api.clock())
-    resolved = {k: (now + v if k in ("exp", "nbf") and v is not None else v)
-                for k, v in claims.items()}
+    resolved = {
+        k: (now + v if k in ("exp", "nbf") and v is not None else v) for k, v in claims.items()
+    }
     response = api.token(device.grant_form(device.assertion(**resolved)))
     assert response.status_code == 401, (why, response.text)
     assert response.json()["error"] == "invalid_client"
@@ -100,7 +105,8 @@ def test_assertion_signed_by_another_key_is_refused(api: Api, fleet: str) -> Non
 def test_hs256_assertion_keyed_with_the_public_key_is_refused(api: Api, fleet: str) -> None:
     device = api.device(fleet, alg="es256")
     public = device.key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     claims = jwt.decode(device.assertion(), options={"verify_signature": False})
     forged = _hs256(claims, public)
     response = api.token(device.grant_form(forged))
@@ -141,8 +147,15 @@ def test_grant_requests_are_validated(api: Api, fleet: str) -> None:
         ({"grant_type": "password"}, 400, "unsupported_grant_type"),
         ({"grant_type": "client_credentials"}, 401, "invalid_client"),
         ({**device.grant_form(), "client_assertion_type": "x"}, 400, "invalid_request"),
-        ({"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER,
-          "client_assertion": "not.a.jwt"}, 401, "invalid_client"),
+        (
+            {
+                "grant_type": "client_credentials",
+                "client_assertion_type": JWT_BEARER,
+                "client_assertion": "not.a.jwt",
+            },
+            401,
+            "invalid_client",
+        ),
         ({"grant_type": "refresh_token"}, 400, "invalid_request"),
         ({"grant_type": "refresh_token", "refresh_token": "cbr_nope"}, 400, "invalid_grant"),
     ]
@@ -157,8 +170,11 @@ def test_token_endpoint_wants_a_form(api: Api) -> None:
     response = api.client.post("/oauth2/token", json={"grant_type": "client_credentials"})
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
-    twice = api.client.post("/oauth2/token", content=b"grant_type=a&grant_type=b",
-                            headers={"content-type": "application/x-www-form-urlencoded"})
+    twice = api.client.post(
+        "/oauth2/token",
+        content=b"grant_type=a&grant_type=b",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert twice.status_code == 400 and twice.json()["error"] == "invalid_request"
 
 
@@ -169,17 +185,20 @@ def test_refresh_rotates_and_reuse_revokes_the_family(api: Api, fleet: str) -> N
     assert second.status_code == 200
     second_body = second.json()
     assert second_body["refresh_token"] != first["refresh_token"]
-    assert _segment(second_body["access_token"], 1)["cnf"] == _segment(
-        first["access_token"], 1)["cnf"]
+    assert (
+        _segment(second_body["access_token"], 1)["cnf"] == _segment(first["access_token"], 1)["cnf"]
+    )
     reuse = api.token({"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
     assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
     # The whole family is dead: the newest refresh token and its access token too.
-    latest = api.token({"grant_type": "refresh_token",
-                        "refresh_token": second_body["refresh_token"]})
+    latest = api.token(
+        {"grant_type": "refresh_token", "refresh_token": second_body["refresh_token"]}
+    )
     assert latest.status_code == 400
     assert api.introspect(second_body["access_token"]) == {"active": False}
-    events = api.client.get(f"/v1/audit?device_id={device.id}&action=refresh.family_revoke",
-                            headers=api.admin).json()["items"]
+    events = api.client.get(
+        f"/v1/audit?device_id={device.id}&action=refresh.family_revoke", headers=api.admin
+    ).json()["items"]
     assert events and events[0]["detail"]["reason"] == "refresh_reuse"
 
 
@@ -190,8 +209,9 @@ def test_refresh_family_has_an_absolute_lifetime(api: Api, fleet: str) -> None:
     refreshed = api.token({"grant_type": "refresh_token", "refresh_token": refresh})
     assert refreshed.status_code == 200
     api.clock.advance(2 * 86400)
-    late = api.token({"grant_type": "refresh_token",
-                      "refresh_token": refreshed.json()["refresh_token"]})
+    late = api.token(
+        {"grant_type": "refresh_token", "refresh_token": refreshed.json()["refresh_token"]}
+    )
     assert late.status_code == 400 and "expired" in late.json()["error_description"]
 
 
@@ -205,27 +225,35 @@ def test_refresh_refused_once_device_is_disabled(api: Api, fleet: str) -> None:
 
 def test_client_secret_basic_and_post(api: Api) -> None:
     fleet = api.fleet(allow_client_secret=True)["name"]
-    created = api.client.post("/v1/devices", json={"device_id": "tiny-1", "fleet": fleet},
-                              headers=api.admin).json()
+    created = api.client.post(
+        "/v1/devices", json={"device_id": "tiny-1", "fleet": fleet}, headers=api.admin
+    ).json()
     secret = created["client_secret"]
     assert secret and created["enrollment_token"] is None
     basic = base64.b64encode(f"tiny-1:{secret}".encode()).decode()
-    ok = api.token({"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"})
+    ok = api.token(
+        {"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+    )
     assert ok.status_code == 200, ok.text
     assert "cnf" not in _segment(ok.json()["access_token"], 1)
-    post = api.token({"grant_type": "client_credentials", "client_id": "tiny-1",
-                      "client_secret": secret})
+    post = api.token(
+        {"grant_type": "client_credentials", "client_id": "tiny-1", "client_secret": secret}
+    )
     assert post.status_code == 200
-    wrong = api.token({"grant_type": "client_credentials", "client_id": "tiny-1",
-                       "client_secret": secret + "x"})
+    wrong = api.token(
+        {"grant_type": "client_credentials", "client_id": "tiny-1", "client_secret": secret + "x"}
+    )
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
     shown = api.client.get("/v1/devices/tiny-1", headers=api.admin).json()
     assert secret not in json.dumps(shown)
 
 
 def test_fleet_without_client_secrets_refuses_them(api: Api, fleet: str) -> None:
-    response = api.client.post("/v1/devices", headers=api.admin, json={
-        "device_id": "s-1", "fleet": fleet, "auth_method": "client_secret"})
+    response = api.client.post(
+        "/v1/devices",
+        headers=api.admin,
+        json={"device_id": "s-1", "fleet": fleet, "auth_method": "client_secret"},
+    )
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/problem+json"
 

@@ -1,0 +1,113 @@
+"""Verifier throughput vs raw cryptography P-256 verify of the same signing input.
+
+Prints verifications per second for: raw `cryptography` verify (baseline), our
+`Verifier.verify` (all checks, in-memory trust store), and PyJWT's `jwt.decode` with the
+same pinned algorithm, audience, issuer and leeway, for reference. Median of several
+alternating repetitions; ratios are against the raw baseline of the same run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+
+import jwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from credbroker import jws
+from credbroker.verifier import DeviceState, Verifier, VerifyPolicy
+
+ISSUER = "http://127.0.0.1:8000"
+REPS = 7
+SECONDS = 0.5
+
+
+class Store:
+    def __init__(self, key: ec.EllipticCurvePublicKey) -> None:
+        self.key = key
+        self.state = DeviceState("active", 0)
+
+    def signing_key(self, kid: str) -> ec.EllipticCurvePublicKey | None:
+        return self.key if kid == "dev-42#1" else None
+
+    def device_state(self, device_id: str) -> DeviceState | None:
+        return self.state
+
+    def is_jti_revoked(self, jti: str) -> bool:
+        return False
+
+
+def rate(fn, seconds: float = SECONDS) -> float:  # type: ignore[no-untyped-def]
+    count, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(50):
+            fn()
+        count += 50
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - start)
+
+
+def main() -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = private.public_key()
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "sub": "dev-42",
+        "client_id": "dev-42",
+        "aud": "mqtt",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 900,
+        "jti": uuid.uuid4().hex,
+        "fleet": "sensors",
+        "acl": {
+            "pub": ["devices/dev-42/#", "fleets/sensors/telemetry/dev-42"],
+            "sub": ["devices/dev-42/cmd/#", "fleets/sensors/telemetry/+"],
+        },
+        "cnf": {"jkt": "nTy4X0JkO0T3b-QqpsBOc1TTRxFJjJC7n0EGOWLr1Ns"},
+    }
+    token = jws.sign({"alg": "ES256", "typ": "at+jwt", "kid": "dev-42#1"}, claims, private)
+    signing_input, _, sig_b64 = token.rpartition(".")
+    raw_sig = jws.b64url_decode(sig_b64)
+    der = encode_dss_signature(
+        int.from_bytes(raw_sig[:32], "big"), int.from_bytes(raw_sig[32:], "big")
+    )
+    data = signing_input.encode()
+    verifier = Verifier(VerifyPolicy(issuer=ISSUER, audience="mqtt", leeway=30), Store(public))
+    ecdsa = ec.ECDSA(hashes.SHA256())
+
+    cases = {
+        "raw cryptography verify": lambda: public.verify(der, data, ecdsa),
+        "raw + r||s to DER, fresh bytes": lambda: public.verify(
+            encode_dss_signature(
+                int.from_bytes(raw_sig[:32], "big"), int.from_bytes(raw_sig[32:], "big")
+            ),
+            signing_input.encode(),
+            ecdsa,
+        ),
+        "credbroker Verifier.verify": lambda: verifier.verify(
+            token, client_id="dev-42", username="dev-42"
+        ),
+        "PyJWT jwt.decode": lambda: jwt.decode(
+            token, public, algorithms=["ES256"], audience="mqtt", issuer=ISSUER, leeway=30
+        ),
+    }
+    results: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(REPS):
+        for name, fn in cases.items():
+            results[name].append(rate(fn))
+    base = statistics.median(results["raw cryptography verify"])
+    print(f"token: {len(token)} chars, signing input {len(data)} bytes; median of {REPS}")
+    for name, values in results.items():
+        median = statistics.median(values)
+        print(f"{name:28s} {median:9,.0f}/s  {1e6 / median:7.1f} us  ratio {median / base:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
