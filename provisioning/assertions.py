@@ -9,14 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
-
-from credbroker import jws
+from credbroker import jwk, jws
 from credbroker.claims import is_device_id
-from provisioning import credentials
 from provisioning.errors import InvalidClient
-from provisioning.models import UsedAssertion
+from provisioning.grantstore import GrantStore
 
 
 @dataclass(frozen=True)
@@ -65,46 +61,30 @@ def _check_claims(
 
 
 def verify_assertion(
-    *, session: Session, assertion: str, device_id: str, policy: AssertionPolicy, now: int
+    *, store: GrantStore, assertion: str, device_id: str, policy: AssertionPolicy, now: int
 ) -> str:
     """Check signature, claims and single use; return the proven key's thumbprint."""
     try:
         parsed = jws.parse(assertion)
     except jws.JWSError as exc:
         raise InvalidClient("malformed client assertion") from exc
-    alg = parsed.header.get("alg")
-    kid = parsed.header.get("kid")
-    keys = [
-        k
-        for k in credentials.usable_keys(session=session, device_id=device_id, now=now)
-        if k.alg == alg and (kid is None or kid == k.kid)
-    ]
+    alg, kid = parsed.header.get("alg"), parsed.header.get("kid")
     proven = None
-    for key in keys:
-        try:
-            public = credentials.parse_public_key(key.jwk).key
-            jws.verify_signature(key.alg, public, parsed.signing_input, parsed.signature)
-        except jws.JWSError:
+    for key_id, key_alg, key_jwk in store.credential_keys(device_id, now):
+        if key_alg != alg or (kid is not None and kid != key_id):
             continue
-        proven = key.kid
+        try:
+            public = jwk.from_jwk(key_jwk)
+            jws.verify_signature(key_alg, public, parsed.signing_input, parsed.signature)
+        except (jws.JWSError, jwk.JWKError):
+            continue
+        proven = key_id
         break
     if proven is None:
         raise InvalidClient("client assertion signature does not verify with a device key")
-    _check_claims(parsed.payload, device_id, policy, now)
-    _consume_jti(session, device_id, parsed.payload["jti"], int(parsed.payload["exp"]), policy, now)
+    claims = parsed.payload
+    _check_claims(claims, device_id, policy, now)
+    # RFC 7523 section 3 item 7: a jti is accepted once, kept until the assertion expires.
+    if not store.consume_jti(f"{device_id}\n{claims['jti']}", int(claims["exp"]) + policy.leeway):
+        raise InvalidClient("client assertion was already used (replay)")
     return proven
-
-
-def _consume_jti(
-    session: Session, device_id: str, jti: str, exp: int, policy: AssertionPolicy, now: int
-) -> None:
-    """RFC 7523 section 3 item 7: a jti is accepted once, kept until the assertion expires."""
-    key = f"{device_id}\n{jti}"
-    replay = InvalidClient("client assertion was already used (replay)")
-    if session.get(UsedAssertion, key) is not None:
-        raise replay
-    session.add(UsedAssertion(key=key, expires_at=exp + policy.leeway))
-    try:
-        session.flush()  # a concurrent twin loses here; the request's transaction rolls back
-    except IntegrityError as exc:
-        raise replay from exc

@@ -28,7 +28,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # Request transactions take the write lock up front (IMMEDIATE): a deferred one that
+    # reads, then writes, gets SQLITE_BUSY at once under concurrency instead of waiting.
+    mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def create_db_engine(url: str) -> Engine:
@@ -38,7 +41,12 @@ def create_db_engine(url: str) -> Engine:
             # Hashes and sealed keys live here: readable by this user only.
             Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             Path(path).touch(mode=0o600, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        # One connection, handed from thread to thread: SQLite has one writer anyway,
+        # and waiting on the pool is a condition variable, where waiting on SQLite's
+        # busy handler is a sleep of up to 100 ms per retry.
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False}, pool_size=1, max_overflow=0
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -63,7 +71,8 @@ def migrate(engine: Engine) -> None:
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """One session, one transaction: committed on success, rolled back on any error."""
-    with Session(engine, expire_on_commit=False) as session:
+    bind = engine.execution_options(sqlite_begin="IMMEDIATE")
+    with Session(bind, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

@@ -5,14 +5,16 @@
 - refresh_token with rotation; a reused token kills its family (RFC 9700 section 4.14)
 
 Every issuance and refusal is audited; refusals count against the client and the
-address, and past the limit the endpoint answers 429 before any crypto runs.
+address, and past the limit the endpoint answers 429 before any crypto runs. One
+transaction per grant, in Core (`grantstore`): this is the hot path.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from urllib.parse import unquote
 
 from sqlmodel import Session
@@ -29,7 +31,8 @@ from provisioning.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
-from provisioning.models import Device, Fleet, RefreshFamily, RefreshToken
+from provisioning.grantstore import Client, GrantStore
+from provisioning.models import RefreshFamily
 from provisioning.services import Services
 from provisioning.store import audit, revocations
 from provisioning.tokens import Issued, issue
@@ -46,20 +49,17 @@ def token(
     if grant_type not in ("client_credentials", "refresh_token"):
         raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
     client = _claimed_client(form, authorization)
-    keys = (f"client:{client}", f"addr:{address}") if client else (f"addr:{address}",)
+    keys = (("client", client), ("addr", address)) if client else (("addr", address),)
     retry = services.limiter.retry_after(*keys)
     if retry:
         services.metrics.tokens.labels(grant_type, "throttled").inc()
         raise TooManyAttempts(retry)
     try:
-        with (
-            services.metrics.token_seconds.labels(grant_type).time(),
-            transaction(services.engine) as session,
-        ):
+        with services.metrics.token_seconds.labels(grant_type).time(), _store(services) as store:
             if grant_type == "refresh_token":
-                issued = _refresh(services, session, form)
+                issued = _refresh(services, store, form)
             else:
-                issued = _client_credentials(services, session, form, authorization)
+                issued = _client_credentials(services, store, form, authorization)
     except OAuthError as exc:
         services.metrics.tokens.labels(grant_type, exc.error).inc()
         services.limiter.failed(*keys)
@@ -79,13 +79,35 @@ def token(
     return issued
 
 
+class _RefuseAfterCommit(Exception):
+    """A refusal whose writes must stand: the revocation of a reused refresh family."""
+
+    def __init__(self, error: OAuthError) -> None:
+        super().__init__(error.detail)
+        self.error = error
+
+
+@contextmanager
+def _store(services: Services) -> Iterator[GrantStore]:
+    """One transaction: committed on success and on `_RefuseAfterCommit`."""
+    refusal = None
+    with services.engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        try:
+            yield GrantStore(conn)
+        except _RefuseAfterCommit as exc:
+            refusal = exc.error
+    if refusal is not None:
+        raise refusal
+
+
 def _claimed_client(form: Mapping[str, str], authorization: str | None) -> str | None:
     """Who the request says it is, unverified: for rate limiting and audit only."""
     candidates = [form.get("client_id")]
     if "client_assertion" in form:
         candidates.append(assertions.claimed_device(form["client_assertion"]))
     if authorization:
-        candidates.append(_basic(authorization)[0])
+        with suppress(InvalidClient):
+            candidates.append(_basic(authorization)[0])
     return next((c for c in candidates if c and is_device_id(c)), None)
 
 
@@ -105,7 +127,7 @@ def _basic(authorization: str) -> tuple[str, str]:
 
 
 def _client_credentials(
-    services: Services, session: Session, form: Mapping[str, str], authorization: str | None
+    services: Services, store: GrantStore, form: Mapping[str, str], authorization: str | None
 ) -> Issued:
     now = services.now()
     if "client_assertion" in form:
@@ -114,9 +136,9 @@ def _client_credentials(
         device_id = assertions.claimed_device(form["client_assertion"])
         if device_id is None or form.get("client_id", device_id) != device_id:
             raise InvalidClient("client assertion does not name a device")
-        device, fleet = _active_device(session, device_id, "private_key_jwt")
+        client = _active_client(store, device_id, "private_key_jwt")
         jkt = assertions.verify_assertion(
-            session=session,
+            store=store,
             assertion=form["client_assertion"],
             device_id=device_id,
             policy=services.assertion_policy,
@@ -124,26 +146,24 @@ def _client_credentials(
         )
     else:
         device_id, secret = _secret_credentials(form, authorization)
-        stored = session.get(Device, device_id) if is_device_id(device_id) else None
-        if not hashing.verify_secret(stored.client_secret_hash if stored else None, secret):
+        found = store.client(device_id) if is_device_id(device_id) else None
+        if not hashing.verify_secret(found.client_secret_hash if found else None, secret):
             raise InvalidClient("unknown client or wrong secret")
-        device, fleet = _active_device(session, device_id, "client_secret")
-        if not fleet.allow_client_secret:
+        client = _active_client(store, device_id, "client_secret")
+        if not client.allow_client_secret:
             raise UnauthorizedClient("this fleet does not allow client secrets")
         jkt = ""
     issued = issue(
         keyring=services.keyring,
-        session=session,
-        device=device,
-        fleet=fleet,
+        store=store,
+        client=client,
         jkt=jkt,
         now=now,
         issuer=services.issuer,
         audience=services.settings.audience,
         family_lifetime=services.settings.refresh_family_lifetime,
     )
-    audit.record(
-        session=session,
+    store.audit(
         now=now,
         action="token.issue",
         device_id=device_id,
@@ -163,71 +183,64 @@ def _secret_credentials(form: Mapping[str, str], authorization: str | None) -> t
     raise InvalidClient("client authentication is required")
 
 
-def _active_device(session: Session, device_id: str, method: str) -> tuple[Device, Fleet]:
-    device = session.get(Device, device_id)
-    if device is None or device.auth_method != method:
+def _active_client(store: GrantStore, device_id: str, method: str) -> Client:
+    client = store.client(device_id)
+    if client is None or client.auth_method != method:
         raise InvalidClient("unknown client or wrong authentication method")
-    if device.status != "active":
-        raise InvalidClient(f"device is {device.status}")
-    fleet = session.get(Fleet, device.fleet)
-    if fleet is None:  # a foreign key guards this; fail closed all the same
-        raise InvalidClient("device has no fleet")
-    return device, fleet
+    if client.status != "active":
+        raise InvalidClient(f"device is {client.status}")
+    return client
 
 
-def _refresh(services: Services, session: Session, form: Mapping[str, str]) -> Issued:
+def _refresh(services: Services, store: GrantStore, form: Mapping[str, str]) -> Issued:
     now = services.now()
     presented = form.get("refresh_token")
     if not presented:
         raise InvalidRequest("refresh_token is required")
-    row = session.get(RefreshToken, hashing.token_hash(presented))
-    if row is None:
+    digest = hashing.token_hash(presented)
+    state = store.refresh_state(digest)
+    if state is None:
         raise InvalidGrant("unknown refresh token")
-    family = session.get(RefreshFamily, row.family_id)
-    if family is None or family.revoked_at is not None:
+    if state.family_revoked_at is not None:
         raise InvalidGrant("refresh token was revoked")
-    if row.used_at is not None:
-        _revoke_reused(services, family.id)
-        raise InvalidGrant("refresh token was already used; its family is revoked")
-    if family.expires_at <= now:
+    if state.used_at is not None or not store.mark_used(digest, now):
+        _revoke_family(store, state.family_id, now)
+        raise _RefuseAfterCommit(
+            InvalidGrant("refresh token was already used; its family is revoked")
+        )
+    if state.family_expires_at <= now:
         raise InvalidGrant("refresh token family has expired; authenticate again")
-    if form.get("client_id", row.device_id) != row.device_id:
+    if form.get("client_id", state.device_id) != state.device_id:
         raise InvalidGrant("refresh token was issued to another client")
-    device = session.get(Device, row.device_id)
-    if device is None or device.status != "active":
+    client = store.client(state.device_id)
+    if client is None or client.status != "active":
         raise InvalidGrant("device is not active")
-    fleet = session.get(Fleet, device.fleet)
-    if fleet is None:
-        raise InvalidGrant("device has no fleet")
-    row.used_at = now
-    session.add(row)
     issued = issue(
         keyring=services.keyring,
-        session=session,
-        device=device,
-        fleet=fleet,
-        jkt=family.jkt,
+        store=store,
+        client=client,
+        jkt=state.jkt,
         now=now,
         issuer=services.issuer,
         audience=services.settings.audience,
-        family=family,
+        family_id=state.family_id,
     )
-    audit.record(
-        session=session,
+    store.audit(
         now=now,
         action="token.refresh",
-        device_id=device.device_id,
+        device_id=client.device_id,
         jti=issued.jti,
-        family=family.id,
+        family=state.family_id,
     )
     return issued
 
 
-def _revoke_reused(services: Services, family_id: str) -> None:
-    """Committed on its own: the refusal that follows must not roll it back."""
-    with transaction(services.engine) as session:
+def _revoke_family(store: GrantStore, family_id: str, now: int) -> None:
+    """RFC 9700 section 4.14: reuse means theft; kill the family, in this transaction."""
+    with Session(bind=store.conn) as session:  # joins the grant's transaction
         family = session.get(RefreshFamily, family_id)
         if family is not None and family.revoked_at is None:
             revocations.revoke_family(
-                session=session, family=family, now=services.now(), reason="refresh_reuse"
+                session=session, family=family, now=now, reason="refresh_reuse"
             )
+        session.flush()

@@ -49,7 +49,11 @@ class Services:
             settings=settings,
             engine=engine,
             keyring=Keyring(Sealer(master_key)),
-            limiter=FailureLimiter(settings.failed_auth_limit, settings.failed_auth_window, clock),
+            limiter=FailureLimiter(
+                {"client": settings.failed_auth_limit, "addr": settings.failed_auth_limit_address},
+                settings.failed_auth_window,
+                clock,
+            ),
             verifier=Verifier(policy, trust, clock),
             trust=trust,
             clock=clock,

@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = 4096
     max_batch: int = 1000
     failed_auth_limit: int = Field(default=10, ge=1)
+    failed_auth_limit_address: int = Field(default=200, ge=1)
     failed_auth_window: int = Field(default=60, ge=1)
     log_level: str = "warning"
 

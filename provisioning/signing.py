@@ -9,6 +9,7 @@ token it signed has expired (`verify_until`), or at once with `immediate`.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -62,26 +63,25 @@ class Keyring:
         return self.new_key(session=session, device=device, now=now)
 
     def private_key(
-        self, *, session: Session, device: Device
-    ) -> tuple[str, ec.EllipticCurvePrivateKey]:
-        kid = kid_for(device.device_id, device.signing_key_version)
+        self, kid: str, load_sealed: Callable[[str], bytes | None]
+    ) -> ec.EllipticCurvePrivateKey:
+        """The opened private key for `kid`; `load_sealed` fetches it on a cache miss."""
         key = self._loaded.get(kid)
-        if key is None:
-            row = session.get(SigningKey, kid)
-            if row is None:
-                raise LookupError(f"signing key {kid} is missing")
-            loaded = serialization.load_der_private_key(
-                self._sealer.open(row.private_enc, aad=kid), password=None
-            )
-            if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-                raise LookupError(f"signing key {kid} is not P-256")
-            key = loaded
-            self._loaded[kid] = key
-            if len(self._loaded) > _CACHE_SIZE:
-                self._loaded.popitem(last=False)
-        else:
+        if key is not None:
             self._loaded.move_to_end(kid)
-        return kid, key
+            return key
+        sealed = load_sealed(kid)
+        if sealed is None:
+            raise LookupError(f"signing key {kid} is missing")
+        loaded = serialization.load_der_private_key(
+            self._sealer.open(sealed, aad=kid), password=None
+        )
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise LookupError(f"signing key {kid} is not P-256")
+        self._loaded[kid] = loaded
+        if len(self._loaded) > _CACHE_SIZE:
+            self._loaded.popitem(last=False)
+        return loaded
 
     def forget(self, device_id: str) -> None:
         for kid in [k for k in self._loaded if k.rpartition("#")[0] == device_id]:

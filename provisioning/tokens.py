@@ -6,12 +6,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session
-
 from credbroker import jws
-from credbroker.claims import ACCESS_TOKEN_TYP, SIGNING_ALG, expand_filters
+from credbroker.claims import ACCESS_TOKEN_TYP, SIGNING_ALG, expand_filters, kid_for
 from provisioning import hashing
-from provisioning.models import Device, Fleet, RefreshFamily, RefreshToken
+from provisioning.grantstore import Client, GrantStore
 from provisioning.signing import Keyring
 
 
@@ -31,40 +29,40 @@ class Issued:
         }
 
 
-def acl_claim(device: Device, fleet: Fleet) -> dict[str, list[str]]:
+def acl_claim(client: Client) -> dict[str, list[str]]:
     """The device's own ACL if it has one, else its fleet's, with placeholders filled."""
-    own = device.acl_publish is not None or device.acl_subscribe is not None
-    pub = (device.acl_publish or []) if own else fleet.acl_publish
-    sub = (device.acl_subscribe or []) if own else fleet.acl_subscribe
-    ids = {"device_id": device.device_id, "fleet": fleet.name}
+    own = client.own_publish is not None or client.own_subscribe is not None
+    pub = (client.own_publish or []) if own else client.fleet_publish
+    sub = (client.own_subscribe or []) if own else client.fleet_subscribe
+    ids = {"device_id": client.device_id, "fleet": client.fleet}
     return {"pub": expand_filters(pub, **ids), "sub": expand_filters(sub, **ids)}
 
 
 def sign_access_token(
     *,
     keyring: Keyring,
-    session: Session,
-    device: Device,
-    fleet: Fleet,
+    store: GrantStore,
+    client: Client,
     jkt: str,
     now: int,
     issuer: str,
     audience: str,
 ) -> tuple[str, str, int]:
-    kid, key = keyring.private_key(session=session, device=device)
+    kid = kid_for(client.device_id, client.signing_key_version)
+    key = keyring.private_key(kid, store.sealed_signing_key)
     jti = uuid.uuid4().hex
-    exp = now + fleet.token_ttl
+    exp = now + client.token_ttl
     claims: dict[str, Any] = {
         "iss": issuer,
-        "sub": device.device_id,
-        "client_id": device.device_id,
+        "sub": client.device_id,
+        "client_id": client.device_id,
         "aud": audience,
         "iat": now,
         "nbf": now,
         "exp": exp,
         "jti": jti,
-        "fleet": fleet.name,
-        "acl": acl_claim(device, fleet),
+        "fleet": client.fleet,
+        "acl": acl_claim(client),
     }
     if jkt:  # RFC 7800: bound to the credential key the device proved
         claims["cnf"] = {"jkt": jkt}
@@ -75,46 +73,41 @@ def sign_access_token(
 def issue(
     *,
     keyring: Keyring,
-    session: Session,
-    device: Device,
-    fleet: Fleet,
+    store: GrantStore,
+    client: Client,
     jkt: str,
     now: int,
     issuer: str,
     audience: str,
-    family: RefreshFamily | None = None,
+    family_id: str | None = None,
     family_lifetime: int = 0,
 ) -> Issued:
     """An access token and a refresh token, in a new family or the given one."""
     token, jti, exp = sign_access_token(
         keyring=keyring,
-        session=session,
-        device=device,
-        fleet=fleet,
+        store=store,
+        client=client,
         jkt=jkt,
         now=now,
         issuer=issuer,
         audience=audience,
     )
-    if family is None:
-        family = RefreshFamily(
-            id=uuid.uuid4().hex,
-            device_id=device.device_id,
+    if family_id is None:
+        family_id = uuid.uuid4().hex
+        store.new_family(
+            family_id=family_id,
+            device_id=client.device_id,
             jkt=jkt,
-            created_at=now,
+            now=now,
             expires_at=now + family_lifetime,
         )
-        session.add(family)
-        session.flush()
     refresh = hashing.new_token("cbr")
-    session.add(
-        RefreshToken(
-            token_hash=hashing.token_hash(refresh),
-            family_id=family.id,
-            device_id=device.device_id,
-            created_at=now,
-            access_jti=jti,
-            access_exp=exp,
-        )
+    store.add_refresh(
+        token_hash=hashing.token_hash(refresh),
+        family_id=family_id,
+        device_id=client.device_id,
+        now=now,
+        access_jti=jti,
+        access_exp=exp,
     )
     return Issued(token, exp - now, refresh, jti)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -58,11 +59,15 @@ class DatabaseTrustStore:
         if row is None:
             return None
         key = serialization.load_der_public_key(row[0])
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(
+            key.curve, ec.SECP256R1
+        ):
+            return None  # the verifier's ES256 path trusts that keys are P-256
         entry = (key, row[1])
         if len(self._keys) > _MAX_ENTRIES:
             self._keys.clear()
-        self._keys[kid] = entry  # type: ignore[assignment]
-        return entry  # type: ignore[return-value]
+        self._keys[kid] = entry
+        return entry
 
     def forget(self, device_id: str) -> None:
         """Drop cached keys of a device after rotation or deletion."""

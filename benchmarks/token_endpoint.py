@@ -1,0 +1,217 @@
+"""/oauth2/token throughput (private_key_jwt and refresh grants) vs a bare FastAPI POST.
+
+Starts `credbroker up` and `benchmarks/bare_app.py` under the same uvicorn settings on
+free loopback ports, provisions devices, prepares single-use request bodies, and drives
+each endpoint with wrk (one thread, pinned to the other core when `taskset` exists).
+Prints req/s, errors, and ratios against the bare endpoint of the same run.
+
+    .venv/bin/python benchmarks/token_endpoint.py [--seconds 8] [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+import httpx
+
+from device_sdk import assertion_form, generate_key, public_pem
+
+HERE = Path(__file__).parent
+BIN = Path(sys.executable).parent
+ADMIN = "adm_benchmark_" + "x" * 40
+DEVICES = 50
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") else []
+
+
+def start(cmd: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [*pinned(0), *cmd],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{cmd} did not start")
+
+
+def wrk(url: str, bodies: Path, seconds: int, connections: int) -> tuple[float, int]:
+    out = subprocess.run(
+        [
+            *pinned(1),
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "-s",
+            str(HERE / "wrk_bodies.lua"),
+            url,
+            "--",
+            str(bodies),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, int(errors.group(1)) if errors else 0
+
+
+def provision(base: str) -> list[tuple[str, object]]:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    httpx.post(
+        base + "/v1/fleets",
+        headers=admin,
+        json={
+            "name": "bench",
+            "acl": {
+                "publish": ["devices/{device_id}/#"],
+                "subscribe": ["devices/{device_id}/cmd/#"],
+            },
+        },
+    ).raise_for_status()
+    devices = []
+    for i in range(DEVICES):
+        key = generate_key()
+        httpx.post(
+            base + "/v1/devices",
+            headers=admin,
+            json={
+                "device_id": f"bench-{i}",
+                "fleet": "bench",
+                "public_key": public_pem(key),
+            },
+        ).raise_for_status()
+        devices.append((f"bench-{i}", key))
+    return devices
+
+
+def assertion_bodies(devices: list, count: int, token_url: str, path: Path) -> None:  # type: ignore[type-arg]
+    with path.open("w") as out:
+        for i in range(count):
+            device_id, key = devices[i % len(devices)]
+            form = assertion_form(key, device_id=device_id, audience=token_url)
+            out.write(urllib.parse.urlencode(form) + "\n")
+
+
+def refresh_bodies(devices: list, count: int, base: str, path: Path) -> None:  # type: ignore[type-arg]
+    token_url = base + "/oauth2/token"
+
+    def one(i: int) -> str:
+        device_id, key = devices[i % len(devices)]
+        form = assertion_form(key, device_id=device_id, audience=token_url)
+        response = httpx.post(token_url, data=form)
+        if response.status_code != 200:
+            raise RuntimeError(f"token request failed: {response.status_code} {response.text}")
+        refresh = response.json()["refresh_token"]
+        return urllib.parse.urlencode({"grant_type": "refresh_token", "refresh_token": refresh})
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        lines = list(pool.map(one, range(count)))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--max-rps", type=int, default=2500, help="bodies to prepare per second")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cb-bench-"))
+    count = args.seconds * args.max_rps
+    env = {**os.environ, "CREDBROKER_ADMIN_KEY": ADMIN}
+    port, bare_port, mqtt_port = free_port(), free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    ours = start(
+        [
+            str(BIN / "credbroker"),
+            "up",
+            "--http-port",
+            str(port),
+            "--mqtt-port",
+            str(mqtt_port),
+            "--data-dir",
+            str(work / "data"),
+        ],
+        env,
+        base + "/healthz",
+    )
+    bare = start(
+        [
+            str(BIN / "uvicorn"),
+            "--app-dir",
+            str(HERE),
+            "bare_app:app",
+            "--port",
+            str(bare_port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--no-date-header",
+            "--no-server-header",
+        ],
+        env,
+        f"http://127.0.0.1:{bare_port}/docs",
+    )
+    try:
+        devices = provision(base)
+        refresh_bodies(devices, min(count, 6000), base, work / "refresh.txt")
+        # Assertions live 60 s: made last, just before their run.
+        assertion_bodies(devices, count, base + "/oauth2/token", work / "assertions.txt")
+        bare_body = work / "bare.txt"
+        bare_body.write_text((work / "assertions.txt").read_text().splitlines()[0] + "\n")
+        results = {
+            "bare FastAPI POST": wrk(
+                f"http://127.0.0.1:{bare_port}/bare", bare_body, args.seconds, args.connections
+            ),
+            "private_key_jwt grant": wrk(
+                base + "/oauth2/token", work / "assertions.txt", args.seconds, args.connections
+            ),
+            "refresh_token grant": wrk(
+                base + "/oauth2/token",
+                work / "refresh.txt",
+                min(args.seconds, 6000 // args.max_rps or 1),
+                args.connections,
+            ),
+        }
+    finally:
+        for proc in (ours, bare):
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(20)
+        shutil.rmtree(work, ignore_errors=True)
+    baseline = results["bare FastAPI POST"][0]
+    print(f"wrk -t1 -c{args.connections}, one uvicorn worker each (uvloop, httptools)")
+    for name, (rps, errors) in results.items():
+        print(f"{name:24s} {rps:8,.0f} req/s  non-2xx {errors:5d}  ratio {rps / baseline:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
