@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from provisioning.models import (
@@ -34,20 +34,52 @@ _refresh = RefreshToken.__table__  # type: ignore[attr-defined]
 _used = UsedAssertion.__table__  # type: ignore[attr-defined]
 _audit = AuditEvent.__table__  # type: ignore[attr-defined]
 
-_CLIENT = select(
-    _devices.c.device_id,
-    _devices.c.status,
-    _devices.c.auth_method,
-    _devices.c.client_secret_hash,
-    _devices.c.signing_key_version,
-    _devices.c.acl_publish.label("own_publish"),
-    _devices.c.acl_subscribe.label("own_subscribe"),
-    _fleets.c.name.label("fleet"),
-    _fleets.c.acl_publish.label("fleet_publish"),
-    _fleets.c.acl_subscribe.label("fleet_subscribe"),
-    _fleets.c.token_ttl,
-    _fleets.c.allow_client_secret,
-).join(_fleets, _fleets.c.name == _devices.c.fleet)
+# Statements are built once with bound parameters: building and cache-keying a
+# statement per call cost more than running it.
+_CLIENT = (
+    select(
+        _devices.c.device_id,
+        _devices.c.status,
+        _devices.c.auth_method,
+        _devices.c.client_secret_hash,
+        _devices.c.signing_key_version,
+        _devices.c.acl_publish.label("own_publish"),
+        _devices.c.acl_subscribe.label("own_subscribe"),
+        _fleets.c.name.label("fleet"),
+        _fleets.c.acl_publish.label("fleet_publish"),
+        _fleets.c.acl_subscribe.label("fleet_subscribe"),
+        _fleets.c.token_ttl,
+        _fleets.c.allow_client_secret,
+    )
+    .join(_fleets, _fleets.c.name == _devices.c.fleet)
+    .where(_devices.c.device_id == bindparam("device_id"))
+)
+_KEYS = select(_keys.c.kid, _keys.c.alg, _keys.c.jwk).where(
+    _keys.c.device_id == bindparam("device_id"),
+    or_(_keys.c.expires_at.is_(None), _keys.c.expires_at > bindparam("now")),
+)
+_SEALED = select(_signing.c.private_enc).where(_signing.c.kid == bindparam("kid"))
+_REFRESH_STATE = (
+    select(
+        _refresh.c.device_id,
+        _refresh.c.family_id,
+        _families.c.jkt,
+        _refresh.c.used_at,
+        _families.c.expires_at.label("family_expires_at"),
+        _families.c.revoked_at.label("family_revoked_at"),
+    )
+    .join(_families, _families.c.id == _refresh.c.family_id)
+    .where(_refresh.c.token_hash == bindparam("token_hash"))
+)
+_MARK_USED = (
+    update(_refresh)
+    .where(_refresh.c.token_hash == bindparam("hash"), _refresh.c.used_at.is_(None))
+    .values(used_at=bindparam("now"))
+)
+_INSERT_USED = insert(_used)
+_INSERT_FAMILY = insert(_families)
+_INSERT_REFRESH = insert(_refresh)
+_INSERT_AUDIT = insert(_audit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +117,13 @@ class GrantStore:
         self.conn = conn
 
     def client(self, device_id: str) -> Client | None:
-        row = self.conn.execute(_CLIENT.where(_devices.c.device_id == device_id)).first()
+        row = self.conn.execute(_CLIENT, {"device_id": device_id}).first()
         return None if row is None else Client(**row._mapping)
 
     def credential_keys(self, device_id: str, now: int) -> list[tuple[str, str, dict[str, Any]]]:
         """(kid, alg, jwk) of the keys that have not expired."""
-        query = select(_keys.c.kid, _keys.c.alg, _keys.c.jwk).where(
-            _keys.c.device_id == device_id,
-            or_(_keys.c.expires_at.is_(None), _keys.c.expires_at > now),
-        )
-        return [(row.kid, row.alg, row.jwk) for row in self.conn.execute(query)]
+        rows = self.conn.execute(_KEYS, {"device_id": device_id, "now": now})
+        return [(row.kid, row.alg, row.jwk) for row in rows]
 
     def consume_jti(self, key: str, expires_at: int) -> bool:
         """False if this assertion jti was seen before (RFC 7523 section 3, item 7).
@@ -103,22 +132,28 @@ class GrantStore:
         False the caller refuses the grant and its transaction rolls back.
         """
         try:
-            self.conn.execute(insert(_used).values(key=key, expires_at=expires_at))
+            self.conn.execute(_INSERT_USED, {"key": key, "expires_at": expires_at})
         except IntegrityError:
             return False
         return True
 
     def sealed_signing_key(self, kid: str) -> bytes | None:
-        query = select(_signing.c.private_enc).where(_signing.c.kid == kid)
-        return self.conn.execute(query).scalar()
+        sealed: bytes | None = self.conn.execute(_SEALED, {"kid": kid}).scalar()
+        return sealed
 
     def new_family(
         self, *, family_id: str, device_id: str, jkt: str, now: int, expires_at: int
     ) -> None:
         self.conn.execute(
-            insert(_families).values(
-                id=family_id, device_id=device_id, jkt=jkt, created_at=now, expires_at=expires_at
-            )
+            _INSERT_FAMILY,
+            {
+                "id": family_id,
+                "device_id": device_id,
+                "jkt": jkt,
+                "created_at": now,
+                "expires_at": expires_at,
+                "revoked_at": None,
+            },
         )
 
     def add_refresh(
@@ -132,44 +167,35 @@ class GrantStore:
         access_exp: int,
     ) -> None:
         self.conn.execute(
-            insert(_refresh).values(
-                token_hash=token_hash,
-                family_id=family_id,
-                device_id=device_id,
-                created_at=now,
-                access_jti=access_jti,
-                access_exp=access_exp,
-            )
+            _INSERT_REFRESH,
+            {
+                "token_hash": token_hash,
+                "family_id": family_id,
+                "device_id": device_id,
+                "created_at": now,
+                "used_at": None,
+                "access_jti": access_jti,
+                "access_exp": access_exp,
+            },
         )
 
     def refresh_state(self, token_hash: str) -> RefreshState | None:
-        query = (
-            select(
-                _refresh.c.device_id,
-                _refresh.c.family_id,
-                _families.c.jkt,
-                _refresh.c.used_at,
-                _families.c.expires_at.label("family_expires_at"),
-                _families.c.revoked_at.label("family_revoked_at"),
-            )
-            .join(_families, _families.c.id == _refresh.c.family_id)
-            .where(_refresh.c.token_hash == token_hash)
-        )
-        row = self.conn.execute(query).first()
+        row = self.conn.execute(_REFRESH_STATE, {"token_hash": token_hash}).first()
         return None if row is None else RefreshState(**row._mapping)
 
     def mark_used(self, token_hash: str, now: int) -> bool:
         """Use a refresh token once; False if a concurrent request got there first."""
-        result = self.conn.execute(
-            update(_refresh)
-            .where(and_(_refresh.c.token_hash == token_hash, _refresh.c.used_at.is_(None)))
-            .values(used_at=now)
-        )
-        return result.rowcount == 1
+        return self.conn.execute(_MARK_USED, {"hash": token_hash, "now": now}).rowcount == 1
 
     def audit(self, *, now: float, action: str, device_id: str | None, **detail: Any) -> None:
         self.conn.execute(
-            insert(_audit).values(
-                at=now, action=action, outcome="ok", device_id=device_id, actor=None, detail=detail
-            )
+            _INSERT_AUDIT,
+            {
+                "at": now,
+                "action": action,
+                "outcome": "ok",
+                "device_id": device_id,
+                "actor": None,
+                "detail": detail,
+            },
         )

@@ -63,6 +63,11 @@ class Services:
         return int(self.clock())
 
     @property
+    def local_database(self) -> bool:
+        """SQLite in this process: queries never wait on a network."""
+        return self.engine.dialect.name == "sqlite"
+
+    @property
     def issuer(self) -> str:
         return self.settings.effective_issuer
 
