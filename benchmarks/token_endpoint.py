@@ -124,17 +124,18 @@ def assertion_bodies(devices: list, count: int, token_url: str, path: Path) -> N
 
 def refresh_bodies(devices: list, count: int, base: str, path: Path) -> None:  # type: ignore[type-arg]
     token_url = base + "/oauth2/token"
+    http = httpx.Client()  # one pool: a new client per request costs an SSL context
 
     def one(i: int) -> str:
         device_id, key = devices[i % len(devices)]
         form = assertion_form(key, device_id=device_id, audience=token_url)
-        response = httpx.post(token_url, data=form)
+        response = http.post(token_url, data=form)
         if response.status_code != 200:
             raise RuntimeError(f"token request failed: {response.status_code} {response.text}")
         refresh = response.json()["refresh_token"]
         return urllib.parse.urlencode({"grant_type": "refresh_token", "refresh_token": refresh})
 
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    with http, concurrent.futures.ThreadPoolExecutor(4) as pool:
         lines = list(pool.map(one, range(count)))
     path.write_text("\n".join(lines) + "\n")
 
