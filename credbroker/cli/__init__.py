@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.command("up")(server.up)
 app.command("api")(server.api)
+app.command("broker")(server.broker)
 app.command("keygen")(keys.keygen)
 app.add_typer(operator.fleet_app, name="fleet")
 app.add_typer(operator.device_app, name="device")

@@ -1,0 +1,86 @@
+"""Reading the first packet of a connection safely, before amqtt sees it.
+
+amqtt 0.12.1 hangs on an MQTT 5 CONNECT with credentials (it misreads the properties)
+and waits forever for a peer that sends nothing. Here the whole CONNECT is read with a
+deadline and a size cap; a protocol level other than 4 (MQTT 3.1.1) gets CONNACK 1
+(MQTT 3.1.1 section 3.2.2.3) and amqtt never parses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from amqtt.adapters import ReaderAdapter
+
+MAX_CONNECT_BYTES = 16 * 1024  # a token is under 1 KiB; nothing honest needs more
+CONNECT_TIMEOUT = 10.0
+MQTT_311 = 4
+
+
+class BadConnect(Exception):
+    """Not a CONNECT we can read; `refuse_with` is the CONNACK code to send, if any."""
+
+    def __init__(self, reason: str, refuse_with: int | None = None) -> None:
+        super().__init__(reason)
+        self.refuse_with = refuse_with
+
+
+class BufferReader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
+    """A ReaderAdapter over bytes already read, for amqtt's CONNECT parser."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    async def read(self, n: int = -1) -> bytes:
+        end = len(self._data) if n < 0 else self._pos + n
+        chunk = self._data[self._pos : end]
+        self._pos = end
+        return chunk
+
+    def feed_eof(self) -> None:
+        self._pos = len(self._data)
+
+
+async def _exactly(reader: ReaderAdapter, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = await reader.read(n - len(data))
+        if not chunk:
+            raise BadConnect("connection closed before CONNECT was complete")
+        data += chunk
+    return data
+
+
+async def _read(reader: ReaderAdapter) -> bytes:
+    first = await _exactly(reader, 1)
+    if first[0] >> 4 != 1:
+        raise BadConnect("first packet is not CONNECT")
+    length, multiplier, header = 0, 1, first
+    for _ in range(4):  # MQTT 3.1.1 section 2.2.3: at most four length bytes
+        byte = await _exactly(reader, 1)
+        header += byte
+        length += (byte[0] & 0x7F) * multiplier
+        multiplier *= 128
+        if not byte[0] & 0x80:
+            break
+    else:
+        raise BadConnect("malformed remaining length")
+    if length > MAX_CONNECT_BYTES:
+        raise BadConnect(f"CONNECT of {length} bytes is larger than {MAX_CONNECT_BYTES}")
+    body = await _exactly(reader, length)
+    if len(body) < 7 or body[:6] != b"\x00\x04MQTT":
+        raise BadConnect("not an MQTT 3.1.1 CONNECT", refuse_with=1)
+    if body[6] != MQTT_311:
+        raise BadConnect(f"protocol level {body[6]} is not supported", refuse_with=1)
+    return header + body
+
+
+async def read_connect(reader: ReaderAdapter, timeout: float = CONNECT_TIMEOUT) -> bytes:
+    """The raw CONNECT packet, or `BadConnect`."""
+    try:
+        return await asyncio.wait_for(_read(reader), timeout)
+    except TimeoutError as exc:
+        raise BadConnect("no CONNECT in time") from exc
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        raise BadConnect(f"connection failed: {exc}") from exc

@@ -1,0 +1,70 @@
+"""Building a `CredBroker` for a database: the embedded and the standalone shapes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from broker.audit import SqlAudit
+from broker.auth import Authenticator
+from broker.server import CredBroker
+from broker.trust import CachedTrustStore
+from credbroker.verifier import Verifier, VerifyPolicy
+
+
+@dataclass(frozen=True)
+class Listeners:
+    host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtts_port: int | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_connections: int = 20_000
+
+    def config(self) -> dict[str, Any]:
+        listeners: dict[str, Any] = {
+            "default": {
+                "type": "tcp",
+                "bind": f"{self.host}:{self.mqtt_port}",
+                "max_connections": self.max_connections,
+            },
+        }
+        if self.mqtts_port:
+            if not (self.tls_cert and self.tls_key):
+                raise ValueError("--mqtts-port needs --tls-cert and --tls-key")
+            listeners["tls"] = {
+                "type": "tcp",
+                "bind": f"{self.host}:{self.mqtts_port}",
+                "ssl": True,
+                "certfile": str(self.tls_cert),
+                "keyfile": str(self.tls_key),
+                "max_connections": self.max_connections,
+            }
+        # No plugins: authentication and ACL run inside CredBroker, not through amqtt's
+        # plugin manager (a task per check) nor its default logger plugins.
+        return {"listeners": listeners, "plugins": {}, "timeout_disconnect_delay": 0}
+
+
+def quiet_logs() -> None:
+    """amqtt and transitions log every state change at INFO."""
+    for name in ("amqtt", "transitions"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def build_broker(
+    *, engine: Engine, policy: VerifyPolicy, listeners: Listeners, max_violations: int = 10
+) -> CredBroker:
+    """Call inside a running event loop (amqtt's Broker needs one)."""
+    quiet_logs()
+    trust = CachedTrustStore(engine)
+    return CredBroker(
+        listeners.config(),
+        authenticator=Authenticator(Verifier(policy, trust), policy.leeway),
+        trust=trust,
+        audit=SqlAudit(engine),
+        max_violations=max_violations,
+    )

@@ -1,0 +1,371 @@
+"""`CredBroker`: amqtt 0.12.1 with credbroker's authentication, ACL and fixes.
+
+Authorization runs as plain calls on the hot path (`_topic_filtering`), not through
+amqtt's plugin manager, which costs a task and a gather per check. Faults of stock
+amqtt 0.12.1 fixed here, each with a regression test in tests/broker/test_faults.py:
+
+1. CONNECT is authenticated before any session is touched, so a wrong password with
+   another device's client id changes nothing of that device's session.
+2. A refused CONNECT leaves no session behind.
+3. Messages already acknowledged (QoS 1 PUBACK) are processed before a disconnect
+   ends the session, so a publisher that leaves at once loses nothing.
+4. Retained messages reach a client only through its own subscriptions.
+5. Keep-alive is enforced at 1.5 times the client's value (MQTT 3.1.1 section 3.1.2.10).
+6. A peer that closes early, sends nothing, or speaks MQTT 5 never holds a listener
+   slot: it gets CONNACK 1 (MQTT 5) or is dropped, and the slot is released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from amqtt.adapters import ReaderAdapter, WriterAdapter
+from amqtt.broker import Broker
+from amqtt.contexts import Action, ListenerConfig
+from amqtt.errors import AMQTTError, MQTTError, NoDataError
+from amqtt.events import BrokerEvents
+from amqtt.mqtt.connack import ConnackPacket
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.session import Session
+from amqtt.utils import gen_client_id
+
+from broker.auth import Authenticator, Grant, Refusal
+from broker.connect import BadConnect, BufferReader, read_connect
+from broker.trust import CachedTrustStore, Revoked
+
+log = logging.getLogger("credbroker.broker")
+GRANT = "credbroker.grant"
+Audit = Callable[..., None]
+
+
+class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is untyped
+    _closing: asyncio.Future[None] | None = None
+
+    def handle_read_timeout(self) -> None:
+        # Stock amqtt ignores a silent client forever (amqtt#308). The read timeout is
+        # already 1.5 x keep-alive (set at CONNECT): the client is gone.
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self.handle_connection_closed())
+
+
+class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        authenticator: Authenticator,
+        trust: CachedTrustStore,
+        audit: Audit,
+        max_violations: int = 10,
+        poll_interval: float = 1.0,
+    ) -> None:
+        super().__init__(config)
+        self.authenticator = authenticator
+        self.trust = trust
+        self.audit = audit
+        self.max_violations = max_violations
+        self.poll_interval = poll_interval
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._ended: dict[str, asyncio.Event] = {}  # client id -> its connection has ended
+        self._tasks: set[asyncio.Future[object]] = set()
+        self._poller: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await super().start()
+        self._poller = asyncio.create_task(self._poll_revocations())
+
+    async def shutdown(self) -> None:
+        if self._poller:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+        for timer in self._timers.values():
+            timer.cancel()
+        await super().shutdown()
+
+    async def _poll_revocations(self) -> None:
+        """The revocation log, for changes made by other processes (standalone shape)."""
+        while True:
+            try:
+                for revoked in await asyncio.to_thread(self.trust.poll):
+                    await self.revoked(revoked.device_id, revoked.jti, already_applied=True)
+            except Exception:  # a bad poll must not stop the next one
+                log.warning("revocation poll failed", exc_info=True)
+            await asyncio.sleep(self.poll_interval)
+
+    # -- connections -------------------------------------------------------------------
+
+    async def _client_connected(
+        self, listener_name: str, reader: ReaderAdapter, writer: WriterAdapter
+    ) -> None:
+        """Stock flow, except that every failure releases the listener slot."""
+        server = self._servers[listener_name]
+        await server.acquire_connection()
+        try:
+            peer = writer.get_peer_info()
+            if peer is None:
+                await _close(writer)
+                return
+            handler, session = await self._initialize_client_session(reader, writer, *peer)
+            await self._handle_client_session(
+                reader, writer, session, handler, server, listener_name
+            )
+        except (AMQTTError, MQTTError, NoDataError, OSError, ConnectionError) as exc:
+            log.debug("connection ended: %s", exc)
+        finally:
+            server.release_connection()
+
+    async def _initialize_client_session(
+        self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
+    ) -> tuple[BrokerProtocolHandler, Session]:
+        try:
+            raw = await read_connect(reader)
+        except BadConnect as exc:
+            if exc.refuse_with is not None:
+                await _send_connack(writer, exc.refuse_with)
+            await _close(writer)
+            raise AMQTTError(str(exc)) from exc
+        try:
+            handler, session = await CredHandler.init_from_connect(
+                BufferReader(raw), writer, self.plugins_manager
+            )
+        except (AMQTTError, MQTTError, NoDataError, OSError) as exc:
+            await _close(writer)
+            raise AMQTTError(f"bad CONNECT: {exc}") from exc
+        decision = self.authenticator.authenticate(
+            client_id=session.client_id,
+            username=session.username,
+            password=session.password,
+            address=remote_address,
+        )
+        if isinstance(decision, Refusal):
+            await self._refuse(writer, session, decision)
+        assert isinstance(decision, Grant)  # noqa: S101 - _refuse always raises
+        session.attributes[GRANT] = decision
+        session.keep_alive = math.ceil(session.keep_alive * 1.5)
+        await self._take_over(session.client_id or "")
+        return handler, await self._adopt(session)
+
+    async def _refuse(self, writer: WriterAdapter, session: Session, refusal: Refusal) -> None:
+        await _send_connack(writer, refusal.return_code)
+        await _close(writer)
+        if refusal.reason != "throttled":
+            self.audit(
+                action="mqtt.connect",
+                outcome="refused",
+                device_id=session.username,
+                reason=refusal.reason,
+                code=refusal.return_code,
+                address=session.remote_address,
+            )
+        raise AMQTTError(f"CONNECT refused with {refusal.return_code}: {refusal.reason}")
+
+    async def _take_over(self, client_id: str) -> None:
+        """MQTT 3.1.1 section 3.1.4: a second connection with a client id ends the first."""
+        entry = self._sessions.get(client_id)
+        ended = self._ended.get(client_id)
+        if entry is None or not entry[0].transitions.is_connected():
+            return
+        entry[0].will_flag = False
+        await entry[1].handle_connection_closed()
+        if ended is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), 5)
+
+    async def _adopt(self, session: Session) -> Session:
+        """Stock session handling, run only once the CONNECT is authenticated."""
+        existing = self._sessions.get(session.client_id or "")
+        if session.clean_session or existing is None:
+            if existing is not None:
+                await self._delete_session(session.client_id or "")
+            session.parent = 0
+            session.client_id = session.client_id or gen_client_id()
+            return session
+        old = existing[0]
+        for field in (
+            "will_flag",
+            "will_message",
+            "will_topic",
+            "will_qos",
+            "will_retain",
+            "keep_alive",
+            "username",
+            "password",
+            "remote_address",
+            "remote_port",
+        ):
+            setattr(old, field, getattr(session, field))
+        old.attributes[GRANT] = session.attributes[GRANT]
+        old.parent = 1
+        return old
+
+    async def _authenticate(self, session: Session, _: ListenerConfig) -> bool:
+        return GRANT in session.attributes  # decided in _initialize_client_session
+
+    async def _handle_client_session(
+        self,
+        reader: ReaderAdapter,
+        writer: WriterAdapter,
+        client_session: Session,
+        handler: BrokerProtocolHandler,
+        server: Any,
+        listener_name: str,
+    ) -> None:
+        client_id = client_session.client_id
+        assert client_id is not None  # noqa: S101 - set in _adopt
+        ended = self._ended[client_id] = asyncio.Event()
+        try:
+            await self._run_session(reader, writer, client_session, handler, client_id)
+        finally:
+            ended.set()
+            if self._ended.get(client_id) is ended:
+                del self._ended[client_id]
+
+    async def _run_session(
+        self,
+        reader: ReaderAdapter,
+        writer: WriterAdapter,
+        client_session: Session,
+        handler: BrokerProtocolHandler,
+        client_id: str,
+    ) -> None:
+        client_session.transitions.connect()
+        handler.attach(client_session, reader, writer)
+        self._sessions[client_id] = (client_session, handler)
+        await handler.mqtt_connack_authorize(True)
+        self._arm_expiry(client_id, client_session.attributes[GRANT])
+        await self.plugins_manager.fire_event(
+            BrokerEvents.CLIENT_CONNECTED, client_id=client_id, client_session=client_session
+        )
+        await handler.start()
+        await self._publish_session_retained_messages(client_session)
+        # Stock amqtt walks every client's subscriptions here; only this client's own.
+        for topic_filter, subscribers in list(self._subscriptions.items()):
+            for subscriber, qos in subscribers:
+                if subscriber.client_id == client_id:
+                    await self._publish_retained_messages_for_subscription(
+                        (topic_filter, qos), client_session
+                    )
+        await self._client_message_loop(client_session, handler)
+
+    async def _handle_disconnect(
+        self,
+        client_session: Session,
+        handler: BrokerProtocolHandler,
+        disconnect_waiter: asyncio.Future[Any],
+    ) -> None:
+        # PUBACKs went out when the messages were queued: deliver them before the end.
+        queue = client_session.delivered_message_queue
+        while not queue.empty():
+            message = queue.get_nowait()
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.set_result(message)
+            await self._handle_message_delivery(client_session, handler, future)
+        timer = self._timers.pop(client_session.client_id or "", None)
+        if timer:
+            timer.cancel()
+        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+
+    # -- authorization -------------------------------------------------------------------
+
+    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+        grant: Grant | None = session.attributes.get(GRANT)
+        if grant is None or grant.exp <= time.time():
+            return False
+        if action == Action.RECEIVE:
+            return True  # admitted at SUBSCRIBE time; no second check per subscriber
+        if action == Action.SUBSCRIBE:
+            allowed = grant.may_subscribe(topic)
+            if not allowed:
+                self.audit(
+                    action="mqtt.subscribe",
+                    outcome="refused",
+                    device_id=grant.device_id,
+                    topic=topic,
+                )
+            return allowed
+        if grant.may_publish(topic):
+            return True
+        self._publish_refused(session, grant, topic)
+        return False
+
+    def _publish_refused(self, session: Session, grant: Grant, topic: str) -> None:
+        count = session.attributes.get("credbroker.violations", 0) + 1
+        session.attributes["credbroker.violations"] = count
+        if count <= self.max_violations:
+            self.audit(
+                action="mqtt.publish",
+                outcome="refused",
+                device_id=grant.device_id,
+                topic=topic,
+                count=count,
+            )
+        if count == self.max_violations:
+            self._spawn(self.kick(grant.device_id, "acl_violations"))
+
+    # -- cutting sessions -----------------------------------------------------------------
+
+    def _arm_expiry(self, client_id: str, grant: Grant) -> None:
+        old = self._timers.pop(client_id, None)
+        if old:
+            old.cancel()
+        delay = max(0.0, grant.exp - time.time())
+        self._timers[client_id] = asyncio.get_running_loop().call_later(
+            delay, lambda: self._spawn(self.kick(client_id, "expired"))
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)  # keep a reference until done (asyncio holds only weak ones)
+        task.add_done_callback(self._tasks.discard)
+
+    async def kick(self, client_id: str, reason: str) -> bool:
+        """Close a live session without its will (MQTT 3.1.1 has no server DISCONNECT)."""
+        entry = self._sessions.get(client_id)
+        if entry is None or not entry[0].transitions.is_connected():
+            return False
+        session, handler = entry
+        session.will_flag = False
+        self.audit(action="mqtt.kick", outcome="ok", device_id=client_id, reason=reason)
+        await handler.handle_connection_closed()
+        return True
+
+    async def revoked(
+        self, device_id: str, jti: str | None, *, already_applied: bool = False
+    ) -> None:
+        """A revocation: a single token (jti) or everything of a device (None)."""
+        if not already_applied:
+            self.trust.apply(Revoked(device_id, jti))
+        entry = self._sessions.get(device_id)
+        if entry is None:
+            return
+        grant: Grant | None = entry[0].attributes.get(GRANT)
+        if grant is None or (jti is not None and grant.jti != jti):
+            return
+        if jti is None and self._still_valid(entry[0]):
+            return
+        await self.kick(device_id, "revoked")
+
+    def _still_valid(self, session: Session) -> bool:
+        """After a device-wide event, verify the session's token again, from scratch."""
+        decision = self.authenticator.recheck(
+            client_id=session.client_id, username=session.username, password=session.password
+        )
+        return isinstance(decision, Grant)
+
+
+async def _send_connack(writer: WriterAdapter, code: int) -> None:
+    with contextlib.suppress(OSError, ConnectionError, AMQTTError):
+        await ConnackPacket.build(0, code).to_stream(writer)
+
+
+async def _close(writer: WriterAdapter) -> None:
+    with contextlib.suppress(OSError, ConnectionError, AMQTTError, asyncio.TimeoutError):
+        await writer.close()

@@ -1,0 +1,142 @@
+"""Running processes: the embedded stack (API and broker on one event loop), the API
+alone, and a standalone broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+import uvicorn
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from broker.factory import Listeners
+    from provisioning import Settings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the stack stops API and broker together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bootstrap_admin_key(app: FastAPI, data_dir: Path) -> None:
+    """With no admin key configured or stored, make one, print it once, save it 0600."""
+    from provisioning.db import transaction
+    from provisioning.models.admin import ALL_SCOPES, AdminKeyCreate
+    from provisioning.store import admin
+
+    services = app.state.services
+    with transaction(services.engine) as session:
+        if admin.any_active(session=session):
+            return
+        _, key = admin.create(
+            session=session,
+            now=services.now(),
+            actor=None,
+            admin_key_create=AdminKeyCreate(name="bootstrap", scopes=list(ALL_SCOPES)),
+        )
+    path = data_dir / "admin.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    typer.echo(f"admin API key (shown once, also saved to {path}):\n{key}", err=True)
+
+
+def _uvicorn(app: FastAPI, settings: Settings) -> _Server:
+    return _Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.http_port,
+            log_level=settings.log_level,
+            access_log=False,
+            server_header=False,
+            date_header=False,  # RequestGuard sets Date on every response
+        )
+    )
+
+
+async def _until_signal(*tasks: asyncio.Future[Any]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+
+
+async def run_embedded(settings: Settings, listeners: Listeners) -> None:
+    from broker.factory import build_broker
+    from provisioning import create_app
+
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    app = create_app(settings)
+    bootstrap_admin_key(app, settings.data_dir)
+    services = app.state.services
+    app.state.health = {"api": True, "mqtt": False}
+    broker = build_broker(
+        engine=services.engine, policy=services.verifier.policy, listeners=listeners
+    )
+    loop = asyncio.get_running_loop()
+
+    def on_revocation(device_id: str, jti: str | None) -> None:
+        # Routes run in worker threads: hand the news to the broker's loop.
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(broker.revoked(device_id, jti)))
+
+    services.bus.subscribe(on_revocation)
+    await broker.start()
+    app.state.health["mqtt"] = True
+    server = _uvicorn(app, settings)
+    serving = asyncio.ensure_future(server.serve())
+    typer.echo(
+        f"credbroker: API http://{settings.host}:{settings.http_port}, MQTT "
+        f"{listeners.host}:{listeners.mqtt_port}, data in {settings.data_dir}",
+        err=True,
+    )
+    try:
+        await _until_signal(serving)
+    finally:
+        server.should_exit = True
+        await serving
+        await broker.shutdown()
+
+
+async def run_api(settings: Settings) -> None:
+    from provisioning import create_app
+
+    server = _uvicorn(create_app(settings), settings)
+    serving = asyncio.ensure_future(server.serve())
+    try:
+        await _until_signal(serving)
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def run_broker(settings: Settings, listeners: Listeners) -> None:
+    from broker.factory import build_broker
+    from credbroker.verifier import VerifyPolicy
+    from provisioning.db import create_db_engine
+
+    engine = create_db_engine(settings.effective_database_url)
+    policy = VerifyPolicy(
+        issuer=settings.effective_issuer, audience=settings.audience, leeway=settings.leeway
+    )
+    broker = build_broker(engine=engine, policy=policy, listeners=listeners)
+    await broker.start()
+    typer.echo(f"credbroker broker: MQTT {listeners.host}:{listeners.mqtt_port}", err=True)
+    try:
+        await _until_signal()
+    finally:
+        await broker.shutdown()
