@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from broker.audit import SqlAudit
 from broker.auth import Authenticator
+from broker.metrics import BrokerStats
 from broker.server import CredBroker
 from broker.trust import CachedTrustStore
 from credbroker.verifier import Verifier, VerifyPolicy
@@ -56,7 +58,12 @@ def quiet_logs() -> None:
 
 
 def build_broker(
-    *, engine: Engine, policy: VerifyPolicy, listeners: Listeners, max_violations: int = 10
+    *,
+    engine: Engine,
+    policy: VerifyPolicy,
+    listeners: Listeners,
+    max_violations: int = 10,
+    registry: CollectorRegistry | None = None,
 ) -> CredBroker:
     """Call inside a running event loop (amqtt's Broker needs one)."""
     quiet_logs()
@@ -67,4 +74,5 @@ def build_broker(
         trust=trust,
         audit=SqlAudit(engine),
         max_violations=max_violations,
+        stats=BrokerStats(registry),
     )

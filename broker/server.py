@@ -37,6 +37,7 @@ from amqtt.utils import gen_client_id
 
 from broker.auth import Authenticator, Grant, Refusal
 from broker.connect import BadConnect, BufferReader, read_connect
+from broker.metrics import BrokerStats
 from broker.trust import CachedTrustStore, Revoked
 
 log = logging.getLogger("credbroker.broker")
@@ -62,10 +63,14 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         authenticator: Authenticator,
         trust: CachedTrustStore,
         audit: Audit,
+        stats: BrokerStats,
         max_violations: int = 10,
         poll_interval: float = 1.0,
     ) -> None:
         super().__init__(config)
+        self.stats = stats
+        stats.sessions.labels("connected").set_function(lambda: self._count("connected"))
+        stats.sessions.labels("disconnected").set_function(lambda: self._count("disconnected"))
         self.authenticator = authenticator
         self.trust = trust
         self.audit = audit
@@ -75,6 +80,9 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         self._ended: dict[str, asyncio.Event] = {}  # client id -> its connection has ended
         self._tasks: set[asyncio.Future[object]] = set()
         self._poller: asyncio.Task[None] | None = None
+
+    def _count(self, state: str) -> int:
+        return sum(1 for s, _ in self._sessions.values() if s.transitions.state == state)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -139,15 +147,18 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         except (AMQTTError, MQTTError, NoDataError, OSError) as exc:
             await _close(writer)
             raise AMQTTError(f"bad CONNECT: {exc}") from exc
-        decision = self.authenticator.authenticate(
-            client_id=session.client_id,
-            username=session.username,
-            password=session.password,
-            address=remote_address,
-        )
+        with self.stats.verify_seconds.time():
+            decision = self.authenticator.authenticate(
+                client_id=session.client_id,
+                username=session.username,
+                password=session.password,
+                address=remote_address,
+            )
         if isinstance(decision, Refusal):
+            self.stats.connects.labels("refused", decision.reason).inc()
             await self._refuse(writer, session, decision)
         assert isinstance(decision, Grant)  # noqa: S101 - _refuse always raises
+        self.stats.connects.labels("accepted", "ok").inc()
         session.attributes[GRANT] = decision
         session.keep_alive = math.ceil(session.keep_alive * 1.5)
         await self._take_over(session.client_id or "")
@@ -284,6 +295,7 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         if action == Action.SUBSCRIBE:
             allowed = grant.may_subscribe(topic)
             if not allowed:
+                self.stats.refused.labels("subscribe").inc()
                 self.audit(
                     action="mqtt.subscribe",
                     outcome="refused",
@@ -297,6 +309,7 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         return False
 
     def _publish_refused(self, session: Session, grant: Grant, topic: str) -> None:
+        self.stats.refused.labels("publish").inc()
         count = session.attributes.get("credbroker.violations", 0) + 1
         session.attributes["credbroker.violations"] = count
         if count <= self.max_violations:
@@ -333,6 +346,7 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
             return False
         session, handler = entry
         session.will_flag = False
+        self.stats.kicks.labels(reason).inc()
         self.audit(action="mqtt.kick", outcome="ok", device_id=client_id, reason=reason)
         await handler.handle_connection_closed()
         return True

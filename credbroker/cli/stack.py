@@ -86,7 +86,10 @@ async def run_embedded(settings: Settings, listeners: Listeners) -> None:
     services = app.state.services
     app.state.health = {"api": True, "mqtt": False}
     broker = build_broker(
-        engine=services.engine, policy=services.verifier.policy, listeners=listeners
+        engine=services.engine,
+        policy=services.verifier.policy,
+        listeners=listeners,
+        registry=services.metrics.registry,
     )
     loop = asyncio.get_running_loop()
 

@@ -41,7 +41,7 @@ class FleetCreate(BaseModel):
 
     name: str = pydantic.Field(pattern=f"^{FLEET_NAME_PATTERN}$")
     acl: AclTemplate = AclTemplate()
-    token_ttl: int = pydantic.Field(default=DEFAULT_TOKEN_TTL, ge=60, le=MAX_TOKEN_TTL)
+    token_ttl: int = pydantic.Field(default=DEFAULT_TOKEN_TTL, ge=1, le=MAX_TOKEN_TTL)
     allow_client_secret: bool = False
 
 
@@ -49,7 +49,7 @@ class FleetUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     acl: AclTemplate | None = None
-    token_ttl: int | None = pydantic.Field(default=None, ge=60, le=MAX_TOKEN_TTL)
+    token_ttl: int | None = pydantic.Field(default=None, ge=1, le=MAX_TOKEN_TTL)
     allow_client_secret: bool | None = None
 
 
