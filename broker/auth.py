@@ -22,8 +22,11 @@ NOT_AUTHORIZED = 5
 SERVER_UNAVAILABLE = 3
 
 PENALTY_START = 1.0
-PENALTY_MAX = {"addr": 60.0, "client": 10.0}  # short per client: it may be a victim's id
-FREE_FAILURES = 3
+# Many devices may share one NAT address, and a client id may be a victim's: both get
+# some free failures, and the client id only a short penalty.
+FREE_FAILURES = {"addr": 20, "client": 5}
+PENALTY_MAX = {"addr": 60.0, "client": 10.0}
+FORGET_AFTER = 300.0  # a key quiet this long starts again from zero
 _MAX_TRACKED = 50_000
 
 
@@ -64,11 +67,11 @@ class PenaltyBox:
     def failed(self, *keys: tuple[str, str]) -> None:
         now = self._clock()
         for key in keys:
-            failures, _ = self._entries.pop(key, (0, 0.0))
-            failures += 1
-            wait = 0.0
-            if failures > FREE_FAILURES:
-                wait = min(PENALTY_START * 2 ** (failures - FREE_FAILURES - 1), PENALTY_MAX[key[0]])
+            failures, until = self._entries.pop(key, (0, 0.0))
+            failures = 1 if now - until > FORGET_AFTER else failures + 1
+            free, wait = FREE_FAILURES[key[0]], 0.0
+            if failures > free:
+                wait = min(PENALTY_START * 2 ** (failures - free - 1), PENALTY_MAX[key[0]])
             self._entries[key] = (failures, now + wait)
         while len(self._entries) > _MAX_TRACKED:
             self._entries.popitem(last=False)

@@ -1,0 +1,263 @@
+"""A real `credbroker up` on free loopback ports, and real MQTT clients against it."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+
+from device_sdk import assertion_form, generate_key, public_pem
+from device_sdk._keys import DevicePrivateKey
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll a cheap predicate until it holds; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass
+class Stack:
+    base: str
+    mqtt_port: int
+    data_dir: Path
+    admin_key: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    http: httpx.Client = field(default_factory=httpx.Client)
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+    def fleet(self, ttl: int = 600, **acl: list[str]) -> str:
+        name = "f-" + uuid.uuid4().hex[:8]
+        body = {
+            "name": name,
+            "token_ttl": ttl,
+            "acl": {
+                "publish": acl.get(
+                    "publish", ["devices/{device_id}/#", "fleets/{fleet}/up/{device_id}"]
+                ),
+                "subscribe": acl.get("subscribe", ["devices/{device_id}/#", "fleets/{fleet}/up/+"]),
+            },
+        }
+        response = self.http.post(self.base + "/v1/fleets", json=body, headers=self.admin)
+        assert response.status_code == 201, response.text
+        return name
+
+    def device(self, fleet: str, **extra: Any) -> Device:
+        key = generate_key()
+        device_id = "d-" + uuid.uuid4().hex[:10]
+        response = self.http.post(
+            self.base + "/v1/devices",
+            headers=self.admin,
+            json={"device_id": device_id, "fleet": fleet, "public_key": public_pem(key), **extra},
+        )
+        assert response.status_code == 201, response.text
+        return Device(self, device_id, key)
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(20)
+
+
+@dataclass
+class Device:
+    stack: Stack
+    id: str
+    key: DevicePrivateKey
+
+    def token(self) -> str:
+        form = assertion_form(
+            self.key, device_id=self.id, audience=self.stack.base + "/oauth2/token"
+        )
+        response = self.stack.http.post(self.stack.base + "/oauth2/token", data=form)
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    def api(self, method: str, suffix: str = "", **kw: Any) -> httpx.Response:
+        return self.stack.http.request(
+            method,
+            f"{self.stack.base}/v1/devices/{self.id}{suffix}",
+            headers=self.stack.admin,
+            **kw,
+        )
+
+
+def start_stack(tmp: Path, **env: str) -> Stack:
+    port, mqtt_port = free_port(), free_port()
+    admin_key = "adm_" + secrets.token_hex(24)
+    log = tmp / "up.log"
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
+    full_env.update(CREDBROKER_ADMIN_KEY=admin_key, **env)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                str(BIN / "credbroker"),
+                "up",
+                "--host",
+                "127.0.0.1",
+                "--http-port",
+                str(port),
+                "--mqtt-port",
+                str(mqtt_port),
+                "--data-dir",
+                str(tmp / "data"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            start_new_session=True,
+        )
+    stack = Stack(f"http://127.0.0.1:{port}", mqtt_port, tmp / "data", admin_key, process, log)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError("credbroker up exited:\n" + log.read_text())
+        try:
+            return stack.http.get(stack.base + "/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, 60, "credbroker up to be healthy")
+    return stack
+
+
+class Client:
+    """A paho 2.x client whose callbacks set events and collect messages."""
+
+    def __init__(
+        self,
+        stack: Stack,
+        client_id: str,
+        password: str | None,
+        *,
+        username: str | None = None,
+        clean: bool = True,
+        keepalive: int = 30,
+        will: tuple[str, bytes] | None = None,
+    ) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.granted: list[int] = []
+        self.connect_rc: int | None = None
+        self.connected = threading.Event()
+        self.answered = threading.Event()
+        self.subscribed = threading.Event()
+        self.disconnected = threading.Event()
+        self.disconnected_at: float | None = None
+        self.paho = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean,
+            protocol=mqtt.MQTTv311,
+        )
+        if password is not None:
+            self.paho.username_pw_set(username or client_id, password)
+        if will is not None:
+            self.paho.will_set(will[0], will[1], qos=1)
+        self.paho.on_connect = self._on_connect
+        self.paho.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, m.retain))
+        self.paho.on_subscribe = self._on_subscribe
+        self.paho.on_disconnect = self._on_disconnect
+        self.paho.connect("127.0.0.1", stack.mqtt_port, keepalive=keepalive)
+        self.paho.loop_start()
+
+    def _on_connect(self, c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.connect_rc = int(rc.value)
+        self.answered.set()
+        if not rc.is_failure:
+            self.connected.set()
+        else:
+            c.disconnect()  # do not retry: the test looks at this one answer
+
+    def _on_subscribe(self, c: Any, u: Any, mid: Any, rcs: Any, props: Any) -> None:
+        self.granted = [int(r.value) for r in rcs]
+        self.subscribed.set()
+
+    def _on_disconnect(self, c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.disconnected_at = time.monotonic()
+        self.disconnected.set()
+
+    def subscribe(self, *filters: str, qos: int = 1) -> list[int]:
+        self.subscribed.clear()
+        self.paho.subscribe([(f, qos) for f in filters])
+        assert self.subscribed.wait(10), "no SUBACK"
+        return self.granted
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        info = self.paho.publish(topic, payload, qos=qos, retain=retain)
+        if qos:
+            info.wait_for_publish(10)
+
+    def close(self) -> None:
+        self.paho.disconnect()
+        self.paho.loop_stop()
+
+
+def mosquitto_pub(
+    stack: Stack,
+    client_id: str,
+    password: str,
+    topic: str,
+    *extra: str,
+    username: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(stack.mqtt_port),
+            "-V",
+            "mqttv311",
+            "-i",
+            client_id,
+            "-u",
+            username or client_id,
+            "-P",
+            password,
+            "-t",
+            topic,
+            "-m",
+            "x",
+            "-q",
+            "1",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
