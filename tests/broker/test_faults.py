@@ -1,0 +1,202 @@
+"""Each amqtt 0.12.1 fault that CredBroker fixes stays fixed."""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from tests.stack import Client, Stack, mosquitto_pub, wait_for
+
+
+def _sessions(stack: Stack, state: str) -> int:
+    text = stack.http.get(stack.base + "/metrics").text
+    match = re.search(rf'credbroker_mqtt_sessions\{{state="{state}"\}} (\S+)', text)
+    assert match, text[-2000:]
+    return int(float(match.group(1)))
+
+
+def _connect_packet(
+    client_id: str, keepalive: int = 30, level: int = 4, password: bytes | None = None
+) -> bytes:
+    def field(data: bytes) -> bytes:
+        return struct.pack("!H", len(data)) + data
+
+    flags = 0x02 | (0xC0 if password is not None else 0)
+    body = field(b"MQTT") + bytes([level, flags]) + struct.pack("!H", keepalive)
+    if level == 5:
+        body += b"\x00"  # no properties
+    body += field(client_id.encode())
+    if password is not None:
+        body += field(client_id.encode()) + field(password)
+    length, encoded = len(body), b""
+    while True:  # MQTT 3.1.1 section 2.2.3: variable-length remaining length
+        byte, length = length % 128, length // 128
+        encoded += bytes([byte | (0x80 if length else 0)])
+        if not length:
+            return b"\x10" + encoded + body
+
+
+def test_wrong_password_with_a_victims_id_changes_nothing(stack: Stack) -> None:
+    fleet = stack.fleet()
+    victim, sender = stack.device(fleet), stack.device(fleet)
+    for clean in (True, False):
+        client = Client(stack, victim.id, victim.token(), clean=clean)
+        assert client.connected.wait(10)
+        client.subscribe(f"fleets/{fleet}/up/+")
+        assert mosquitto_pub(stack, victim.id, "forged-password", "x").returncode == 4
+        done = mosquitto_pub(stack, sender.id, sender.token(), f"fleets/{fleet}/up/{sender.id}")
+        assert done.returncode == 0
+        wait_for(lambda c=client: c.messages, what="delivery to the victim")
+        assert client.paho.is_connected() and not client.disconnected.is_set()
+        client.close()
+
+
+def test_refused_connects_leave_no_session(stack: Stack) -> None:
+    device = stack.device(stack.fleet())
+    before = _sessions(stack, "connected") + _sessions(stack, "disconnected")
+    for i in range(5):
+        assert mosquitto_pub(stack, f"{device.id}", f"bad-{i}", "x").returncode == 4
+    after = _sessions(stack, "connected") + _sessions(stack, "disconnected")
+    assert after == before
+
+
+def test_acknowledged_qos1_burst_survives_an_immediate_disconnect(stack: Stack) -> None:
+    fleet = stack.fleet()
+    publisher, subscriber = stack.device(fleet), stack.device(fleet)
+    sub = Client(stack, subscriber.id, subscriber.token())
+    assert sub.connected.wait(10)
+    sub.subscribe(f"fleets/{fleet}/up/+")
+    pub = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=publisher.id, protocol=mqtt.MQTTv311
+    )
+    pub.username_pw_set(publisher.id, publisher.token())
+    pub.max_inflight_messages_set(100)
+    pub.max_queued_messages_set(0)
+    pub.connect("127.0.0.1", stack.mqtt_port)
+    pub.loop_start()
+    infos = [
+        pub.publish(f"fleets/{fleet}/up/{publisher.id}", str(i).encode(), qos=1)
+        for i in range(1000)
+    ]
+    for info in infos:
+        info.wait_for_publish(30)
+    pub.disconnect()  # at once, right after the last PUBACK
+    pub.loop_stop()
+    wait_for(lambda: len(sub.messages) >= 1000, timeout=60, what="all 1000 messages")
+    assert sorted(int(m[1]) for m in sub.messages) == list(range(1000))
+    sub.close()
+
+
+def test_retained_messages_only_through_own_subscriptions(stack: Stack) -> None:
+    fleet = stack.fleet()
+    owner, other = stack.device(fleet), stack.device(fleet)
+    keeper = Client(stack, owner.id, owner.token())
+    assert keeper.connected.wait(10)
+    keeper.subscribe(f"devices/{owner.id}/#")
+    keeper.publish(f"devices/{owner.id}/config", b"wifi-psk=hunter2", qos=1, retain=True)
+    wait_for(lambda: keeper.messages, what="the owner's own copy")
+    nosy = Client(stack, other.id, other.token())
+    assert nosy.connected.wait(10)
+    nosy.subscribe(f"devices/{other.id}/#")
+    nosy.publish(f"devices/{other.id}/ping", b"marker", qos=1)
+    wait_for(lambda: any(m[1] == b"marker" for m in nosy.messages), what="the marker")
+    assert [m[1] for m in nosy.messages] == [b"marker"]
+    keeper.close()
+    nosy.close()
+
+
+def test_keepalive_is_enforced(stack: Stack) -> None:
+    device = stack.device(stack.fleet())
+    sock = socket.create_connection(("127.0.0.1", stack.mqtt_port))
+    sock.sendall(_connect_packet(device.id, keepalive=1, password=device.token().encode()))
+    assert sock.recv(4) == b"\x20\x02\x00\x00"
+    sock.settimeout(10)
+    started = time.monotonic()
+    assert sock.recv(1) == b""  # silent client: the broker closes after 1.5 x keep-alive
+    assert 1.0 <= time.monotonic() - started < 5
+    sock.close()
+
+
+def test_mqtt5_connect_is_refused_cleanly(stack: Stack) -> None:
+    device = stack.device(stack.fleet())
+    sock = socket.create_connection(("127.0.0.1", stack.mqtt_port), timeout=10)
+    sock.sendall(_connect_packet(device.id, level=5, password=b"token"))
+    assert sock.recv(4) == b"\x20\x02\x00\x01"  # CONNACK, return code 1
+    sock.close()
+    done = subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(stack.mqtt_port),
+            "-V",
+            "mqttv5",
+            "-i",
+            device.id,
+            "-u",
+            device.id,
+            "-P",
+            "token",
+            "-t",
+            "x",
+            "-m",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode != 0  # refused, and promptly: no hang until the timeout
+
+
+def test_peers_that_leave_early_do_not_hold_the_listener(stack: Stack) -> None:
+    sockets = []
+    for payload in (b"", b"\x10", b"\x10\xff\xff\xff\xff", b"garbage!", b"\x30\x02ab"):
+        sock = socket.create_connection(("127.0.0.1", stack.mqtt_port))
+        if payload:
+            sock.sendall(payload)
+        sockets.append(sock)
+    for sock in sockets:
+        sock.close()
+    device = stack.device(stack.fleet())
+    client = Client(stack, device.id, device.token())
+    assert client.connected.wait(10)
+    client.close()
+
+
+def test_second_connection_takes_over_the_client_id(stack: Stack) -> None:
+    device = stack.device(stack.fleet())
+    first = Client(stack, device.id, device.token())
+    assert first.connected.wait(10)
+    first.paho.reconnect_delay_set(60, 60)  # keep paho from fighting for the id
+    second = Client(stack, device.id, device.token())
+    assert second.connected.wait(10)
+    assert first.disconnected.wait(10)
+    assert second.paho.is_connected()
+    first.paho.loop_stop()
+    second.close()
+
+
+def test_connect_flood_is_throttled_without_slowing_others(stack: Stack) -> None:
+    device = stack.device(stack.fleet())
+    results = []
+
+    def attack() -> None:
+        for i in range(30):
+            results.append(mosquitto_pub(stack, "flooded", f"bad-{i}", "x").returncode)
+
+    thread = threading.Thread(target=attack)
+    thread.start()
+    thread.join(120)
+    assert set(results) == {4}
+    text = stack.http.get(stack.base + "/metrics").text
+    assert 'credbroker_mqtt_connects_total{reason="throttled",result="refused"}' in text
+    assert device.id  # another client id from another address is not throttled per client
