@@ -111,7 +111,7 @@ class Device:
         )
 
 
-def start_stack(tmp: Path, **env: str) -> Stack:
+def start_stack(tmp: Path, *args: str, **env: str) -> Stack:
     port, mqtt_port = free_port(), free_port()
     admin_key = "adm_" + secrets.token_hex(24)
     log = tmp / "up.log"
@@ -130,6 +130,7 @@ def start_stack(tmp: Path, **env: str) -> Stack:
                 str(mqtt_port),
                 "--data-dir",
                 str(tmp / "data"),
+                *args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from credbroker.cli import keys, operator, server
+from credbroker.cli import certs, keys, operator, server
 
 app = typer.Typer(
     name="credbroker",
@@ -16,6 +16,7 @@ app.command("up")(server.up)
 app.command("api")(server.api)
 app.command("broker")(server.broker)
 app.command("keygen")(keys.keygen)
+app.command("certs")(certs.certs)
 app.add_typer(operator.fleet_app, name="fleet")
 app.add_typer(operator.device_app, name="device")
 app.add_typer(operator.token_app, name="token")

@@ -1,0 +1,93 @@
+"""The other ways to run the broker: MQTT over TLS, and a standalone broker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+from tests.stack import BIN, Client, free_port, mosquitto_pub, start_stack, wait_for
+
+
+def test_mqtts_listener_with_development_certificates(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    made = subprocess.run(
+        [str(BIN / "credbroker"), "certs", "--out", str(certs)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    assert (certs / "server.key").stat().st_mode & 0o777 == 0o600
+    tls_port = free_port()
+    stack = start_stack(
+        tmp_path,
+        "--mqtts-port",
+        str(tls_port),
+        "--tls-cert",
+        str(certs / "server.pem"),
+        "--tls-key",
+        str(certs / "server.key"),
+    )
+    try:
+        wait_for(lambda: _open(tls_port), what="the TLS listener")
+        device = stack.device(stack.fleet())
+        stack.mqtt_port = tls_port
+        done = mosquitto_pub(
+            stack,
+            device.id,
+            device.token(),
+            f"devices/{device.id}/t",
+            "--cafile",
+            str(certs / "ca.pem"),
+        )
+        assert done.returncode == 0, done.stderr
+        refused = mosquitto_pub(
+            stack, device.id, "garbage", f"devices/{device.id}/t", "--cafile", str(certs / "ca.pem")
+        )
+        assert refused.returncode == 4
+    finally:
+        stack.stop()
+
+
+def _open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_standalone_broker_learns_revocations_from_the_database(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
+    env.update(
+        CREDBROKER_DATABASE_URL=f"sqlite:///{stack.data_dir / 'credbroker.db'}",
+        CREDBROKER_ISSUER=stack.base,
+    )
+    log = (tmp_path / "broker.log").open("wb")
+    broker = subprocess.Popen(
+        [str(BIN / "credbroker"), "broker", "--mqtt-port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: _open(port), timeout=30, what="the standalone broker")
+        device = stack.device(stack.fleet())
+        stack.mqtt_port = port
+        client = Client(stack, device.id, device.token())
+        assert client.connected.wait(10)
+        device.api("POST", ":revoke")
+        assert client.disconnected.wait(2 + 1), "not cut within 2 s (plus slack)"
+        client.paho.loop_stop()
+        assert mosquitto_pub(stack, device.id, "garbage", "x").returncode == 4
+    finally:
+        os.killpg(broker.pid, signal.SIGTERM)
+        assert broker.wait(20) == 0
+        log.close()
+        stack.stop()
