@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -81,6 +82,19 @@ class Stack:
         assert response.status_code == 201, response.text
         return Device(self, device_id, key)
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The `credbroker` command as an operator runs it next to this stack."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
+        env.update(CREDBROKER_API=self.base, CREDBROKER_DATA_DIR=str(self.data_dir))
+        return subprocess.run(
+            [str(BIN / "credbroker"), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
     def stop(self) -> None:
         self.http.close()
         if self.process.poll() is None:
@@ -111,12 +125,15 @@ class Device:
         )
 
 
-def start_stack(tmp: Path, *args: str, **env: str) -> Stack:
+def start_stack(tmp: Path, *args: str, seed_admin: bool = True, **env: str) -> Stack:
+    """`credbroker up`; with `seed_admin=False` it makes its own admin key, as for a user."""
     port, mqtt_port = free_port(), free_port()
     admin_key = "adm_" + secrets.token_hex(24)
     log = tmp / "up.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
-    full_env.update(CREDBROKER_ADMIN_KEY=admin_key, **env)
+    full_env.update(env)
+    if seed_admin:
+        full_env["CREDBROKER_ADMIN_KEY"] = admin_key
     with log.open("wb") as out:
         process = subprocess.Popen(
             [
@@ -148,6 +165,8 @@ def start_stack(tmp: Path, *args: str, **env: str) -> Stack:
             return False
 
     wait_for(healthy, 60, "credbroker up to be healthy")
+    if not seed_admin:
+        stack.admin_key = (tmp / "data" / "admin.key").read_text().strip()
     return stack
 
 
@@ -258,6 +277,37 @@ def mosquitto_pub(
         timeout=30,
         check=False,
     )
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def connect_packet(
+    client_id: str, *, password: bytes | None = None, keepalive: int = 30, level: int = 4
+) -> bytes:
+    """A raw CONNECT (MQTT 3.1.1 section 3.1), for clients paho will not impersonate."""
+
+    def field(data: bytes) -> bytes:
+        return struct.pack("!H", len(data)) + data
+
+    flags = 0x02 | (0xC0 if password is not None else 0)
+    body = field(b"MQTT") + bytes([level, flags]) + struct.pack("!H", keepalive)
+    if level == 5:
+        body += b"\x00"  # no properties
+    body += field(client_id.encode())
+    if password is not None:
+        body += field(client_id.encode()) + field(password)
+    length, encoded = len(body), b""
+    while True:  # section 2.2.3: variable-length remaining length
+        byte, length = length % 128, length // 128
+        encoded += bytes([byte | (0x80 if length else 0)])
+        if not length:
+            return b"\x10" + encoded + body
 
 
 def b64(data: bytes) -> str:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 import socket
-import struct
 import subprocess
 import threading
 import time
 
 import paho.mqtt.client as mqtt
 
-from tests.stack import Client, Stack, mosquitto_pub, wait_for
+from tests.stack import Client, Stack, connect_packet, mosquitto_pub, wait_for
 
 
 def _sessions(stack: Stack, state: str) -> int:
@@ -19,27 +18,6 @@ def _sessions(stack: Stack, state: str) -> int:
     match = re.search(rf'credbroker_mqtt_sessions\{{state="{state}"\}} (\S+)', text)
     assert match, text[-2000:]
     return int(float(match.group(1)))
-
-
-def _connect_packet(
-    client_id: str, keepalive: int = 30, level: int = 4, password: bytes | None = None
-) -> bytes:
-    def field(data: bytes) -> bytes:
-        return struct.pack("!H", len(data)) + data
-
-    flags = 0x02 | (0xC0 if password is not None else 0)
-    body = field(b"MQTT") + bytes([level, flags]) + struct.pack("!H", keepalive)
-    if level == 5:
-        body += b"\x00"  # no properties
-    body += field(client_id.encode())
-    if password is not None:
-        body += field(client_id.encode()) + field(password)
-    length, encoded = len(body), b""
-    while True:  # MQTT 3.1.1 section 2.2.3: variable-length remaining length
-        byte, length = length % 128, length // 128
-        encoded += bytes([byte | (0x80 if length else 0)])
-        if not length:
-            return b"\x10" + encoded + body
 
 
 def test_wrong_password_with_a_victims_id_changes_nothing(stack: Stack) -> None:
@@ -114,7 +92,7 @@ def test_retained_messages_only_through_own_subscriptions(stack: Stack) -> None:
 def test_keepalive_is_enforced(stack: Stack) -> None:
     device = stack.device(stack.fleet())
     sock = socket.create_connection(("127.0.0.1", stack.mqtt_port))
-    sock.sendall(_connect_packet(device.id, keepalive=1, password=device.token().encode()))
+    sock.sendall(connect_packet(device.id, keepalive=1, password=device.token().encode()))
     assert sock.recv(4) == b"\x20\x02\x00\x00"
     sock.settimeout(10)
     started = time.monotonic()
@@ -126,7 +104,7 @@ def test_keepalive_is_enforced(stack: Stack) -> None:
 def test_mqtt5_connect_is_refused_cleanly(stack: Stack) -> None:
     device = stack.device(stack.fleet())
     sock = socket.create_connection(("127.0.0.1", stack.mqtt_port), timeout=10)
-    sock.sendall(_connect_packet(device.id, level=5, password=b"token"))
+    sock.sendall(connect_packet(device.id, level=5, password=b"token"))
     assert sock.recv(4) == b"\x20\x02\x00\x01"  # CONNACK, return code 1
     sock.close()
     done = subprocess.run(

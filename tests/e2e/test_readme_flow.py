@@ -9,7 +9,7 @@ import stat
 
 import httpx
 
-from tests.e2e.conftest import Stack
+from tests.stack import Stack
 
 
 def _ok(result) -> dict:  # type: ignore[no-untyped-def]

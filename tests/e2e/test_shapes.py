@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
-from tests.stack import BIN, Client, free_port, mosquitto_pub, start_stack, wait_for
+from tests.stack import BIN, Client, free_port, mosquitto_pub, port_open, start_stack, wait_for
 
 
 def test_mqtts_listener_with_development_certificates(tmp_path: Path) -> None:
@@ -32,7 +31,7 @@ def test_mqtts_listener_with_development_certificates(tmp_path: Path) -> None:
         str(certs / "server.key"),
     )
     try:
-        wait_for(lambda: _open(tls_port), what="the TLS listener")
+        wait_for(lambda: port_open(tls_port), what="the TLS listener")
         device = stack.device(stack.fleet())
         stack.mqtt_port = tls_port
         done = mosquitto_pub(
@@ -52,14 +51,6 @@ def test_mqtts_listener_with_development_certificates(tmp_path: Path) -> None:
         stack.stop()
 
 
-def _open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
 def test_standalone_broker_learns_revocations_from_the_database(tmp_path: Path) -> None:
     stack = start_stack(tmp_path)
     port = free_port()
@@ -77,7 +68,7 @@ def test_standalone_broker_learns_revocations_from_the_database(tmp_path: Path) 
         start_new_session=True,
     )
     try:
-        wait_for(lambda: _open(port), timeout=30, what="the standalone broker")
+        wait_for(lambda: port_open(port), timeout=30, what="the standalone broker")
         device = stack.device(stack.fleet())
         stack.mqtt_port = port
         client = Client(stack, device.id, device.token())
