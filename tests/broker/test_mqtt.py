@@ -133,7 +133,7 @@ def _exp(token: str) -> int:
     return int(json.loads(base64.urlsafe_b64decode(part + "=="))["exp"])
 
 
-@pytest.mark.parametrize("how", ["revoke device", "disable", "revoke token"])
+@pytest.mark.parametrize("how", ["revoke device", "disable", "revoke token", "rotate key now"])
 def test_revocation_cuts_a_live_session_within_a_second(stack: Stack, how: str) -> None:
     fleet = stack.fleet()
     device = stack.device(fleet)
@@ -145,8 +145,10 @@ def test_revocation_cuts_a_live_session_within_a_second(stack: Stack, how: str) 
         device.api("POST", ":revoke")
     elif how == "disable":
         device.api("PATCH", json={"status": "disabled"})
-    else:
+    elif how == "revoke token":
         stack.http.post(stack.base + "/oauth2/revoke", data={"token": token})
+    else:
+        device.api("POST", "/signing-keys:rotate", params={"immediate": "true"})
     assert client.disconnected.wait(5)
     assert client.disconnected_at is not None and client.disconnected_at - started < 1.0
     client.paho.loop_stop()
