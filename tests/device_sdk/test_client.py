@@ -1,0 +1,120 @@
+"""The SDK against a real embedded stack: connect, publish, subscribe, refresh, reboot."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from device_sdk import ConnectError, DeviceClient, DeviceRevoked
+from tests.stack import Stack, start_stack, wait_for
+
+EXPECTED_ALL = [
+    "ConnectError",
+    "DeviceClient",
+    "DeviceRevoked",
+    "DeviceSDKError",
+    "TokenError",
+    "assertion_form",
+    "client_assertion",
+    "generate_key",
+    "load_private_key",
+    "public_pem",
+    "save_key_pair",
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    started = start_stack(Path(tmp_path_factory.mktemp("sdk")), CREDBROKER_LEEWAY="1")
+    yield started
+    started.stop()
+
+
+def _client(stack: Stack, device, **kw) -> DeviceClient:  # type: ignore[no-untyped-def]
+    return DeviceClient(
+        api_url=stack.base,
+        device_id=device.id,
+        private_key=device.key,
+        mqtt_host="127.0.0.1",
+        mqtt_port=stack.mqtt_port,
+        **kw,
+    )
+
+
+def test_public_surface_is_exactly_the_intended_names() -> None:
+    import device_sdk
+
+    assert device_sdk.__all__ == sorted(EXPECTED_ALL)
+    assert (Path(device_sdk.__file__).parent / "py.typed").exists()
+
+
+def test_importing_the_sdk_loads_no_server_stack() -> None:
+    import subprocess
+
+    code = (
+        "import sys, device_sdk; bad = {'fastapi', 'sqlmodel', 'httpx', 'sqlalchemy'} "
+        "& set(sys.modules); print(sorted(bad))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "[]"
+
+
+def test_publish_and_subscribe(stack: Stack) -> None:
+    fleet = stack.fleet()
+    device = stack.device(fleet)
+    received: list[bytes] = []
+    with _client(stack, device) as client:
+        client.subscribe(f"devices/{device.id}/#", lambda topic, payload: received.append(payload))
+        wait_for(client._connected.is_set, what="connection")
+        client.publish(f"devices/{device.id}/echo", b"hello").wait_for_publish(10)
+        wait_for(lambda: received == [b"hello"], what="the echo")
+
+
+def test_refresh_reconnects_with_new_tokens_and_survives_a_reboot(
+    stack: Stack, tmp_path: Path
+) -> None:
+    fleet = stack.fleet(ttl=3)
+    device = stack.device(fleet)
+    states: list[str] = []
+    received: list[bytes] = []
+    client = _client(stack, device, state_dir=tmp_path, on_state=lambda s, d: states.append(s))
+    client.connect()
+    client.subscribe(f"devices/{device.id}/#", lambda topic, payload: received.append(payload))
+    # The broker cuts a session at exp + leeway (4 s): two refreshes mean the client
+    # reconnected with a fresh token before each cut.
+    wait_for(lambda: states.count("refreshed") >= 2, timeout=20, what="two refreshes")
+    wait_for(lambda: states[-1] == "connected", timeout=10, what="the reconnect")
+    client.publish(f"devices/{device.id}/after", b"still here").wait_for_publish(10)
+    wait_for(lambda: b"still here" in received, what="delivery after refreshes")
+    assert (tmp_path / "refresh_token").stat().st_mode & 0o777 == 0o600
+    client.close()
+    # A reboot: a new client with the same state_dir refreshes instead of re-proving.
+    again = _client(stack, device, state_dir=tmp_path)
+    again.connect()
+    again.close()
+    events = stack.http.get(
+        f"{stack.base}/v1/audit?device_id={device.id}&limit=1000", headers=stack.admin
+    ).json()["items"]
+    grants = [e["action"] for e in events if e["action"] in ("token.issue", "token.refresh")]
+    assert grants[0] == "token.issue" and grants[-1] == "token.refresh"
+
+
+def test_revoked_device_stops_with_a_clear_error(stack: Stack) -> None:
+    device = stack.device(stack.fleet())
+    device.api("POST", ":revoke")
+    with pytest.raises(DeviceRevoked):
+        _client(stack, device).connect()
+
+
+def test_garbage_key_is_refused_by_the_api(stack: Stack) -> None:
+    device = stack.device(stack.fleet())
+    from device_sdk import generate_key
+
+    device.key = generate_key()
+    with pytest.raises((DeviceRevoked, ConnectError)):
+        _client(stack, device).connect()
