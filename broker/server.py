@@ -32,7 +32,7 @@ from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.connack import ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.session import Session
+from amqtt.session import OUTGOING, Session
 from amqtt.utils import gen_client_id
 
 from broker.auth import Authenticator, Grant, Refusal
@@ -47,6 +47,21 @@ Audit = Callable[..., None]
 
 class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is untyped
     _closing: asyncio.Future[None] | None = None
+
+    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
+        # Stock amqtt forgets an outgoing QoS 1 message whose PUBACK never came (the
+        # connection dropped, or a refresh reconnect replaced it). MQTT 3.1.1 section
+        # 4.4: keep it with the session, so start() resends it, DUP, on resume.
+        try:
+            await super()._handle_qos1_message_flow(app_message)
+        except BaseException:
+            if (
+                self.session is not None
+                and app_message.direction == OUTGOING
+                and app_message.puback_packet is None
+            ):
+                self.session.inflight_out[app_message.packet_id] = app_message
+            raise
 
     def handle_read_timeout(self) -> None:
         # Stock amqtt ignores a silent client forever (amqtt#308). The read timeout is

@@ -104,6 +104,23 @@ def test_refresh_reconnects_with_new_tokens_and_survives_a_reboot(
     assert grants[0] == "token.issue" and grants[-1] == "token.refresh"
 
 
+def test_no_qos1_message_is_lost_across_refreshes(stack: Stack) -> None:
+    device = stack.device(stack.fleet(ttl=3))
+    states: list[str] = []
+    received: set[int] = set()
+    client = _client(stack, device, on_state=lambda s, d: states.append(s))
+    client.connect()
+    client.subscribe(f"devices/{device.id}/#", lambda topic, payload: received.add(int(payload)))
+    sent = 0
+    while states.count("refreshed") < 2:  # two reconnects, at ~2.4 s each
+        client.publish(f"devices/{device.id}/seq", str(sent).encode())
+        sent += 1
+        wait_for(lambda n=sent: len(received) >= n - 20, timeout=30, what="delivery")
+    wait_for(lambda: len(received) >= sent, timeout=30, what="every message")
+    assert received == set(range(sent))
+    client.close()
+
+
 def test_revoked_device_stops_with_a_clear_error(stack: Stack) -> None:
     device = stack.device(stack.fleet())
     device.api("POST", ":revoke")
