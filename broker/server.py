@@ -13,6 +13,8 @@ amqtt 0.12.1 fixed here, each with a regression test in tests/broker/test_faults
 5. Keep-alive is enforced at 1.5 times the client's value (MQTT 3.1.1 section 3.1.2.10).
 6. A peer that closes early, sends nothing, or speaks MQTT 5 never holds a listener
    slot: it gets CONNACK 1 (MQTT 5) or is dropped, and the slot is released.
+7. An outgoing QoS 1 message not yet acknowledged when a connection drops stays with the
+   session and is resent on resume (stock amqtt forgot it).
 """
 
 from __future__ import annotations
