@@ -155,15 +155,7 @@ def device_disable(
     data_dir: DataDirOpt = DEFAULT_DATA,
 ) -> None:
     """Disable a device: its tokens stop working until it is enabled again."""
-    _print(
-        _call(
-            "PATCH",
-            api,
-            f"/v1/devices/{device_id}",
-            key=_admin_key(admin_key, data_dir),
-            json_body={"status": "disabled"},
-        )
-    )
+    _set_status(device_id, "disabled", api, _admin_key(admin_key, data_dir))
 
 
 @device_app.command("enable")
@@ -174,15 +166,11 @@ def device_enable(
     data_dir: DataDirOpt = DEFAULT_DATA,
 ) -> None:
     """Enable a disabled device."""
-    _print(
-        _call(
-            "PATCH",
-            api,
-            f"/v1/devices/{device_id}",
-            key=_admin_key(admin_key, data_dir),
-            json_body={"status": "active"},
-        )
-    )
+    _set_status(device_id, "active", api, _admin_key(admin_key, data_dir))
+
+
+def _set_status(device_id: str, status: str, api: str, key: str) -> None:
+    _print(_call("PATCH", api, f"/v1/devices/{device_id}", key=key, json_body={"status": status}))
 
 
 @device_app.command("revoke")

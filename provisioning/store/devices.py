@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlmodel import Session, col, delete, select
@@ -67,6 +68,11 @@ def to_public(*, session: Session, device: Device) -> DevicePublic:
     )
 
 
+def _check_metadata(metadata: dict[str, Any], limit: int) -> None:
+    if len(orjson.dumps(metadata)) > limit:
+        raise BadRequest(f"metadata is larger than {limit} bytes")
+
+
 def create_device(
     *,
     session: Session,
@@ -78,8 +84,7 @@ def create_device(
     enrollment_ttl: int,
 ) -> Created:
     fleet = fleets.get_fleet(session=session, name=device_create.fleet)
-    if len(orjson.dumps(device_create.metadata)) > max_metadata_bytes:
-        raise BadRequest(f"metadata is larger than {max_metadata_bytes} bytes")
+    _check_metadata(device_create.metadata, max_metadata_bytes)
     device_id = device_create.device_id or f"dev-{hashing.new_token('x')[2:14].lower()}"
     if session.get(Device, device_id) is not None:
         raise Conflict(f"device {device_id!r} already exists")
@@ -267,8 +272,7 @@ def update_device(
 ) -> Device:
     device = get_device(session=session, device_id=device_id)
     if device_update.metadata is not None:
-        if len(orjson.dumps(device_update.metadata)) > max_metadata_bytes:
-            raise BadRequest(f"metadata is larger than {max_metadata_bytes} bytes")
+        _check_metadata(device_update.metadata, max_metadata_bytes)
         device.meta = device_update.metadata
     if device_update.acl is not None:
         device.acl_publish = list(device_update.acl.publish)
