@@ -119,8 +119,8 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         """The revocation log, for changes made by other processes (standalone shape)."""
         while True:
             try:
-                for revoked in await asyncio.to_thread(self.trust.poll):
-                    await self.revoked(revoked.device_id, revoked.jti, already_applied=True)
+                for revoked in await asyncio.to_thread(self.trust.read_log):
+                    await self.revoked(revoked.device_id, revoked.jti)
             except Exception:  # a bad poll must not stop the next one
                 log.warning("revocation poll failed", exc_info=True)
             await asyncio.sleep(self.poll_interval)
@@ -368,12 +368,9 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         await handler.handle_connection_closed()
         return True
 
-    async def revoked(
-        self, device_id: str, jti: str | None, *, already_applied: bool = False
-    ) -> None:
+    async def revoked(self, device_id: str, jti: str | None) -> None:
         """A revocation: a single token (jti) or everything of a device (None)."""
-        if not already_applied:
-            self.trust.apply(Revoked(device_id, jti))
+        self.trust.apply(Revoked(device_id, jti))
         entry = self._sessions.get(device_id)
         if entry is None:
             return

@@ -3,7 +3,7 @@ in memory and fed by the revocation log.
 
 Reads the same database as the API through plain SQL (no SQLModel: the broker runs
 without it). In the embedded shape the API tells this store of each revocation at once
-(`apply`); a standalone broker polls the revocation log (`poll`) every second.
+(`apply`); every broker also reads the revocation log (`read_log`) every second.
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ class CachedTrustStore:
         if revoked.jti:
             self._denied.add(revoked.jti)
 
-    def poll(self) -> list[Revoked]:
-        """New entries of the revocation log since the last poll, applied."""
+    def read_log(self) -> list[Revoked]:
+        """New entries of the revocation log, not yet applied: safe in a worker thread,
+        since it touches no cache (apply them on the thread that reads the caches)."""
         try:
             with self._engine.connect() as conn:
                 rows = conn.execute(
@@ -99,9 +100,7 @@ class CachedTrustStore:
         found = []
         for row_id, _kind, device_id, jti in rows:
             self._last_revocation = max(self._last_revocation, row_id)
-            revoked = Revoked(device_id, jti)
-            self.apply(revoked)
-            found.append(revoked)
+            found.append(Revoked(device_id, jti))
         return found
 
     def _load_key(self, kid: str) -> tuple[PublicKey, int | None] | None:
