@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from broker.factory import Listeners
+    from broker.server import CredBroker
     from provisioning import Settings
 
 
@@ -76,6 +78,25 @@ async def _until_signal(*tasks: asyncio.Future[Any]) -> None:
     waiter.cancel()
 
 
+async def _start(broker: CredBroker) -> None:
+    from amqtt.errors import BrokerError
+
+    amqtt_log = logging.getLogger("amqtt.broker")
+    level = amqtt_log.level
+    amqtt_log.setLevel(logging.CRITICAL)  # it logs a traceback for a port in use
+    try:
+        await broker.start()
+    except BrokerError as exc:  # a user's error, said in one line
+        typer.echo(
+            f"error: the MQTT broker cannot start: {exc.__cause__ or exc}\n"
+            "(is another broker on that port? choose one with --mqtt-port)",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+    finally:
+        amqtt_log.setLevel(level)
+
+
 async def run_embedded(settings: Settings, listeners: Listeners) -> None:
     from broker.factory import build_broker
     from provisioning import create_app
@@ -98,7 +119,7 @@ async def run_embedded(settings: Settings, listeners: Listeners) -> None:
         loop.call_soon_threadsafe(lambda: asyncio.ensure_future(broker.revoked(device_id, jti)))
 
     services.bus.subscribe(on_revocation)
-    await broker.start()
+    await _start(broker)
     app.state.health["mqtt"] = True
     server = _uvicorn(app, settings)
     serving = asyncio.ensure_future(server.serve())
@@ -137,7 +158,7 @@ async def run_broker(settings: Settings, listeners: Listeners) -> None:
         issuer=settings.effective_issuer, audience=settings.audience, leeway=settings.leeway
     )
     broker = build_broker(engine=engine, policy=policy, listeners=listeners)
-    await broker.start()
+    await _start(broker)
     typer.echo(f"credbroker broker: MQTT {listeners.host}:{listeners.mqtt_port}", err=True)
     try:
         await _until_signal()

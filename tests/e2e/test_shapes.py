@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -82,3 +83,30 @@ def test_standalone_broker_learns_revocations_from_the_database(tmp_path: Path) 
         assert broker.wait(20) == 0
         log.close()
         stack.stop()
+
+
+def test_mqtt_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                str(BIN / "credbroker"),
+                "up",
+                "--http-port",
+                str(free_port()),
+                "--mqtt-port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")},
+        )
+    assert done.returncode == 1
+    assert "address already in use" in done.stderr and "--mqtt-port" in done.stderr
+    assert "Traceback" not in done.stderr
