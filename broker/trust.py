@@ -1,9 +1,11 @@
-"""The broker's trust store: signing keys, device state and the jti deny list, cached
-in memory and fed by the revocation log.
+"""The verifier's trust store on the database: signing keys, device state and the jti
+deny list, cached in memory.
 
-Reads the same database as the API through plain SQL (no SQLModel: the broker runs
-without it). In the embedded shape the API tells this store of each revocation at once
-(`apply`); every broker also reads the revocation log (`read_log`) every second.
+Plain SQL (no SQLModel: the broker runs without it). Brokers cache device state for
+`device_ttl` and keep the deny list in memory, fed by the revocation log (`read_log`,
+every second) and, in the embedded shape, by the API at once (`apply`). The API itself
+reads device state and the deny list fresh (`device_ttl=0`, `deny_list_in_memory=False`):
+a stale answer there would keep a revoked token alive in introspection.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from credbroker.verifier import DeviceState, StoreUnavailable
 
 DEVICE_TTL = 30.0  # device state is re-read at most this often even without events
 NEGATIVE_TTL = 5.0
+MAX_ENTRIES = 100_000
 
 _KEY = text("SELECT public_der, verify_until FROM signing_keys WHERE kid = :kid")
 _DEVICE = text("SELECT status, tokens_valid_after FROM devices WHERE device_id = :id")
+_JTI = text("SELECT id FROM revocations WHERE jti = :jti LIMIT 1")
 _DENIED = text(
     "SELECT id, kind, device_id, jti FROM revocations WHERE id > :after AND "
     "(jti IS NULL OR expires_at IS NULL OR expires_at > :now) ORDER BY id"
@@ -42,9 +46,18 @@ class Revoked:
 
 
 class CachedTrustStore:
-    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], float] = time.time,
+        *,
+        device_ttl: float = DEVICE_TTL,
+        deny_list_in_memory: bool = True,
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._device_ttl = device_ttl
+        self._deny_list_in_memory = deny_list_in_memory
         self._keys: dict[str, tuple[PublicKey, int | None] | None] = {}
         self._key_checked: dict[str, float] = {}
         self._devices: dict[str, tuple[DeviceState | None, float]] = {}
@@ -58,6 +71,9 @@ class CachedTrustStore:
         ):
             if parse_kid(kid) is None:
                 return None
+            if len(self._keys) > MAX_ENTRIES:  # attacker-chosen kids must not grow memory
+                self._keys.clear()
+                self._key_checked.clear()
             self._keys[kid] = self._load_key(kid)
             self._key_checked[kid] = now
         entry = self._keys[kid]
@@ -73,11 +89,16 @@ class CachedTrustStore:
             return cached[0]
         row = self._query(_DEVICE, id=device_id)
         state = None if row is None else DeviceState(status=row[0], tokens_valid_after=row[1])
-        self._devices[device_id] = (state, now + DEVICE_TTL)
+        if self._device_ttl > 0:
+            if len(self._devices) > MAX_ENTRIES:
+                self._devices.clear()
+            self._devices[device_id] = (state, now + self._device_ttl)
         return state
 
     def is_jti_revoked(self, jti: str) -> bool:
-        return jti in self._denied
+        if self._deny_list_in_memory:
+            return jti in self._denied
+        return self._query(_JTI, jti=jti) is not None
 
     def apply(self, revoked: Revoked) -> None:
         """Forget what a revocation made stale: the device's state and its keys."""

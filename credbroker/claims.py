@@ -20,9 +20,6 @@ MAX_TOKEN_TTL = 86_400
 DEVICE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_:-]{0,127}"
 DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 FLEET_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
-FLEET_NAME_RE = re.compile(FLEET_NAME_PATTERN)
-
-REQUIRED_CLAIMS = ("iss", "sub", "client_id", "aud", "iat", "nbf", "exp", "jti")
 
 PLACEHOLDERS = ("{device_id}", "{fleet}")
 

@@ -33,15 +33,6 @@ def parse_public_key(value: str | dict[str, Any]) -> ParsedKey:
     return ParsedKey(key, as_jwk, jwk_.thumbprint(as_jwk), jwk_.algorithm_for(key))
 
 
-def usable_keys(*, session: Session, device_id: str, now: int) -> list[CredentialKey]:
-    query = (
-        select(CredentialKey)
-        .where(CredentialKey.device_id == device_id)
-        .where((col(CredentialKey.expires_at).is_(None)) | (col(CredentialKey.expires_at) > now))
-    )
-    return list(session.exec(query))
-
-
 def all_keys(*, session: Session, device_id: str) -> list[CredentialKey]:
     query = select(CredentialKey).where(CredentialKey.device_id == device_id)
     return list(session.exec(query.order_by(col(CredentialKey.id))))

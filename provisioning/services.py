@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from broker.trust import CachedTrustStore
 from credbroker.verifier import Verifier, VerifyPolicy
 from provisioning.assertions import AssertionPolicy
 from provisioning.masterkey import Sealer
@@ -16,7 +17,6 @@ from provisioning.ratelimit import FailureLimiter
 from provisioning.settings import Settings
 from provisioning.signing import Keyring
 from provisioning.store.revocations import RevocationBus
-from provisioning.trust import DatabaseTrustStore
 
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
 
@@ -28,7 +28,7 @@ class Services:
     keyring: Keyring
     limiter: FailureLimiter
     verifier: Verifier
-    trust: DatabaseTrustStore
+    trust: CachedTrustStore
     clock: Callable[[], float] = time.time
     bus: RevocationBus = field(default_factory=RevocationBus)
     metrics: Metrics = field(default_factory=Metrics)
@@ -41,7 +41,8 @@ class Services:
         master_key: bytes,
         clock: Callable[[], float] = time.time,
     ) -> Services:
-        trust = DatabaseTrustStore(engine, clock)
+        # Fresh device state and deny list: introspection must see a revocation at once.
+        trust = CachedTrustStore(engine, clock, device_ttl=0, deny_list_in_memory=False)
         policy = VerifyPolicy(
             issuer=settings.effective_issuer, audience=settings.audience, leeway=settings.leeway
         )

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
+from broker.trust import Revoked
 from provisioning.api.deps import DevicesRead, DevicesWrite, ServicesDep, TokensRevoke
 from provisioning.db import transaction
 from provisioning.errors import BadRequest
@@ -122,7 +123,7 @@ def delete_device(device_id: str, services: ServicesDep, actor: DevicesWrite) ->
         devices.delete_device(
             session=session, device_id=device_id, now=services.now(), actor=actor.id
         )
-    services.trust.forget(device_id)
+    services.trust.apply(Revoked(device_id, None))  # drop its cached signing keys
     services.keyring.forget(device_id)
     services.bus.publish(device_id, None)
     return Response(status_code=204)
@@ -172,7 +173,7 @@ def rotate_signing_key(
             immediate=immediate,
             actor=actor.id,
         )
-    services.trust.forget(device_id)
+    services.trust.apply(Revoked(device_id, None))  # drop its cached signing keys
     if immediate:
         services.bus.publish(device_id, None)
     return {"kid": row.kid, "version": row.version}
