@@ -5,14 +5,24 @@ Depends only on paho-mqtt, pyjwt, cryptography and the standard library.
 
 from device_sdk._assertion import assertion_form, client_assertion
 from device_sdk._client import DeviceClient
-from device_sdk._errors import ConnectError, DeviceRevoked, DeviceSDKError, TokenError
+from device_sdk._errors import (
+    ConnectError,
+    DeviceRevoked,
+    DeviceSDKError,
+    EnrollmentError,
+    TokenError,
+)
 from device_sdk._keys import generate_key, load_private_key, public_pem, save_key_pair
+from device_sdk._policy import Backoff, Policy
 
 __all__ = [
+    "Backoff",
     "ConnectError",
     "DeviceClient",
     "DeviceRevoked",
     "DeviceSDKError",
+    "EnrollmentError",
+    "Policy",
     "TokenError",
     "assertion_form",
     "client_assertion",

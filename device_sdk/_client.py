@@ -2,13 +2,16 @@
 
 MQTT 3.1.1 has no re-authentication, so a refresh is a reconnect with the new token as
 password. The session is persistent (clean_session false) and paho keeps its outgoing
-QoS 1 queue across the reconnect, so no QoS 1 message is lost. The refresh happens at
-a jittered point around 80% of the token lifetime, on the monotonic clock.
+QoS 1 queue across reconnects, so no QoS 1 message is lost to a refresh or a broker
+restart. What to do after a refusal or a lost connection is `Policy`'s decision.
+
+Threads: paho's network thread runs the callbacks and every reconnect after a failure;
+a timer thread fetches the next token at the refresh point. One lock keeps the two
+from spending the same refresh token twice (the server would revoke its family).
 """
 
 from __future__ import annotations
 
-import random
 import ssl
 import threading
 import time
@@ -20,8 +23,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from device_sdk._errors import ConnectError, DeviceSDKError, TokenError
+from device_sdk._errors import ConnectError, DeviceRevoked, DeviceSDKError, TokenError
 from device_sdk._keys import DevicePrivateKey
+from device_sdk._policy import Policy, Step, connack_code
 from device_sdk._tokens import Token, TokenSource
 
 Handler = Callable[[str, bytes], None]
@@ -39,10 +43,10 @@ class DeviceClient:
         mqtt_port: broker port.
         tls: an `ssl.SSLContext` for MQTTS, or None for plain MQTT.
         state_dir: where the refresh token survives reboots; None keeps it in memory.
-        refresh_at: fraction of the token lifetime at which to refresh.
-        jitter: +/- fraction around `refresh_at`, so a fleet does not refresh at once.
+        keepalive: MQTT keepalive in seconds.
+        policy: refresh timing and backoff (see `Policy`).
         on_state: called with (state, details) on "connected", "refreshed",
-            "disconnected" and "revoked".
+            "disconnected" (details["reason"]), "revoked" and "stopped" (details["error"]).
     """
 
     def __init__(
@@ -55,9 +59,8 @@ class DeviceClient:
         mqtt_port: int = 1883,
         tls: ssl.SSLContext | None = None,
         state_dir: str | Path | None = None,
-        refresh_at: float = 0.8,
-        jitter: float = 0.05,
         keepalive: int = 60,
+        policy: Policy | None = None,
         on_state: StateCallback | None = None,
     ) -> None:
         self.device_id = device_id
@@ -65,14 +68,18 @@ class DeviceClient:
             api_url=api_url, device_id=device_id, private_key=private_key, state_dir=state_dir
         )
         self.mqtt_host, self.mqtt_port, self.keepalive = mqtt_host, mqtt_port, keepalive
-        self.refresh_at, self.jitter = refresh_at, jitter
+        self.policy = policy or Policy()
         self.on_state = on_state or (lambda state, details: None)
+        self.error: DeviceSDKError | None = None  # why the client stopped, if it did
         self._handlers: dict[str, Handler] = {}
+        self._token: Token | None = None
+        self._token_lock = threading.Lock()
         self._connected = threading.Event()
-        self._answer: threading.Event = threading.Event()
-        self._last_rc = 0
+        self._settled = threading.Event()  # accepted once, or stopped
+        self._stopping = threading.Event()
+        self._refusal: Step | None = None  # decided at a refused CONNACK, followed at the drop
+        self._refused_code = 0
         self._timer: threading.Timer | None = None
-        self._closed = False
         self._paho = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=device_id,
@@ -83,28 +90,51 @@ class DeviceClient:
             self._paho.tls_set_context(tls)
         self._paho.on_connect = self._on_connect
         self._paho.on_disconnect = self._on_disconnect
+        self._paho.on_connect_fail = self._on_connect_fail
         self._paho.on_message = self._on_message
 
     # -- public API ---------------------------------------------------------------------
 
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once the client has given up (see `error`) or was closed."""
+        return self._stopping.is_set()
+
+    def enroll(self, enrollment_token: str) -> None:
+        """Claim provisioning: register this device's key with its enrollment token."""
+        self.tokens.enroll(enrollment_token)
+
     def connect(self, timeout: float = 30.0) -> None:
-        """Get a token, connect, and keep the token fresh until `close()`."""
-        token = self._fetch()
-        self._paho.username_pw_set(self.device_id, token.access_token)
-        self._answer.clear()
-        self._paho.connect(self.mqtt_host, self.mqtt_port, keepalive=self.keepalive)
+        """Get a token and connect; from then on the client keeps itself connected.
+
+        Raises `DeviceRevoked` or another `DeviceSDKError` if the device is refused for
+        good, `ConnectError` if no connection was accepted within `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        self._renew(stale=None, deadline=deadline)
+        self._paho.connect_async(self.mqtt_host, self.mqtt_port, keepalive=self.keepalive)
         self._paho.loop_start()
-        if not self._answer.wait(timeout) or not self._connected.is_set():
-            self._paho.loop_stop()
-            raise ConnectError(
-                f"broker refused or did not answer (code {self._last_rc})",
-                return_code=self._last_rc,
+        accepted = self._settled.wait(max(0.0, deadline - time.monotonic()))
+        if self.error is not None or not accepted:
+            self.close()
+            raise self.error or ConnectError(
+                f"no connection accepted by {self.mqtt_host}:{self.mqtt_port} in {timeout} s"
             )
-        self._schedule(token)
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> mqtt.MQTTMessageInfo:
-        """Queue a message; QoS 1 messages survive refresh reconnects."""
-        return self._paho.publish(topic, payload, qos=qos)
+        """Queue a message; QoS 1 messages survive reconnects.
+
+        While disconnected, a QoS 1 message waits in paho's queue and goes out after the
+        reconnect, so its `wait_for_publish()` waits for the PUBACK instead of failing.
+        """
+        info = self._paho.publish(topic, payload, qos=qos)
+        if qos > 0 and info.rc == mqtt.MQTT_ERR_NO_CONN:
+            info.rc = mqtt.MQTT_ERR_SUCCESS  # queued, not failed
+        return info
 
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
         """Call `handler(topic, payload)` for messages matching `topic_filter`."""
@@ -112,7 +142,7 @@ class DeviceClient:
         self._paho.subscribe(topic_filter, qos=qos)
 
     def close(self) -> None:
-        self._closed = True
+        self._stopping.set()
         if self._timer:
             self._timer.cancel()
         self._paho.disconnect()
@@ -129,57 +159,119 @@ class DeviceClient:
 
     # -- tokens ---------------------------------------------------------------------------
 
-    def _fetch(self) -> Token:
-        """One retry: the first refusal may have taught us the server's clock."""
-        try:
-            return self.tokens.fetch()
-        except TokenError as first:
-            if first.retry_after:
-                time.sleep(min(first.retry_after, 60))
-            try:
-                return self.tokens.fetch()
-            except TokenError as exc:
-                self.on_state("revoked", {"error": str(exc)})
-                raise
+    def _renew(self, *, stale: Token | None, deadline: float = float("inf")) -> bool:
+        """Replace `stale` with a fresh token, backing off on transient failures.
 
-    def _schedule(self, token: Token) -> None:
-        fraction = self.refresh_at + random.uniform(-self.jitter, self.jitter)  # noqa: S311
-        due = token.obtained_at + token.expires_in * fraction - time.monotonic()
-        self._timer = threading.Timer(max(due, 0.0), self._refresh)
+        Returns False if the client was closed meanwhile; raises when told to stop.
+        """
+        with self._token_lock:
+            while self._token is stale and not self._stopping.is_set():
+                try:
+                    token = self.tokens.fetch()
+                except TokenError as exc:
+                    step = self.policy.token_failed(exc)
+                    if step.action == "stop" or time.monotonic() + step.delay > deadline:
+                        raise
+                    if self._stopping.wait(step.delay):
+                        return False
+                    continue
+                self._token = token
+                self._paho.username_pw_set(self.device_id, token.access_token)
+                self._schedule_refresh(token)
+        return not self._stopping.is_set()
+
+    def _schedule_refresh(self, token: Token) -> None:
+        if self._timer:
+            self._timer.cancel()
+        due = token.obtained_at + self.policy.refresh_in(token.expires_in) - time.monotonic()
+        self._timer = threading.Timer(max(due, 0.0), self._refresh, args=(token,))
         self._timer.daemon = True
         self._timer.start()
 
-    def _refresh(self) -> None:
-        if self._closed:
-            return
+    def _refresh(self, stale: Token) -> None:
+        """Timer thread: a new token, then a reconnect that presents it."""
         try:
-            token = self._fetch()
-        except DeviceSDKError:
-            return  # reported through on_state("revoked")
-        self._paho.username_pw_set(self.device_id, token.access_token)
-        self._paho.reconnect()  # same session, same outgoing queue
-        self.on_state("refreshed", {"expires_in": token.expires_in})
-        self._schedule(token)
+            renewed = self._renew(stale=stale, deadline=stale.expires_at)
+        except TokenError as exc:
+            if not exc.transient:
+                self._stop(exc)
+            return  # transient: the broker cuts the session at expiry, then we renew
+        if not renewed or self._stopping.is_set():
+            return
+        if self._connected.is_set():
+            try:
+                self._paho.reconnect()  # same session, same outgoing queue
+            except OSError:
+                return  # paho's network thread reconnects after its backoff
+        self.on_state("refreshed", {"expires_in": self._token.expires_in if self._token else 0})
 
-    # -- paho callbacks -------------------------------------------------------------------
+    # -- paho callbacks (paho's network thread) -------------------------------------------
 
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        self._last_rc = int(rc.value)
-        if rc.is_failure:
-            self._connected.clear()
-            client.disconnect()
-        else:
-            self._connected.set()
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        code = connack_code(reason)
+        if code != 0:
+            self._refusal, self._refused_code = self.policy.refused(code), code
+            return  # paho drops the connection next; _on_disconnect follows the step
+        self.policy.connected()
+        self._connected.set()
+        self._settled.set()
+        if not flags.session_present:  # a new broker or a lost session
             for topic_filter in self._handlers:
                 client.subscribe(topic_filter, qos=1)
-            self.on_state("connected", {"session_present": bool(flags.session_present)})
-        self._answer.set()
+        self.on_state("connected", {"session_present": bool(flags.session_present)})
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         self._connected.clear()
-        self.on_state("disconnected", {"reason": str(rc)})
+        step, self._refusal = self._refusal, None
+        if self._stopping.is_set():
+            self.on_state("disconnected", {"reason": "closed"})
+            return
+        if step is None:
+            self.on_state("disconnected", {"reason": str(reason)})
+            step = self.policy.lost(token_expired=self._token_expired())
+        else:
+            self.on_state("disconnected", {"reason": "refused", "code": self._refused_code})
+        self._follow(step)
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        self._follow(self.policy.lost(token_expired=self._token_expired()))
 
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
         for topic_filter, handler in self._handlers.items():
             if mqtt.topic_matches_sub(topic_filter, message.topic):
                 handler(message.topic, bytes(message.payload))
+
+    # -- following the policy -------------------------------------------------------------
+
+    def _token_expired(self) -> bool:
+        return self._token is None or time.monotonic() >= self._token.expires_at
+
+    def _follow(self, step: Step) -> None:
+        if step.action == "stop":
+            self._stop(step.error or ConnectError("stopped"))
+            return
+        if step.action == "renew":
+            try:
+                if not self._renew(stale=self._token):
+                    return
+            except DeviceSDKError as exc:
+                self._stop(exc)
+                return
+        self._paho.reconnect_delay_set(step.delay, step.delay)  # type: ignore[arg-type]
+
+    def _stop(self, error: DeviceSDKError) -> None:
+        """Give up for good: a revoked device must not hammer the broker."""
+        if self._stopping.is_set():
+            return
+        self.error = error
+        self._stopping.set()
+        if self._timer:
+            self._timer.cancel()
+        revoked = isinstance(error, DeviceRevoked) or (
+            isinstance(error, ConnectError) and error.return_code == 5
+        )
+        self.on_state("revoked" if revoked else "stopped", {"error": str(error)})
+        self._settled.set()
+        self._paho.disconnect()

@@ -3,7 +3,8 @@
 DeviceSDKError
 ├── TokenError          the token endpoint refused or could not be reached
 │   └── DeviceRevoked   refused for good (revoked, disabled, unknown): stop trying
-└── ConnectError        the broker refused or could not be reached
+├── ConnectError        the broker refused or could not be reached
+└── EnrollmentError     the enrollment token was refused
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ class TokenError(DeviceSDKError):
         self.status = status
         self.retry_after = retry_after
 
+    @property
+    def transient(self) -> bool:
+        """Worth retrying later: unreachable, overloaded or rate limited."""
+        return self.status is None or self.status >= 500 or self.status in (408, 429)
+
 
 class DeviceRevoked(TokenError):
     pass
@@ -30,3 +36,9 @@ class ConnectError(DeviceSDKError):
     def __init__(self, message: str, *, return_code: int | None = None) -> None:
         super().__init__(message)
         self.return_code = return_code
+
+
+class EnrollmentError(DeviceSDKError):
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

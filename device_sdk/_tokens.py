@@ -1,5 +1,10 @@
 """Getting tokens as a device: client assertion or refresh grant, clock skew from the
-server's `Date`, and the refresh token persisted atomically across reboots."""
+server's `Date`, and the refresh token persisted atomically across reboots.
+
+`TokenSource.fetch()` does the HTTP with urllib. The decisions (which grant to try, what
+an answer means) live in `forms()` and `accept()`, so a caller with its own HTTP client
+(the simulators use one asyncio loop for thousands of devices) follows the same rules.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,19 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from device_sdk._assertion import assertion_form
-from device_sdk._errors import DeviceRevoked, TokenError
-from device_sdk._keys import DevicePrivateKey
+from device_sdk._errors import DeviceRevoked, EnrollmentError, TokenError
+from device_sdk._keys import DevicePrivateKey, public_pem
 
 REFRESH_FILE = "refresh_token"
+CLOCK_CORRECTION = 10.0  # seconds of newly learnt skew worth a second assertion
+# Refusals that mean this device will not get a token however often it asks.
+FINAL_ERRORS = frozenset({"invalid_client", "unauthorized_client", "invalid_grant"})
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,11 @@ class Token:
     access_token: str
     expires_in: int
     obtained_at: float  # time.monotonic() when it arrived
+
+    @property
+    def expires_at(self) -> float:
+        """On the monotonic clock."""
+        return self.obtained_at + self.expires_in
 
 
 class TokenSource:
@@ -60,50 +74,70 @@ class TokenSource:
 
     def fetch(self) -> Token:
         """A fresh access token: the refresh grant if we hold one, else an assertion."""
+        for form in self.forms():
+            token = self.accept(form, *_post_form(self.token_endpoint, form, self.timeout))
+            if token is not None:
+                return token
+        raise TokenError("token endpoint refused every grant")
+
+    def enroll(self, enrollment_token: str) -> str:
+        """Register this device's public key with a single-use enrollment token."""
+        body = json.dumps(
+            {"enrollment_token": enrollment_token, "public_key": public_pem(self.private_key)}
+        ).encode()
+        status, _, answer = _post(
+            self.api_url + "/v1/enroll", body, "application/json", self.timeout
+        )
+        if status != 201:
+            detail = _json(answer).get("detail", "")
+            raise EnrollmentError(f"enrollment refused: {status} {detail}", status=status)
+        return str(_json(answer)["device_id"])
+
+    # -- the rules, without I/O -----------------------------------------------------------
+
+    def forms(self) -> Iterator[dict[str, str]]:
+        """The grant requests to try in order, until one is accepted."""
         if self._refresh:
-            try:
-                return self._grant({"grant_type": "refresh_token", "refresh_token": self._refresh})
-            except TokenError as exc:
-                if exc.status is None or exc.status >= 500 or exc.status == 429:
-                    raise
-                self._store_refresh(None)  # refused: fall back to the device key
-        form = assertion_form(
+            yield {"grant_type": "refresh_token", "refresh_token": self._refresh}
+        yield self._assertion()
+        yield self._assertion()  # only reached when a refusal taught us the server's clock
+
+    def accept(
+        self, form: Mapping[str, str], status: int, headers: Mapping[str, str], body: bytes
+    ) -> Token | None:
+        """The token in an answer; None to try the next form; TokenError to give up.
+
+        `headers` is looked up with lower-case names.
+        """
+        skew_before = self.skew
+        self._learn_skew(headers.get("date"))
+        if status == 200:
+            answer = _json(body)
+            self._store_refresh(answer.get("refresh_token"))
+            return Token(answer["access_token"], int(answer["expires_in"]), time.monotonic())
+        error = str(_json(body).get("error", ""))
+        retry = headers.get("retry-after", "")
+        kind = DeviceRevoked if error in FINAL_ERRORS else TokenError
+        refusal = kind(
+            f"token endpoint said {status} {error}".strip(),
+            status=status,
+            retry_after=float(retry) if retry.isdigit() else None,
+        )
+        if refusal.transient:
+            raise refusal
+        if form.get("grant_type") == "refresh_token":
+            self._store_refresh(None)  # refused: fall back to the device key
+            return None
+        if abs(self.skew - skew_before) > CLOCK_CORRECTION:
+            return None  # our clock was off: sign again with the server's time
+        raise refusal
+
+    def _assertion(self) -> dict[str, str]:
+        return assertion_form(
             self.private_key,
             device_id=self.device_id,
             audience=self.token_endpoint,
             now=time.time() + self.skew,
-        )
-        return self._grant(form)
-
-    def _grant(self, form: dict[str, str]) -> Token:
-        request = urllib.request.Request(  # noqa: S310 - the operator configures the URL
-            self.token_endpoint,
-            data=urllib.parse.urlencode(form).encode(),
-            method="POST",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                self._learn_skew(response.headers.get("Date"))
-                body: dict[str, Any] = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            self._learn_skew(exc.headers.get("Date"))
-            raise self._refusal(exc) from exc
-        except (OSError, ValueError) as exc:
-            raise TokenError(f"token endpoint unreachable: {exc}") from exc
-        self._store_refresh(body.get("refresh_token"))
-        return Token(body["access_token"], int(body["expires_in"]), time.monotonic())
-
-    def _refusal(self, exc: urllib.error.HTTPError) -> TokenError:
-        try:
-            error = json.loads(exc.read()).get("error", "")
-        except ValueError:
-            error = ""
-        retry = exc.headers.get("Retry-After")
-        retry_after = float(retry) if retry and retry.isdigit() else None
-        kind = DeviceRevoked if error == "invalid_client" else TokenError
-        return kind(
-            f"token endpoint said {exc.code} {error}", status=exc.code, retry_after=retry_after
         )
 
     def _learn_skew(self, date: str | None) -> None:
@@ -113,6 +147,8 @@ class TokenSource:
             except (TypeError, ValueError):
                 return
             self.skew = server - time.time()
+
+    # -- the refresh token on disk --------------------------------------------------------
 
     def _load_refresh(self) -> str | None:
         if self.state_dir is None or not (self.state_dir / REFRESH_FILE).exists():
@@ -132,3 +168,38 @@ class TokenSource:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(partial, final)
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _post_form(
+    url: str, form: Mapping[str, str], timeout: float
+) -> tuple[int, Mapping[str, str], bytes]:
+    body = urllib.parse.urlencode(form).encode()
+    return _post(url, body, "application/x-www-form-urlencoded", timeout)
+
+
+def _post(
+    url: str, body: bytes, content_type: str, timeout: float
+) -> tuple[int, Mapping[str, str], bytes]:
+    """(status, headers, body) of a POST; TokenError only when there is no answer."""
+    request = urllib.request.Request(  # noqa: S310 - the operator configures the URL
+        url, data=body, method="POST", headers={"Content-Type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, _lower(response.headers.items()), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, _lower(exc.headers.items()), exc.read()
+    except OSError as exc:
+        raise TokenError(f"{url} unreachable: {exc}") from exc
+
+
+def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return {name.lower(): value for name, value in items}

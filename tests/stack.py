@@ -47,9 +47,39 @@ class Stack:
     mqtt_port: int
     data_dir: Path
     admin_key: str
-    process: subprocess.Popen[bytes]
+    command: list[str]
+    env: dict[str, str]
     log: Path
+    process: subprocess.Popen[bytes] | None = None
     http: httpx.Client = field(default_factory=httpx.Client)
+
+    def launch(self) -> None:
+        """Start `credbroker up` and wait until it is healthy."""
+        with self.log.open("ab") as out:
+            process = subprocess.Popen(
+                self.command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+        self.process = process
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError("credbroker up exited:\n" + self.log.read_text())
+            try:
+                return self.http.get(self.base + "/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 60, "credbroker up to be healthy")
+
+    def terminate(self) -> None:
+        """SIGTERM, as an operator stopping the service; the data directory stays."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(20)
 
     @property
     def admin(self) -> dict[str, str]:
@@ -96,10 +126,8 @@ class Stack:
         )
 
     def stop(self) -> None:
+        self.terminate()
         self.http.close()
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(20)
 
 
 @dataclass
@@ -129,42 +157,33 @@ def start_stack(tmp: Path, *args: str, seed_admin: bool = True, **env: str) -> S
     """`credbroker up`; with `seed_admin=False` it makes its own admin key, as for a user."""
     port, mqtt_port = free_port(), free_port()
     admin_key = "adm_" + secrets.token_hex(24)
-    log = tmp / "up.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
     full_env.update(env)
     if seed_admin:
         full_env["CREDBROKER_ADMIN_KEY"] = admin_key
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                str(BIN / "credbroker"),
-                "up",
-                "--host",
-                "127.0.0.1",
-                "--http-port",
-                str(port),
-                "--mqtt-port",
-                str(mqtt_port),
-                "--data-dir",
-                str(tmp / "data"),
-                *args,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            start_new_session=True,
-        )
-    stack = Stack(f"http://127.0.0.1:{port}", mqtt_port, tmp / "data", admin_key, process, log)
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError("credbroker up exited:\n" + log.read_text())
-        try:
-            return stack.http.get(stack.base + "/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(healthy, 60, "credbroker up to be healthy")
+    command = [
+        str(BIN / "credbroker"),
+        "up",
+        "--host",
+        "127.0.0.1",
+        "--http-port",
+        str(port),
+        "--mqtt-port",
+        str(mqtt_port),
+        "--data-dir",
+        str(tmp / "data"),
+        *args,
+    ]
+    stack = Stack(
+        f"http://127.0.0.1:{port}",
+        mqtt_port,
+        tmp / "data",
+        admin_key,
+        command,
+        full_env,
+        tmp / "up.log",
+    )
+    stack.launch()
     if not seed_admin:
         stack.admin_key = (tmp / "data" / "admin.key").read_text().strip()
     return stack

@@ -12,10 +12,13 @@ from device_sdk import ConnectError, DeviceClient, DeviceRevoked
 from tests.stack import Stack, start_stack, wait_for
 
 EXPECTED_ALL = [
+    "Backoff",
     "ConnectError",
     "DeviceClient",
     "DeviceRevoked",
     "DeviceSDKError",
+    "EnrollmentError",
+    "Policy",
     "TokenError",
     "assertion_form",
     "client_assertion",
@@ -135,3 +138,105 @@ def test_garbage_key_is_refused_by_the_api(stack: Stack) -> None:
     device.key = generate_key()
     with pytest.raises((DeviceRevoked, ConnectError)):
         _client(stack, device).connect()
+
+
+def _audit(stack: Stack, device_id: str, action: str) -> list[dict]:  # type: ignore[type-arg]
+    items = stack.http.get(
+        f"{stack.base}/v1/audit?device_id={device_id}&action={action}&limit=1000",
+        headers=stack.admin,
+    ).json()["items"]
+    return list(items)
+
+
+def test_a_device_revoked_while_connected_stops_instead_of_hammering(stack: Stack) -> None:
+    device = stack.device(stack.fleet())
+    states: list[tuple[str, dict]] = []  # type: ignore[type-arg]
+    client = _client(stack, device, on_state=lambda s, d: states.append((s, d)))
+    client.connect()
+    device.api("POST", ":revoke")
+    wait_for(lambda: client.stopped, what="the client to give up")
+    assert isinstance(client.error, DeviceRevoked)
+    assert "revoked" in [s for s, _ in states]
+    # Cut at revocation, one reconnect refused with 5, one renewal refused: then silence.
+    refused = [e for e in _audit(stack, device.id, "mqtt.connect") if e["outcome"] != "ok"]
+    assert len(refused) <= 1
+    wait_for(lambda: client._paho._thread is None, what="paho's network thread to end")
+    client.close()
+
+
+def test_a_broker_restart_is_survived_without_losing_queued_messages(tmp_path: Path) -> None:
+    own = start_stack(tmp_path, CREDBROKER_LEEWAY="1")
+    try:
+        device = own.device(own.fleet())
+        received: set[int] = set()
+        states: list[str] = []
+        client = _client(own, device, on_state=lambda s, d: states.append(s))
+        client.connect()
+        client.subscribe(f"devices/{device.id}/#", lambda t, p: received.add(int(p)))
+        client.publish(f"devices/{device.id}/n", b"0").wait_for_publish(10)
+        wait_for(lambda: received == {0}, what="the first message")
+        own.terminate()
+        wait_for(lambda: not client.connected, what="the drop")
+        pending = [client.publish(f"devices/{device.id}/n", str(n).encode()) for n in (1, 2, 3)]
+        own.launch()
+        wait_for(lambda: client.connected, timeout=60, what="the reconnect")
+        for info in pending:
+            info.wait_for_publish(20)
+        # The restarted broker has no session: the client subscribed again by itself.
+        client.publish(f"devices/{device.id}/n", b"4").wait_for_publish(10)
+        wait_for(lambda: 4 in received, what="delivery after the restart")
+        assert client.error is None and states.count("connected") >= 2
+        client.close()
+    finally:
+        own.stop()
+
+
+def test_a_device_clock_hours_off_still_gets_tokens(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as real_time
+
+    import device_sdk._tokens
+
+    class ClockWithoutRtc:
+        """A device that booted without a real-time clock: five hours behind."""
+
+        monotonic = staticmethod(real_time.monotonic)
+
+        @staticmethod
+        def time() -> float:
+            return real_time.time() - 5 * 3600
+
+    monkeypatch.setattr(device_sdk._tokens, "time", ClockWithoutRtc)
+    device = stack.device(stack.fleet())
+    received: list[bytes] = []
+    with _client(stack, device) as client:
+        client.subscribe(f"devices/{device.id}/#", lambda t, p: received.append(p))
+        client.publish(f"devices/{device.id}/x", b"on time").wait_for_publish(10)
+        wait_for(lambda: received == [b"on time"], what="the echo")
+    assert client.tokens.skew == pytest.approx(5 * 3600, abs=10)
+
+
+def test_claim_provisioning_with_an_enrollment_token(stack: Stack) -> None:
+    from device_sdk import EnrollmentError, generate_key
+
+    response = stack.http.post(
+        stack.base + "/v1/devices", headers=stack.admin, json={"fleet": stack.fleet()}
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    device_id, enrollment_token = created["device_id"], created["enrollment_token"]
+    key = generate_key()
+    client = DeviceClient(
+        api_url=stack.base,
+        device_id=device_id,
+        private_key=key,
+        mqtt_host="127.0.0.1",
+        mqtt_port=stack.mqtt_port,
+    )
+    client.enroll(enrollment_token)
+    with client:
+        assert client.connected
+    with pytest.raises(EnrollmentError) as caught:  # single use
+        client.enroll(enrollment_token)
+    assert caught.value.status is not None and 400 <= caught.value.status < 500

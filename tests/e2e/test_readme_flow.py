@@ -75,6 +75,7 @@ def test_real_uvicorn_sends_date_and_no_store(stack: Stack) -> None:
 
 
 def test_sigterm_stops_cleanly(stack: Stack) -> None:
+    assert stack.process is not None
     os.killpg(stack.process.pid, signal.SIGTERM)
     assert stack.process.wait(20) == 0
     assert "Traceback" not in stack.log.read_text()
