@@ -15,6 +15,8 @@ amqtt 0.12.1 fixed here, each with a regression test in tests/broker/test_faults
    slot: it gets CONNACK 1 (MQTT 5) or is dropped, and the slot is released.
 7. An outgoing QoS 1 message not yet acknowledged when a connection drops stays with the
    session and is resent on resume (stock amqtt forgot it).
+8. Delivery looks up the filters that can match a topic (`SubscriptionTable`) instead of
+   testing every filter of the broker against every message.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from amqtt.utils import gen_client_id
 from broker.auth import Authenticator, Grant, Refusal
 from broker.connect import BadConnect, BufferReader, read_connect
 from broker.metrics import BrokerStats
+from broker.subscriptions import SubscriptionTable
 from broker.trust import CachedTrustStore, Revoked
 
 log = logging.getLogger("credbroker.broker")
@@ -85,6 +88,7 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         poll_interval: float = 1.0,
     ) -> None:
         super().__init__(config)
+        self._subscriptions = SubscriptionTable()
         self.stats = stats
         stats.sessions.labels("connected").set_function(lambda: self._count("connected"))
         stats.sessions.labels("disconnected").set_function(lambda: self._count("disconnected"))
@@ -114,6 +118,36 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         for timer in self._timers.values():
             timer.cancel()
         await super().shutdown()
+
+    # -- delivery ----------------------------------------------------------------------
+
+    async def _run_broadcast(self, running_tasks: Any) -> None:
+        """amqtt's delivery of one queued message, over candidate filters only (fault 8)."""
+        broadcast = await self._broadcast_queue.get()
+        topic = broadcast["topic"]
+        for topic_filter, subscriptions in self._subscriptions.candidates(topic):
+            if topic_filter != topic and not self._matches(topic, topic_filter):
+                continue
+            for target, sub_qos in list(subscriptions):
+                qos = broadcast.get("qos", sub_qos)
+                if not await self._topic_filtering(target, topic=topic, action=Action.RECEIVE):
+                    continue
+                connected = target.transitions.state == "connected"
+                if (
+                    not connected
+                    and not target.clean_session
+                    and qos in (1, 2)
+                    and not target.is_anonymous
+                ):
+                    await self._retain_broadcast_message(broadcast, qos, target)  # for resume
+                    continue
+                handler = self._get_handler(target) if connected else None
+                if handler:
+                    running_tasks.append(
+                        asyncio.ensure_future(
+                            handler.mqtt_publish(topic, broadcast["data"], qos, retain=False)
+                        )
+                    )
 
     async def _poll_revocations(self) -> None:
         """The revocation log, for changes made by other processes (standalone shape)."""
