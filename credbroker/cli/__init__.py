@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from credbroker.cli import certs, keys, operator, server
+from credbroker.cli import certs, keys, operator, server, simulate
 
 app = typer.Typer(
     name="credbroker",
@@ -20,6 +20,7 @@ app.command("certs")(certs.certs)
 app.add_typer(operator.fleet_app, name="fleet")
 app.add_typer(operator.device_app, name="device")
 app.add_typer(operator.token_app, name="token")
+app.command("simulate")(simulate.simulate)
 
 
 def main() -> None:

@@ -1,0 +1,199 @@
+"""paho-mqtt clients driven by one asyncio loop (as aiomqtt does), so one process holds
+thousands of MQTT connections without a thread each.
+
+paho tells us when its socket opens, closes and wants writing; the loop calls
+`loop_read`/`loop_write` when the socket is ready, and one ticker calls `loop_misc`
+(keep-alive) for every client. The blocking TCP connect runs in a small thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from device_sdk._policy import connack_code
+
+MessageHandler = Callable[[str, bytes], None]
+
+
+class Driver:
+    """The loop side: readiness callbacks and the keep-alive ticker for all clients."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, connect_threads: int = 8) -> None:
+        self.loop = loop
+        self.clients: set[AsyncClient] = set()
+        self.pool = ThreadPoolExecutor(connect_threads, thread_name_prefix="mqtt-connect")
+        self._loop_thread = threading.get_ident()  # made on the loop's own thread
+        self._ticker = loop.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for client in list(self.clients):
+                client.paho.loop_misc()
+
+    def call(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run on the loop, whichever thread paho calls us from."""
+        if threading.get_ident() == self._loop_thread:
+            callback(*args)
+        else:
+            self.loop.call_soon_threadsafe(callback, *args)
+
+    async def close(self) -> None:
+        self._ticker.cancel()
+        for client in list(self.clients):
+            client.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class AsyncClient:
+    """One MQTT 3.1.1 connection: `await connect()` gives the CONNACK return code."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        client_id: str,
+        *,
+        clean_session: bool = False,
+        on_message: MessageHandler | None = None,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
+        self.driver = driver
+        self.on_message = on_message
+        self.on_lost = on_lost
+        self.connected = False
+        self._connack: asyncio.Future[int] | None = None
+        self._acks: dict[int, asyncio.Future[list[int]]] = {}
+        self.paho = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean_session,
+            protocol=mqtt.MQTTv311,
+        )
+        self.paho.on_socket_open = self._socket_open
+        self.paho.on_socket_close = self._socket_close
+        self.paho.on_socket_register_write = self._want_write
+        self.paho.on_socket_unregister_write = self._done_writing
+        self.paho.on_connect = self._on_connect
+        self.paho.on_disconnect = self._on_disconnect
+        self.paho.on_publish = self._on_publish
+        self.paho.on_subscribe = self._on_subscribe
+        self.paho.on_message = self._on_message
+
+    # -- the API ---------------------------------------------------------------------------
+
+    async def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        username: str | None,
+        password: str | None,
+        keepalive: int = 60,
+        bind_address: str = "",
+        timeout: float = 30.0,
+    ) -> int:
+        """The CONNACK return code (0 accepted), or -1 if the connection closed first."""
+        loop = self.driver.loop
+        self._connack = loop.create_future()
+        self.paho.username_pw_set(username, password)
+        self.driver.clients.add(self)
+        try:
+            await loop.run_in_executor(
+                self.driver.pool,
+                lambda: self.paho.connect(host, port, keepalive, bind_address=bind_address),
+            )
+        except OSError:
+            self.driver.clients.discard(self)
+            return -1
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._connack), timeout)
+        except TimeoutError:
+            self.close()
+            return -1
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> asyncio.Future[list[int]]:
+        """Resolves at the PUBACK (QoS 1) or once written (QoS 0); paho keeps QoS 1
+        messages across reconnects of a persistent session."""
+        info = self.paho.publish(topic, payload, qos=qos)
+        return self._ack_future(info.mid)
+
+    def subscribe(self, topic_filter: str, qos: int = 1) -> asyncio.Future[list[int]]:
+        """Resolves with the granted QoS per filter (128 = refused)."""
+        _, mid = self.paho.subscribe(topic_filter, qos=qos)
+        return self._ack_future(mid or 0)
+
+    def close(self) -> None:
+        """DISCONNECT and forget the client."""
+        self.connected = False
+        self.paho.disconnect()
+        self.driver.clients.discard(self)
+
+    # -- paho's callbacks --------------------------------------------------------------------
+
+    def _ack_future(self, mid: int) -> asyncio.Future[list[int]]:
+        future = self._acks.get(mid)
+        if future is None:  # paho writes from the loop: the ack cannot have come yet
+            future = self._acks[mid] = self.driver.loop.create_future()
+        return future
+
+    def _resolve(self, mid: int, value: list[int]) -> None:
+        future = self._acks.pop(mid, None)
+        if future is not None and not future.done():
+            future.set_result(value)
+
+    # File descriptors, not sockets: paho calls these before it closes a socket, and the
+    # loop runs queued calls in order, so a number reused by a new socket stays right.
+
+    def _socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
+        self.driver.call(self.driver.loop.add_reader, sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        self.paho.loop_read()
+
+    def _socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
+        self.driver.call(self._forget, sock.fileno())
+
+    def _forget(self, fd: int) -> None:
+        self.driver.loop.remove_reader(fd)
+        self.driver.loop.remove_writer(fd)
+
+    def _want_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        self.driver.call(self.driver.loop.add_writer, sock.fileno(), self.paho.loop_write)
+
+    def _done_writing(self, client: Any, userdata: Any, sock: Any) -> None:
+        self.driver.call(self.driver.loop.remove_writer, sock.fileno())
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        code = connack_code(reason)
+        self.connected = code == 0
+        self.driver.call(self._settle, code)
+
+    def _settle(self, code: int) -> None:
+        if self._connack is not None and not self._connack.done():
+            self._connack.set_result(code)
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        was_connected, self.connected = self.connected, False
+        self.driver.call(self._settle, -1)
+        self.driver.clients.discard(self)
+        if was_connected and self.on_lost is not None:
+            self.driver.call(self.on_lost)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self.driver.call(self._resolve, mid, [0])
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        self.driver.call(self._resolve, mid, [int(getattr(c, "value", c)) for c in codes])
+
+    def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self.on_message is not None:
+            self.on_message(message.topic, bytes(message.payload))

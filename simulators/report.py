@@ -1,0 +1,147 @@
+"""What a simulation counted, and the report made of it."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from device_sdk._policy import CONNACK_REASONS
+
+
+def percentile(samples: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile; None without samples."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))]
+
+
+def _ms(samples: list[float]) -> dict[str, float | None]:
+    return {
+        "p50": _round(percentile(samples, 50)),
+        "p99": _round(percentile(samples, 99)),
+        "n": len(samples),
+    }
+
+
+def _round(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
+
+
+@dataclass
+class Attack:
+    """One kind of attack: how often it was tried and how each try was answered."""
+
+    name: str
+    expected: str  # the documented answer, e.g. "CONNACK 4"
+    tried: int = 0
+    stopped: int = 0  # answered as documented
+    answers: Counter[str] = field(default_factory=Counter)
+
+    def record(self, answer: str) -> None:
+        self.tried += 1
+        self.answers[answer] += 1
+        if answer == self.expected:
+            self.stopped += 1
+
+
+@dataclass
+class Stats:
+    """Counters the devices update while the scenario runs."""
+
+    devices: int = 0
+    connects_ok: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    sent: int = 0
+    delivered: int = 0
+    duplicates: int = 0
+    commands_sent: int = 0
+    commands_delivered: int = 0
+    refreshes: int = 0
+    stopped: Counter[str] = field(default_factory=Counter)  # honest devices that gave up
+    token_latency: list[float] = field(default_factory=list)
+    connect_latency: list[float] = field(default_factory=list)
+    refresh_times: list[float] = field(default_factory=list)  # seconds since the start
+    revoked: int = 0
+    revocation_latency: list[float] = field(default_factory=list)
+    revoked_stopped: int = 0
+    revoked_sent: int = 0  # sent by devices after they were chosen for revocation
+    attacks: dict[str, Attack] = field(default_factory=dict)
+
+    def refused_connect(self, code: int) -> None:
+        reason = CONNACK_REASONS.get(code, "no answer")
+        self.refused[f"{code} {reason}" if code >= 0 else reason] += 1
+
+    def attack(self, name: str, expected: str) -> Attack:
+        return self.attacks.setdefault(name, Attack(name, expected))
+
+
+@dataclass
+class Report:
+    scenario: str
+    duration: float
+    stats: Stats
+    lost: int
+
+    @property
+    def attacks_through(self) -> int:
+        return sum(a.tried - a.stopped for a in self.stats.attacks.values())
+
+    @property
+    def ok(self) -> bool:
+        """No honest message lost, no attack through, every revoked device stopped."""
+        s = self.stats
+        return self.lost == 0 and self.attacks_through == 0 and s.revoked_stopped == s.revoked
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.stats
+        spread = _spread(s.refresh_times)
+        return {
+            "scenario": self.scenario,
+            "duration_s": round(self.duration, 1),
+            "devices": s.devices,
+            "connects": {"ok": s.connects_ok, "refused": dict(s.refused)},
+            "messages": {
+                "sent": s.sent,
+                "delivered": s.delivered,
+                "lost": self.lost,
+                "duplicates": s.duplicates,
+                "commands_sent": s.commands_sent,
+                "commands_delivered": s.commands_delivered,
+            },
+            "refreshes": s.refreshes,
+            "refresh_spread": spread,
+            "honest_devices_stopped": dict(s.stopped),
+            "latency_ms": {"token": _ms(s.token_latency), "connect": _ms(s.connect_latency)},
+            "revocation": {
+                "revoked": s.revoked,
+                "disconnected": len(s.revocation_latency),
+                "stopped": s.revoked_stopped,
+                "latency_ms": _ms(s.revocation_latency),
+            },
+            "attacks": {
+                a.name: {
+                    "expected": a.expected,
+                    "tried": a.tried,
+                    "stopped": a.stopped,
+                    "answers": dict(a.answers),
+                }
+                for a in s.attacks.values()
+            },
+            "attacks_through": self.attacks_through,
+            "ok": self.ok,
+        }
+
+
+def _spread(times: list[float]) -> dict[str, Any]:
+    """How refreshes spread over the run: first, last and the busiest second."""
+    if not times:
+        return {"first_s": None, "last_s": None, "busiest_second": 0}
+    per_second = Counter(int(t) for t in times)
+    return {
+        "first_s": round(min(times), 2),
+        "last_s": round(max(times), 2),
+        "busiest_second": max(per_second.values()),
+    }
