@@ -27,6 +27,13 @@ PENALTY_START = 1.0
 FREE_FAILURES = {"addr": 20, "client": 5}
 PENALTY_MAX = {"addr": 60.0, "client": 10.0}
 FORGET_AFTER = 300.0  # a key quiet this long starts again from zero
+# Refusals of tokens whose signature verified: a real device that is late (expired) or
+# revoked, not someone guessing. They count against the client id only: an overloaded
+# moment, where many devices behind one address present expired tokens, must not lock
+# the whole address out (the simulator's 1,000-device refresh storm did exactly that).
+GENUINE_TOKEN_REASONS = frozenset(
+    {"expired", "not_yet_valid", "device_revoked", "device_disabled", "revoked"}
+)
 _MAX_TRACKED = 50_000
 
 
@@ -100,7 +107,7 @@ class Authenticator:
         except TokenRejected as exc:
             if exc.is_unavailable:
                 return Refusal(SERVER_UNAVAILABLE, exc.reason)
-            self.penalties.failed(*keys)
+            self.penalties.failed(*(keys[1:] if exc.reason in GENUINE_TOKEN_REASONS else keys))
             code = BAD_CREDENTIALS if exc.is_credential_error else NOT_AUTHORIZED
             return Refusal(code, exc.reason)
         self.penalties.succeeded(client_id)

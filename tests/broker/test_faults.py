@@ -178,3 +178,24 @@ def test_connect_flood_is_throttled_without_slowing_others(stack: Stack) -> None
     text = stack.http.get(stack.base + "/metrics").text
     assert 'credbroker_mqtt_connects_total{reason="throttled",result="refused"}' in text
     assert device.id  # another client id from another address is not throttled per client
+
+
+def test_many_late_devices_behind_one_address_do_not_lock_it_out(stack: Stack) -> None:
+    """Expired but genuine tokens count against their client ids, not the address: an
+    overloaded minute must not turn into a lockout of every device behind one NAT."""
+    import jwt
+
+    fleet = stack.fleet(ttl=1)
+    late = [stack.device(fleet) for _ in range(25)]  # more than the address's free 20
+    tokens = [d.token() for d in late]
+    expires = max(jwt.decode(t, options={"verify_signature": False})["exp"] for t in tokens)
+    wait_for(lambda: time.time() > expires + 2, timeout=15, what="the tokens to expire")
+    for device, token in zip(late, tokens, strict=True):
+        client = Client(stack, device.id, token)
+        assert client.answered.wait(10)
+        assert client.connect_rc == 134  # paho's name for CONNACK 4
+        client.paho.loop_stop()
+    honest = stack.device(stack.fleet())
+    client = Client(stack, honest.id, honest.token())
+    assert client.connected.wait(10), client.connect_rc
+    client.close()
