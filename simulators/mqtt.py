@@ -3,15 +3,15 @@ thousands of MQTT connections without a thread each.
 
 paho tells us when its socket opens, closes and wants writing; the loop calls
 `loop_read`/`loop_write` when the socket is ready, and one ticker calls `loop_misc`
-(keep-alive) for every client. The blocking TCP connect runs in a small thread pool.
+(keep-alive) for every client. The TCP connect is the loop's too (paho's would block):
+the connected socket is handed to paho, so every paho call happens on the loop's thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import socket
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -25,11 +25,9 @@ MessageHandler = Callable[[str, bytes], None]
 class Driver:
     """The loop side: readiness callbacks and the keep-alive ticker for all clients."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, connect_threads: int = 8) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.clients: set[AsyncClient] = set()
-        self.pool = ThreadPoolExecutor(connect_threads, thread_name_prefix="mqtt-connect")
-        self._loop_thread = threading.get_ident()  # made on the loop's own thread
         self._ticker = loop.create_task(self._tick())
 
     async def _tick(self) -> None:
@@ -38,18 +36,22 @@ class Driver:
             for client in list(self.clients):
                 client.paho.loop_misc()
 
-    def call(self, callback: Callable[..., Any], *args: Any) -> None:
-        """Run on the loop, whichever thread paho calls us from."""
-        if threading.get_ident() == self._loop_thread:
-            callback(*args)
-        else:
-            self.loop.call_soon_threadsafe(callback, *args)
-
     async def close(self) -> None:
         self._ticker.cancel()
         for client in list(self.clients):
             client.close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _HandedSocketClient(mqtt.Client):
+    """paho, given a socket the loop has already connected instead of making its own."""
+
+    handed: socket.socket | None = None
+
+    def _create_socket(self) -> Any:
+        sock, self.handed = self.handed, None
+        if sock is None:
+            raise ConnectionRefusedError("no connected socket to hand over")
+        return sock
 
 
 class AsyncClient:
@@ -70,7 +72,7 @@ class AsyncClient:
         self.connected = False
         self._connack: asyncio.Future[int] | None = None
         self._acks: dict[int, asyncio.Future[list[int]]] = {}
-        self.paho = mqtt.Client(
+        self.paho = _HandedSocketClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=clean_session,
@@ -101,14 +103,22 @@ class AsyncClient:
     ) -> int:
         """The CONNACK return code (0 accepted), or -1 if the connection closed first."""
         loop = self.driver.loop
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            if bind_address:
+                sock.bind((bind_address, 0))
+            await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
+        except (OSError, TimeoutError):
+            sock.close()
+            return -1
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connack = loop.create_future()
         self.paho.username_pw_set(username, password)
+        self.paho.handed = sock
         self.driver.clients.add(self)
         try:
-            await loop.run_in_executor(
-                self.driver.pool,
-                lambda: self.paho.connect(host, port, keepalive, bind_address=bind_address),
-            )
+            self.paho.connect(host, port, keepalive)
         except OSError:
             self.driver.clients.discard(self)
             return -1
@@ -148,32 +158,29 @@ class AsyncClient:
         if future is not None and not future.done():
             future.set_result(value)
 
-    # File descriptors, not sockets: paho calls these before it closes a socket, and the
-    # loop runs queued calls in order, so a number reused by a new socket stays right.
-
     def _socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
-        self.driver.call(self.driver.loop.add_reader, sock.fileno(), self._readable)
+        self.driver.loop.add_reader(sock, self._readable)
 
     def _readable(self) -> None:
         self.paho.loop_read()
 
     def _socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
-        self.driver.call(self._forget, sock.fileno())
+        self._forget(sock)
 
-    def _forget(self, fd: int) -> None:
-        self.driver.loop.remove_reader(fd)
-        self.driver.loop.remove_writer(fd)
+    def _forget(self, sock: Any) -> None:
+        self.driver.loop.remove_reader(sock)
+        self.driver.loop.remove_writer(sock)
 
     def _want_write(self, client: Any, userdata: Any, sock: Any) -> None:
-        self.driver.call(self.driver.loop.add_writer, sock.fileno(), self.paho.loop_write)
+        self.driver.loop.add_writer(sock, self.paho.loop_write)
 
     def _done_writing(self, client: Any, userdata: Any, sock: Any) -> None:
-        self.driver.call(self.driver.loop.remove_writer, sock.fileno())
+        self.driver.loop.remove_writer(sock)
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         code = connack_code(reason)
         self.connected = code == 0
-        self.driver.call(self._settle, code)
+        self._settle(code)
 
     def _settle(self, code: int) -> None:
         if self._connack is not None and not self._connack.done():
@@ -183,16 +190,16 @@ class AsyncClient:
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         was_connected, self.connected = self.connected, False
-        self.driver.call(self._settle, -1)
+        self._settle(-1)
         self.driver.clients.discard(self)
         if was_connected and self.on_lost is not None:
-            self.driver.call(self.on_lost)
+            self.on_lost()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        self.driver.call(self._resolve, mid, [0])
+        self._resolve(mid, [0])
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: Any, props: Any) -> None:
-        self.driver.call(self._resolve, mid, [int(getattr(c, "value", c)) for c in codes])
+        self._resolve(mid, [int(getattr(c, "value", c)) for c in codes])
 
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self.on_message is not None:

@@ -1,0 +1,135 @@
+"""`credbroker simulate` as an operator runs it, judged by its JSON report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.stack import BIN, Stack, start_stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    started = start_stack(Path(tmp_path_factory.mktemp("sim")), CREDBROKER_LEEWAY="1")
+    yield started
+    started.stop()
+
+
+def _simulate(stack: Stack, out: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    report = out / "report.json"
+    done = subprocess.run(
+        [
+            str(BIN / "credbroker"),
+            "simulate",
+            "--api",
+            stack.base,
+            "--mqtt",
+            f"127.0.0.1:{stack.mqtt_port}",
+            "--admin-key",
+            stack.admin_key,
+            "--leeway",
+            "1",
+            "--json",
+            str(report),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert report.exists(), done.stdout + done.stderr
+    return done.returncode, json.loads(report.read_text())
+
+
+def test_telemetry_with_refreshes_loses_nothing(stack: Stack, tmp_path: Path) -> None:
+    code, report = _simulate(
+        stack,
+        tmp_path,
+        "--scenario",
+        "telemetry",
+        "--devices",
+        "40",
+        "--duration",
+        "12",
+        "--token-ttl",
+        "4",
+        "--rate",
+        "2",
+    )
+    assert code == 0, report
+    assert report["devices"] == 40
+    messages = report["messages"]
+    assert messages["sent"] > 40 * 12  # about 2/s each, publishing from the first CONNACK
+    assert messages["delivered"] == messages["sent"] and messages["lost"] == 0
+    assert messages["commands_delivered"] == messages["commands_sent"] == 8  # 4 devices x 2
+    # 4 s tokens over 12 s: every device refreshed (reconnected with a new token) twice.
+    assert report["refreshes"] >= 40 * 2
+    assert report["connects"]["ok"] >= 40 * 3
+    assert report["honest_devices_stopped"] == {}
+    assert report["latency_ms"]["token"]["p99"] is not None
+    assert report["ok"] is True
+
+
+def test_every_attack_is_refused_as_documented(stack: Stack, tmp_path: Path) -> None:
+    code, report = _simulate(
+        stack, tmp_path, "--scenario", "attacks", "--devices", "10", "--duration", "5"
+    )
+    assert code == 0, report
+    attacks = report["attacks"]
+    assert set(attacks) == {
+        "expired token",
+        "tampered token",
+        "alg none",
+        "HS256 with the public key",
+        "stolen token on another client id",
+        "publish outside the ACL",
+        "subscribe outside the ACL",
+        "$SYS subscribe",
+        "replayed client assertion",
+        "reused refresh token",
+        "brute-force passwords",
+    }
+    for name, attack in attacks.items():
+        assert attack["tried"] >= 1, name
+        assert attack["stopped"] == attack["tried"], (name, attack["answers"])
+    assert report["attacks_through"] == 0
+    assert report["messages"]["lost"] == 0
+
+
+def test_revocation_cuts_and_stops_the_revoked_share(stack: Stack, tmp_path: Path) -> None:
+    code, report = _simulate(
+        stack,
+        tmp_path,
+        "--scenario",
+        "revocation",
+        "--devices",
+        "30",
+        "--duration",
+        "6",
+        "--revoke-share",
+        "0.2",
+    )
+    assert code == 0, report
+    revocation = report["revocation"]
+    assert revocation["revoked"] == 6
+    assert revocation["stopped"] == 6
+    assert revocation["disconnected"] == 6
+    assert report["messages"]["lost"] == 0
+
+
+def test_a_bad_scenario_is_a_usage_error(stack: Stack, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(BIN / "credbroker"), "simulate", "--embedded", "--scenario", "chaos"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--scenario" in done.stderr
