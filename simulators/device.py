@@ -35,6 +35,9 @@ class Context:
     topics: Topics
     started: float = field(default_factory=time.monotonic)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # httpcore's pool does work per waiting request on every event: with thousands of
+    # devices asking at once, queue them here instead (as many as the pool has connections).
+    http_gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(32))
 
     async def pause(self, seconds: float) -> bool:
         """Sleep unless the run ends first; True if the run is ending."""
@@ -61,7 +64,8 @@ async def fetch_token(ctx: Context, tokens: TokenSource) -> Token:
     for form in tokens.forms():
         began = time.monotonic()
         try:
-            response = await ctx.http.post(tokens.token_endpoint, data=form)
+            async with ctx.http_gate:
+                response = await ctx.http.post(tokens.token_endpoint, data=form)
         except httpx.HTTPError as exc:
             raise TokenError(f"token endpoint unreachable: {exc}") from exc
         ctx.stats.token_latency.append(time.monotonic() - began)
