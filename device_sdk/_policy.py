@@ -84,7 +84,7 @@ class Policy:
         self,
         *,
         refresh_at: float = 0.8,
-        jitter: float = 0.05,
+        jitter: float = 0.1,
         backoff: Backoff | None = None,
         rng: Callable[[float, float], float] = random.uniform,
     ) -> None:

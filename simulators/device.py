@@ -270,6 +270,16 @@ class Backend:
     def missing(self, devices: list[VirtualDevice]) -> int:
         return sum(d.sent - len(self.seen.get(d.id, ())) for d in devices)
 
+    def missing_sample(self, devices: list[VirtualDevice], limit: int = 10) -> dict[str, str]:
+        """For the report: which numbers of which devices never arrived, and their state."""
+        sample: dict[str, str] = {}
+        for device in devices:
+            gaps = sorted(set(range(device.sent)) - self.seen.get(device.id, set()))
+            if gaps and len(sample) < limit:
+                state = "connected" if device.client.connected else "disconnected"
+                sample[device.id] = f"{state}, sent {device.sent}, missing {gaps[:20]}"
+        return sample
+
     def command(self, device: VirtualDevice, number: int) -> None:
         self.client.publish(self.ctx.topics.commands(device.id), f"cmd {number}".encode())
         self.ctx.stats.commands_sent += 1

@@ -69,6 +69,7 @@ class Stats:
     revoked_stopped: int = 0
     revoked_sent: int = 0  # sent by devices after they were chosen for revocation
     attacks: dict[str, Attack] = field(default_factory=dict)
+    lost_sample: dict[str, str] = field(default_factory=dict)
 
     def refused_connect(self, code: int) -> None:
         reason = CONNACK_REASONS.get(code, "no answer")
@@ -110,6 +111,7 @@ class Report:
                 "duplicates": s.duplicates,
                 "commands_sent": s.commands_sent,
                 "commands_delivered": s.commands_delivered,
+                "lost_sample": s.lost_sample,
             },
             "refreshes": s.refreshes,
             "refresh_spread": spread,

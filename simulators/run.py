@@ -127,6 +127,7 @@ async def _run(
     await _until(end, ctx)
     honest = [d for d in devices if d not in revoked]
     await _drain(backend, honest, revoked, options.drain)
+    stats.lost_sample = backend.missing_sample(honest)  # before the clients close
     if attacks is not None:
         await attacks  # every attack gets its answer before the report
     ctx.stopping.set()

@@ -20,8 +20,8 @@ def test_backoff_is_full_jitter_under_a_doubling_cap() -> None:
 
 def test_refresh_point_is_jittered_around_eighty_percent() -> None:
     points = [Policy().refresh_in(100) for _ in range(500)]
-    assert all(75 <= p <= 85 for p in points)
-    assert max(points) - min(points) > 5  # spread, not one instant for the fleet
+    assert all(70 <= p <= 90 for p in points)
+    assert max(points) - min(points) > 10  # spread, not one instant for the fleet
 
 
 def test_server_unavailable_keeps_the_token_and_backs_off() -> None:
