@@ -17,6 +17,12 @@ amqtt 0.12.1 fixed here, each with a regression test in tests/broker/test_faults
    session and is resent on resume (stock amqtt forgot it).
 8. Delivery looks up the filters that can match a topic (`SubscriptionTable`) instead of
    testing every filter of the broker against every message.
+9. (Ours, found by the simulator) A QoS 1 message acknowledged before a session was cut
+   for expiry, but delivered after, was dropped by the authorization check; so was a
+   message for a persistent session waiting for its device's late refresh.
+10. (Found by the simulator) A connection's message loop left its waiter on the
+    session's delivery queue when it ended; a persistent session's next connection
+    shares that queue, and the orphan took (and dropped) an acknowledged message.
 """
 
 from __future__ import annotations
@@ -52,6 +58,19 @@ Audit = Callable[..., None]
 
 class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is untyped
     _closing: asyncio.Future[None] | None = None
+    _delivery_waiter: asyncio.Task[Any] | None = None
+
+    async def mqtt_deliver_next_message(self) -> Any:
+        self._delivery_waiter = asyncio.current_task()
+        return await super().mqtt_deliver_next_message()
+
+    def stop_waiting_for_messages(self) -> None:
+        """Stock amqtt leaves this connection's waiter on the session's message queue
+        when the connection ends. A persistent session's next connection shares that
+        queue, and the orphan took its first message: gone, though acknowledged."""
+        waiter = self._delivery_waiter
+        if waiter is not None and not waiter.done():
+            waiter.cancel()  # asyncio.Queue.get hands a pending item on when cancelled
 
     async def _handle_qos1_message_flow(self, app_message: Any) -> None:
         # Stock amqtt forgets an outgoing QoS 1 message whose PUBACK never came (the
@@ -323,6 +342,8 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         handler: BrokerProtocolHandler,
         disconnect_waiter: asyncio.Future[Any],
     ) -> None:
+        if isinstance(handler, CredHandler):
+            handler.stop_waiting_for_messages()  # fault 10
         # PUBACKs went out when the messages were queued: deliver them before the end.
         queue = client_session.delivered_message_queue
         while not queue.empty():
@@ -339,11 +360,17 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
 
     async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
         grant: Grant | None = session.attributes.get(GRANT)
-        if grant is None or grant.exp <= time.time():
+        if grant is None:
             return False
+        # Expiry is enforced by cutting the session at exp + leeway (_arm_expiry), not
+        # here: a PUBLISH acknowledged before the cut but delivered after it (a busy
+        # broker, or the drain at disconnect) must not vanish, and a persistent session
+        # between a late refresh and its reconnect keeps receiving (fault 9).
         if action == Action.RECEIVE:
             return True  # admitted at SUBSCRIBE time; no second check per subscriber
         if action == Action.SUBSCRIBE:
+            if grant.exp <= time.time():
+                return False
             allowed = grant.may_subscribe(topic)
             if not allowed:
                 self.stats.refused.labels("subscribe").inc()

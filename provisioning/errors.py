@@ -88,6 +88,16 @@ class InvalidGrant(OAuthError):
     error, title = "invalid_grant", "Invalid grant"
 
 
+class InactiveClient(InvalidClient):
+    """A device that may not have tokens (revoked, disabled). Not a guess: it does not
+    count against the caller's address, where many honest devices may share a NAT."""
+
+
+class DeadGrant(InvalidGrant):
+    """A real refresh token that can no longer be used (family revoked or expired,
+    device inactive). Not a guess either."""
+
+
 class UnauthorizedClient(OAuthError):
     error, title = "unauthorized_client", "Client not allowed to use this grant"
 

@@ -23,6 +23,8 @@ from credbroker.claims import is_device_id
 from provisioning import assertions, hashing
 from provisioning.db import transaction
 from provisioning.errors import (
+    DeadGrant,
+    InactiveClient,
     InvalidClient,
     InvalidGrant,
     InvalidRequest,
@@ -62,7 +64,8 @@ def token(
                 issued = _client_credentials(services, store, form, authorization)
     except OAuthError as exc:
         services.metrics.tokens.labels(grant_type, exc.error).inc()
-        services.limiter.failed(*keys)
+        genuine = isinstance(exc, InactiveClient | DeadGrant)
+        services.limiter.failed(*(k for k in keys if not (genuine and k[0] == "addr")))
         with transaction(services.engine) as session:
             audit.record(
                 session=session,
@@ -188,7 +191,7 @@ def _active_client(store: GrantStore, device_id: str, method: str) -> Client:
     if client is None or client.auth_method != method:
         raise InvalidClient("unknown client or wrong authentication method")
     if client.status != "active":
-        raise InvalidClient(f"device is {client.status}")
+        raise InactiveClient(f"device is {client.status}")
     return client
 
 
@@ -202,19 +205,19 @@ def _refresh(services: Services, store: GrantStore, form: Mapping[str, str]) -> 
     if state is None:
         raise InvalidGrant("unknown refresh token")
     if state.family_revoked_at is not None:
-        raise InvalidGrant("refresh token was revoked")
+        raise DeadGrant("refresh token was revoked")
     if state.used_at is not None or not store.mark_used(digest, now):
         _revoke_family(store, state.family_id, now)
         raise _RefuseAfterCommit(
             InvalidGrant("refresh token was already used; its family is revoked")
         )
     if state.family_expires_at <= now:
-        raise InvalidGrant("refresh token family has expired; authenticate again")
+        raise DeadGrant("refresh token family has expired; authenticate again")
     if form.get("client_id", state.device_id) != state.device_id:
         raise InvalidGrant("refresh token was issued to another client")
     client = store.client(state.device_id)
     if client is None or client.status != "active":
-        raise InvalidGrant("device is not active")
+        raise DeadGrant("device is not active")
     issued = issue(
         keyring=services.keyring,
         store=store,

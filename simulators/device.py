@@ -60,18 +60,22 @@ async def first_of(*events: asyncio.Event, timeout: float | None = None) -> bool
 
 
 async def fetch_token(ctx: Context, tokens: TokenSource) -> Token:
-    """The SDK's grant sequence over the shared async HTTP client."""
-    for form in tokens.forms():
-        began = time.monotonic()
-        try:
-            async with ctx.http_gate:
+    """The SDK's grant sequence over the shared async HTTP client.
+
+    The assertion is signed once the request may go: signed before a long wait in the
+    queue it could expire (60 s) before the server sees it.
+    """
+    began = time.monotonic()
+    async with ctx.http_gate:
+        for form in tokens.forms():
+            try:
                 response = await ctx.http.post(tokens.token_endpoint, data=form)
-        except httpx.HTTPError as exc:
-            raise TokenError(f"token endpoint unreachable: {exc}") from exc
-        ctx.stats.token_latency.append(time.monotonic() - began)
-        token = tokens.accept(form, response.status_code, response.headers, response.content)
-        if token is not None:
-            return token
+            except httpx.HTTPError as exc:
+                raise TokenError(f"token endpoint unreachable: {exc}") from exc
+            token = tokens.accept(form, response.status_code, response.headers, response.content)
+            if token is not None:
+                ctx.stats.token_latency.append(time.monotonic() - began)
+                return token
     raise TokenError("token endpoint refused every grant")
 
 
@@ -90,7 +94,9 @@ class VirtualDevice:
         self.token: Token | None = None
         self.sent = 0
         self.stopped: str | None = None
+        self.phase = "starting"  # what live() is doing, for the report on lost messages
         self.commands_expected = 0
+        self.subscribed = False  # to its command topic (SUBACK received)
         self.commands_received: set[int] = set()
         self.revoked_at: float | None = None  # when the revocation scenario asked
         self._cut_counted = False
@@ -113,17 +119,21 @@ class VirtualDevice:
         """First token, outside `live()`, so a scenario can time every device's together."""
         self.token = await fetch_token(self.ctx, self.tokens)
 
-    async def live(self) -> None:
+    async def live(self, start_after: float = 0.0) -> None:
         """Connect, refresh before expiry, reconnect after failures, until the run ends."""
         ctx, first = self.ctx, True
+        if await ctx.pause(start_after):
+            return
         action, delay = ("retry" if self.token else "renew"), 0.0
         while not ctx.stopping.is_set():
             if action == "stop":
                 self._stop("token refused")
                 return
+            self.phase = f"backoff {delay:.1f} s before {action}"
             if delay and await ctx.pause(delay):
                 return
             if action == "renew":
+                self.phase = "getting a token"
                 try:
                     self.token = await fetch_token(ctx, self.tokens)
                 except TokenError as exc:
@@ -136,7 +146,9 @@ class VirtualDevice:
             if self.token is None:
                 action = "renew"
                 continue
+            self.phase = "connecting"
             code = await self._connect(self.token)
+            self.phase = f"CONNACK {code}"
             if code != 0:
                 step = (
                     self.policy.refused(code)
@@ -151,8 +163,10 @@ class VirtualDevice:
             self.policy.connected()
             self._ready.set()
             if first and self.commands:
-                self.client.subscribe(ctx.topics.commands(self.id))
+                subscribed = self.client.subscribe(ctx.topics.commands(self.id))
+                subscribed.add_done_callback(lambda _: setattr(self, "subscribed", True))
             first = False
+            self.phase = "connected"
             action, delay = await self._connected_until_refresh_or_loss()
 
     async def _connect(self, token: Token) -> int:
@@ -277,7 +291,9 @@ class Backend:
             gaps = sorted(set(range(device.sent)) - self.seen.get(device.id, set()))
             if gaps and len(sample) < limit:
                 state = "connected" if device.client.connected else "disconnected"
-                sample[device.id] = f"{state}, sent {device.sent}, missing {gaps[:20]}"
+                sample[device.id] = (
+                    f"{state} ({device.phase}), sent {device.sent}, missing {gaps[:20]}"
+                )
         return sample
 
     def command(self, device: VirtualDevice, number: int) -> None:

@@ -15,6 +15,7 @@ Scenarios:
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -53,6 +54,11 @@ class Options:
     token_ttl: int = 60
     revoke_share: float = 0.1
     drain: float = 60.0  # seconds to wait for messages still in flight at the end
+    boot_rate: float = 200.0  # devices starting per second, about what one API grants
+
+    def ramp(self, devices: int) -> float:
+        """Seconds over which the fleet boots: at `boot_rate`, at most half the run."""
+        return min(devices / self.boot_rate, self.duration / 2)
 
 
 Progress = Callable[[dict[str, object]], None]
@@ -112,7 +118,9 @@ async def _run(
     if scenario in ("refresh-storm", "mixed"):  # every first token at once
         await _bounded(64, [d.obtain_token for d in devices])
     end = time.monotonic() + options.duration
-    tasks = [asyncio.create_task(d.live()) for d in devices]
+    # A fleet boots over a while, not in one instant (unless that is the scenario).
+    ramp = 0.0 if scenario in ("refresh-storm", "mixed") else options.ramp(len(devices))
+    tasks = [asyncio.create_task(d.live(random.uniform(0, ramp))) for d in devices]  # noqa: S311
     tasks += [asyncio.create_task(d.publish_telemetry(end)) for d in devices]
     tasks.append(asyncio.create_task(_commands(ctx, backend, devices, options.duration)))
     revoked: list[VirtualDevice] = []
@@ -161,7 +169,7 @@ async def _commands(
     for number, at in enumerate((0.5, 0.75)):
         await _until(ctx.started + duration * at, ctx)
         for device in devices:
-            if device.commands and device.stopped is None and device.revoked_at is None:
+            if device.subscribed and device.stopped is None and device.revoked_at is None:
                 backend.command(device, number)
                 device.commands_expected = number + 1
 

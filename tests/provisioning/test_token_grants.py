@@ -291,3 +291,27 @@ def test_discovery_metadata(api: Api) -> None:
     assert "private_key_jwt" in meta["token_endpoint_auth_methods_supported"]
     assert meta["revocation_endpoint"].endswith("/oauth2/revoke")
     assert meta["introspection_endpoint"].endswith("/oauth2/introspect")
+
+
+def test_revoked_devices_behind_one_address_do_not_throttle_the_others(tmp_path) -> None:
+    """Refusals of real but dead credentials count against the device, not the address
+    (many devices share a NAT address; the 1,000-device simulation hit this)."""
+    from tests.support import make_api
+
+    api = make_api(tmp_path, failed_auth_limit=3, failed_auth_limit_address=5)
+    fleet = api.fleet()["name"]
+    revoked = [api.device(fleet) for _ in range(4)]
+    for device in revoked:
+        refresh = device.tokens()["refresh_token"]
+        api.client.post(f"/v1/devices/{device.id}:revoke", headers=api.admin)
+        refused = api.token({"grant_type": "refresh_token", "refresh_token": refresh})
+        assert refused.json()["error"] == "invalid_grant"
+        assert api.token(device.grant_form()).json()["error"] == "invalid_client"
+    honest = api.device(fleet)
+    assert api.token(honest.grant_form()).status_code == 200
+    # Guessing still counts against the address: 5 bad assertions, then 429 for all.
+    for _ in range(5):
+        other = api.device(fleet)
+        bad = api.token(other.grant_form(other.assertion(key=p256_key(), alg="ES256")))
+        assert bad.status_code == 401
+    assert api.token(honest.grant_form()).status_code == 429

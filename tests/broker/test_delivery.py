@@ -1,0 +1,66 @@
+"""Delivery inside the broker: the subscription index (fault 8) gives the same answers as
+testing every filter; an ended connection leaves no waiter behind (fault 10)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broker.subscriptions import SubscriptionTable
+from credbroker.topics import matches
+
+LEVEL = st.sampled_from(["a", "b", "dev-1", "+", "#", "$SYS"])
+
+
+def _filters() -> st.SearchStrategy[str]:
+    return st.lists(LEVEL, min_size=1, max_size=4).map("/".join)
+
+
+@given(
+    st.lists(_filters(), max_size=30),
+    st.lists(st.sampled_from(["a", "b", "dev-1", "$SYS"]), min_size=1, max_size=4).map("/".join),
+)
+def test_candidates_hold_every_matching_filter(filters: list[str], topic: str) -> None:
+    table = SubscriptionTable()
+    for topic_filter in filters:
+        table[topic_filter] = [("session", 1)]
+    candidates = {f for f, _ in table.candidates(topic)}
+    wanted = {f for f in filters if matches(f, topic)}
+    assert wanted <= candidates
+    assert all("+" in f or "#" in f or f == topic for f in candidates)
+
+
+def test_removed_filters_are_not_candidates() -> None:
+    table = SubscriptionTable()
+    table["devices/+/cmd"] = []
+    table["devices/d1/cmd"] = []
+    del table["devices/+/cmd"]
+    assert [f for f, _ in table.candidates("devices/d1/cmd")] == ["devices/d1/cmd"]
+    table.clear()
+    table["x"] = []
+    assert list(table.candidates("devices/d1/cmd")) == []
+
+
+def test_an_ended_connection_leaves_no_delivery_waiter_on_the_session() -> None:
+    """Fault 10: a persistent session's connections share one delivery queue; the waiter
+    of an ended connection must not take the next connection's first message."""
+    import asyncio
+
+    from amqtt.session import Session
+
+    from broker.server import CredHandler
+
+    async def scenario() -> object:
+        session = Session()
+        old, new = CredHandler(None, session=session), CredHandler(None, session=session)
+        orphan = asyncio.ensure_future(old.mqtt_deliver_next_message())
+        await asyncio.sleep(0)  # the old connection's loop is waiting for a message
+        old.stop_waiting_for_messages()  # what the broker does when that connection ends
+        current = asyncio.ensure_future(new.mqtt_deliver_next_message())
+        await asyncio.sleep(0)
+        session.delivered_message_queue.put_nowait("first after the reconnect")
+        delivered = await asyncio.wait_for(current, 5)
+        await asyncio.gather(orphan, return_exceptions=True)
+        return delivered
+
+    assert asyncio.run(scenario()) == "first after the reconnect"
