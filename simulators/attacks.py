@@ -169,30 +169,28 @@ async def sys_subscribe(kit: Kit) -> str:
     return await _subscribe(kit, "$SYS/#")
 
 
-async def replayed_assertion(kit: Kit) -> str:
-    form = assertion_form(
-        kit.attacker.key,
-        device_id=kit.attacker.device_id,
-        audience=kit.ctx.api.rstrip("/") + "/oauth2/token",
-    )
-    endpoint = kit.ctx.api.rstrip("/") + "/oauth2/token"
+async def _twice(kit: Kit, form: dict[str, str]) -> str:
+    """Spend a single-use credential honestly, then present it again."""
+    endpoint = kit.tokens(kit.attacker).token_endpoint
     first = await kit.ctx.http.post(endpoint, data=form)
     if first.status_code != 200:
-        return f"honest grant failed: {first.status_code}"
+        return f"honest use failed: {first.status_code}"
     again = await kit.ctx.http.post(endpoint, data=form)
     return f"HTTP {again.status_code} {again.json().get('error', '')}".strip()
 
 
+async def replayed_assertion(kit: Kit) -> str:
+    tokens = kit.tokens(kit.attacker)
+    form = assertion_form(
+        kit.attacker.key, device_id=kit.attacker.device_id, audience=tokens.token_endpoint
+    )
+    return await _twice(kit, form)
+
+
 async def reused_refresh_token(kit: Kit) -> str:
-    endpoint = kit.ctx.api.rstrip("/") + "/oauth2/token"
     tokens = kit.tokens(kit.victim)
     await fetch_token(kit.ctx, tokens)
-    old = next(tokens.forms())  # the refresh grant with the current refresh token
-    rotated = await kit.ctx.http.post(endpoint, data=old)
-    if rotated.status_code != 200:
-        return f"honest refresh failed: {rotated.status_code}"
-    again = await kit.ctx.http.post(endpoint, data=old)
-    return f"HTTP {again.status_code} {again.json().get('error', '')}".strip()
+    return await _twice(kit, next(tokens.forms()))  # the grant with the current refresh token
 
 
 async def brute_force(kit: Kit) -> str:

@@ -170,7 +170,6 @@ class VirtualDevice:
             action, delay = await self._connected_until_refresh_or_loss()
 
     async def _connect(self, token: Token) -> int:
-        self._lost_event.clear()
         began = time.monotonic()
         code = await self.client.connect(
             self.ctx.mqtt_host,
@@ -179,6 +178,9 @@ class VirtualDevice:
             password=token.access_token,
         )
         if code == 0:
+            # A refresh drops the old connection while the new one connects: that loss
+            # is not this connection's.
+            self._lost_event.clear()
             self.ctx.stats.connects_ok += 1
             self.ctx.stats.connect_latency.append(time.monotonic() - began)
         else:
