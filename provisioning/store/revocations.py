@@ -93,3 +93,19 @@ def revoke_family(*, session: Session, family: RefreshFamily, now: int, reason: 
 def is_jti_revoked(*, session: Session, jti: str) -> bool:
     query = select(Revocation.id).where(Revocation.jti == jti).limit(1)
     return session.exec(query).first() is not None
+
+
+def feed(*, session: Session, after: int, limit: int, now: int) -> tuple[list[Revocation], int]:
+    """Log entries after `after` (at most `limit` scanned) and the cursor to ask from
+    next. Token entries whose token has expired deny nothing any more: skipped, but the
+    cursor moves past them."""
+    rows = list(
+        session.exec(
+            select(Revocation)
+            .where(col(Revocation.id) > after)
+            .order_by(col(Revocation.id))
+            .limit(limit)
+        )
+    )
+    live = [r for r in rows if r.kind != "token" or r.expires_at is None or r.expires_at > now]
+    return live, (rows[-1].id or after) if rows else after

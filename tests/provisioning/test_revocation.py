@@ -106,3 +106,35 @@ def test_immediate_rotation_kills_old_tokens(api: Api, fleet: str) -> None:
     assert api.introspect(old) == {"active": False}
     kids = [k["kid"] for k in api.client.get(f"/v1/devices/{device.id}/jwks.json").json()["keys"]]
     assert kids == [f"{device.id}#2"]
+
+
+def test_the_revocation_feed_pages_in_order_for_broker_keys(api: Api, fleet: str) -> None:
+    device, other = api.device(fleet), api.device(fleet)
+    access = device.tokens()["access_token"]
+    api.client.post("/oauth2/revoke", data={"token": access})
+    api.client.post(f"/v1/devices/{other.id}:revoke", headers=api.admin)
+    page = api.client.get("/v1/revocations?after=0&limit=1", headers=api.admin).json()
+    assert [(e["kind"], e["device_id"]) for e in page["items"]] == [("token", device.id)]
+    assert page["items"][0]["jti"] and page["items"][0]["expires_at"]
+    rest = api.client.get(f"/v1/revocations?after={page['next']}", headers=api.admin).json()
+    assert [(e["kind"], e["device_id"]) for e in rest["items"]] == [("device", other.id)]
+    done = api.client.get(f"/v1/revocations?after={rest['next']}", headers=api.admin).json()
+    assert done == {"items": [], "next": rest["next"]}
+    # Once the token has expired, its entry denies nothing: skipped, cursor moves on.
+    api.clock.advance(7 * 86400)
+    later = api.client.get("/v1/revocations?after=0", headers=api.admin).json()
+    assert [e["kind"] for e in later["items"]] == ["device"] and later["next"] == rest["next"]
+
+
+def test_the_revocation_feed_needs_the_broker_scope(api: Api) -> None:
+    assert api.client.get("/v1/revocations").status_code == 401
+    reader = api.client.post(
+        "/v1/admin-keys", headers=api.admin, json={"name": "ro", "scopes": ["devices:read"]}
+    )
+    assert reader.status_code == 201, reader.text
+    key = reader.json()["key"]
+    denied = api.client.get("/v1/revocations", headers={"Authorization": f"Bearer {key}"})
+    assert denied.status_code == 403
+    bad = api.client.get("/v1/revocations?after=-1", headers=api.admin)
+    assert bad.status_code == 422
+    assert bad.headers["content-type"] == "application/problem+json"

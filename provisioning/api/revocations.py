@@ -1,0 +1,46 @@
+"""The revocation feed: standalone brokers poll it to learn revocations made anywhere."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from provisioning.api.deps import BrokerHook, ServicesDep
+from provisioning.db import transaction
+from provisioning.store import revocations
+
+router = APIRouter(tags=["revocation"])
+
+
+class RevocationEntry(BaseModel):
+    id: int
+    kind: Literal["token", "device"]  # one access token (jti), or all the device's tokens
+    device_id: str
+    jti: str | None
+    expires_at: int | None
+    created_at: int
+
+
+class RevocationPage(BaseModel):
+    items: list[RevocationEntry]
+    next: int  # pass back as `after`
+
+
+@router.get("/v1/revocations")
+def revocation_feed(
+    services: ServicesDep,
+    _: BrokerHook,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> RevocationPage:
+    """Revocations after the cursor `after`, oldest first. A `device` entry means: every
+    token of the device issued before `created_at` is dead (and the device's status may
+    have changed); a `token` entry deny-lists one jti until `expires_at`."""
+    with transaction(services.engine) as session:
+        entries, cursor = revocations.feed(
+            session=session, after=after, limit=limit, now=services.now()
+        )
+        items = [RevocationEntry.model_validate(e, from_attributes=True) for e in entries]
+    return RevocationPage(items=items, next=cursor)
