@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from credbroker import __version__
 from provisioning import masterkey
-from provisioning.api import devices, fleets, meta, oauth, revocations
+from provisioning.api import devices, fleets, hooks, meta, oauth, revocations
 from provisioning.db import create_db_engine, migrate, transaction
 from provisioning.http import RequestGuard, install_error_handlers
 from provisioning.services import Services
@@ -45,6 +45,7 @@ def create_app(
     app.state.health = {"api": True}
     install_error_handlers(app)
     app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
-    for router in (fleets.router, devices.router, oauth.router, meta.router, revocations.router):
-        app.include_router(router)
+    routers = (fleets, devices, oauth, meta, revocations, hooks)
+    for module in routers:
+        app.include_router(module.router)
     return app

@@ -86,6 +86,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, unavailable)
 
 
+FORM_PATHS = ("/oauth2/", "/v1/hooks/rabbitmq/")  # RFC 6749; RabbitMQ's HTTP backend
+
+
 class RequestGuard:
     """Pure ASGI: caps bodies, checks content types, adds a `Date` header.
 
@@ -145,7 +148,7 @@ class RequestGuard:
         path: str = scope["path"]
         expected = (
             b"application/x-www-form-urlencoded"
-            if path.startswith("/oauth2/")
+            if path.startswith(FORM_PATHS)
             else (b"application/json")
         )
         if length in (b"0", b"") and b"transfer-encoding" not in headers:

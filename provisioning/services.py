@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from broker.auth import Authenticator
 from broker.trust import CachedTrustStore
 from credbroker.verifier import Verifier, VerifyPolicy
 from provisioning.assertions import AssertionPolicy
+from provisioning.brokerhooks import HookAuthority
 from provisioning.masterkey import Sealer
 from provisioning.metrics import Metrics
 from provisioning.ratelimit import FailureLimiter
@@ -29,6 +31,7 @@ class Services:
     limiter: FailureLimiter
     verifier: Verifier
     trust: CachedTrustStore
+    hooks: HookAuthority
     clock: Callable[[], float] = time.time
     bus: RevocationBus = field(default_factory=RevocationBus)
     metrics: Metrics = field(default_factory=Metrics)
@@ -46,7 +49,8 @@ class Services:
         policy = VerifyPolicy(
             issuer=settings.effective_issuer, audience=settings.audience, leeway=settings.leeway
         )
-        return cls(
+        verifier = Verifier(policy, trust, clock)
+        services = cls(
             settings=settings,
             engine=engine,
             keyring=Keyring(Sealer(master_key)),
@@ -55,10 +59,13 @@ class Services:
                 settings.failed_auth_window,
                 clock,
             ),
-            verifier=Verifier(policy, trust, clock),
+            verifier=verifier,
             trust=trust,
+            hooks=HookAuthority(Authenticator(verifier, settings.leeway), clock),
             clock=clock,
         )
+        services.bus.subscribe(services.hooks.revoked)  # revocation clears cached grants
+        return services
 
     def now(self) -> int:
         return int(self.clock())

@@ -1,0 +1,101 @@
+"""Authentication and ACL for existing brokers that ask over HTTP (RabbitMQ, EMQX,
+mosquitto-go-auth, VerneMQ): the embedded broker's own `Authenticator` and `Grant`,
+with verified grants cached per connection.
+
+A CONNECT is verified once per (client id, token) and the grant kept until the token
+expires; a revocation heard on this process's bus drops it at once. Publish and
+subscribe checks carry no token, only the client id: they use the grant of that client
+id's latest accepted CONNECT, and fail closed when there is none (another API process
+may have answered the CONNECT; the broker then closes the connection and the device
+connects again). RabbitMQ maps topics to routing keys: `routing_key_to_topic` undoes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from threading import Lock
+
+from broker.auth import Authenticator, Grant, Refusal
+
+MAX_CACHED = 200_000
+
+
+class HookAuthority:
+    def __init__(self, authenticator: Authenticator, clock: Callable[[], float] = time.time):
+        self.authenticator = authenticator
+        self.clock = clock
+        self._lock = Lock()  # FastAPI runs sync routes on a thread pool
+        self._by_token: dict[tuple[str, bytes], Grant] = {}
+        self._by_client: dict[str, Grant] = {}
+
+    def connect(
+        self, *, client_id: str, username: str, password: str, address: str
+    ) -> Grant | Refusal:
+        key = (client_id, hashlib.sha256(password.encode()).digest())
+        with self._lock:
+            cached = self._by_token.get(key)
+        if cached is not None and cached.exp > self.clock():
+            with self._lock:
+                self._by_client[client_id] = cached
+            return cached
+        decision = self.authenticator.authenticate(
+            client_id=client_id, username=username, password=password, address=address
+        )
+        if isinstance(decision, Grant):
+            with self._lock:
+                if len(self._by_token) >= MAX_CACHED:
+                    self._drop_expired()
+                self._by_token[key] = decision
+                self._by_client[client_id] = decision
+        return decision
+
+    def grant(self, client_id: str, username: str | None = None) -> Grant | None:
+        """The live grant of a connected client id (and its username, if given)."""
+        with self._lock:
+            grant = self._by_client.get(client_id)
+        if grant is None or grant.exp <= self.clock():
+            return None
+        if username is not None and username != grant.device_id:
+            return None
+        return grant
+
+    def may_publish(self, client_id: str, topic: str, username: str | None = None) -> bool:
+        grant = self.grant(client_id, username)
+        return grant is not None and not _wild(topic) and grant.may_publish(topic)
+
+    def may_subscribe(self, client_id: str, topic_filter: str, username: str | None = None) -> bool:
+        grant = self.grant(client_id, username)
+        return grant is not None and grant.may_subscribe(topic_filter)
+
+    def revoked(self, device_id: str, jti: str | None) -> None:
+        """Drop cached grants of a device (all of them, or one token's)."""
+
+        def dead(grant: Grant) -> bool:
+            return grant.device_id == device_id and (jti is None or grant.jti == jti)
+
+        with self._lock:
+            for key in [k for k, g in self._by_token.items() if dead(g)]:
+                del self._by_token[key]
+            for client in [c for c, g in self._by_client.items() if dead(g)]:
+                del self._by_client[client]
+
+    def _drop_expired(self) -> None:
+        now = self.clock()
+        for key in [k for k, g in self._by_token.items() if g.exp <= now]:
+            del self._by_token[key]
+        for client in [c for c, g in self._by_client.items() if g.exp <= now]:
+            del self._by_client[client]
+        while len(self._by_token) >= MAX_CACHED:  # all live: the oldest go first
+            del self._by_token[next(iter(self._by_token))]
+
+
+def _wild(topic: str) -> bool:
+    return "+" in topic or "#" in topic
+
+
+def routing_key_to_topic(routing_key: str) -> str:
+    """RabbitMQ's MQTT plugin turns `/` into `.` and `+` into `*` (device ids may
+    contain neither `.` nor `*`, so the mapping back is exact for our topics)."""
+    return "/".join("+" if level == "*" else level for level in routing_key.split("."))

@@ -1,0 +1,167 @@
+"""Broker hooks, as each broker calls them: request and answer formats from the brokers'
+documentation (RabbitMQ's from field notes of a live 3.10 node; the live test is in
+tests/e2e)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from tests.support import Api, Device
+
+
+@pytest.fixture
+def device(api: Api, fleet: str) -> Device:
+    return api.device(fleet)
+
+
+def _token(device: Device) -> str:
+    return str(device.tokens()["access_token"])
+
+
+def _rabbit(api: Api, path: str, **form: str) -> str:
+    response = api.client.post(f"/v1/hooks/rabbitmq/{path}", data=form, headers=api.admin)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def _json(api: Api, path: str, body: dict[str, Any], status: int = 200) -> Any:
+    response = api.client.post(f"/v1/hooks/{path}", json=body, headers=api.admin)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def test_hooks_are_never_anonymous(api: Api, device: Device) -> None:
+    form = {"username": device.id, "password": _token(device), "client_id": device.id}
+    assert api.client.post("/v1/hooks/rabbitmq/user", data=form).status_code == 401
+    reader = api.client.post(
+        "/v1/admin-keys", headers=api.admin, json={"name": "ro", "scopes": ["devices:read"]}
+    ).json()["key"]
+    no_scope = {"Authorization": f"Bearer {reader}"}
+    assert (
+        api.client.post("/v1/hooks/rabbitmq/user", data=form, headers=no_scope).status_code == 403
+    )
+    # RabbitMQ can only send credentials in the URL: HTTP Basic with the key as password.
+    basic = base64.b64encode(f"hook:{api.admin_key}".encode()).decode()
+    answer = api.client.post(
+        "/v1/hooks/rabbitmq/user", data=form, headers={"Authorization": f"Basic {basic}"}
+    )
+    assert answer.text == "allow"
+
+
+def test_rabbitmq_connect_publish_and_subscribe(api: Api, device: Device) -> None:
+    me = device.id
+    assert _rabbit(api, "user", username=me, password=_token(device), vhost="/", client_id=me) == (
+        "allow"
+    )
+    assert _rabbit(api, "user", username=me, password="garbage", client_id=me) == "deny"
+    assert _rabbit(api, "user", username=me, password=_token(device), client_id="other") == "deny"
+    assert _rabbit(api, "vhost", username=me, vhost="/", ip="127.0.0.1", client_id=me) == "allow"
+
+    def resource(kind: str, name: str, permission: str) -> str:
+        return _rabbit(
+            api, "resource", username=me, vhost="/", resource=kind, name=name,
+            permission=permission, tags="", client_id=me,
+        )  # fmt: skip
+
+    assert resource("exchange", "amq.topic", "write") == "allow"
+    assert resource("queue", f"mqtt-subscription-{me}qos1", "configure") == "allow"
+    assert resource("queue", "mqtt-subscription-someone-elseqos1", "read") == "deny"
+    assert resource("exchange", "amq.fanout", "write") == "deny"
+
+    def topic(permission: str, routing_key: str) -> str:
+        return _rabbit(
+            api, "topic", username=me, vhost="/", resource="topic", name="amq.topic",
+            permission=permission, tags="", routing_key=routing_key,
+            **{"variable_map.client_id": me, "variable_map.username": me},
+        )  # fmt: skip
+
+    assert topic("write", f"devices.{me}.temp") == "allow"
+    assert topic("write", "devices.someone-else.temp") == "deny"
+    assert topic("write", f"devices.{me}.*") == "deny"  # a publish has no wildcards
+    assert topic("read", f"devices.{me}.cmd.#") == "allow"
+    assert topic("read", "devices.*.cmd.#") == "deny"  # `+` arrives as `*`
+
+
+def test_revocation_clears_the_cached_grants(api: Api, device: Device) -> None:
+    me, token = device.id, _token(device)
+    assert _rabbit(api, "user", username=me, password=token, client_id=me) == "allow"
+    api.client.post(f"/v1/devices/{me}:revoke", headers=api.admin)
+    assert _rabbit(api, "vhost", username=me, vhost="/", client_id=me) == "deny"
+    write = {"permission": "write", "routing_key": f"devices.{me}.t"}
+    assert _rabbit(api, "topic", username=me, **write, **{"variable_map.client_id": me}) == "deny"
+    assert _rabbit(api, "user", username=me, password=token, client_id=me) == "deny"
+
+
+def test_emqx_authentication_carries_expiry_and_acl(api: Api, device: Device) -> None:
+    me = device.id
+    body = {"clientid": me, "username": me, "password": _token(device)}
+    answer = _json(api, "emqx/authn", body)
+    assert answer["result"] == "allow" and answer["is_superuser"] is False
+    assert answer["expire_at"] > api.clock()
+    assert {"permission": "allow", "action": "publish", "topic": f"devices/{me}/#"} in answer["acl"]
+    assert answer["acl"][-1] == {"permission": "deny", "action": "all", "topic": "#"}
+    assert _json(api, "emqx/authn", body | {"password": "nope"}) == {"result": "deny"}
+
+    def authz(action: str, topic: str) -> str:
+        check = {"clientid": me, "username": me, "topic": topic, "action": action}
+        return str(_json(api, "emqx/authz", check)["result"])
+
+    assert authz("publish", f"devices/{me}/temp") == "allow"
+    assert authz("publish", "devices/other/temp") == "deny"
+    assert authz("subscribe", f"devices/{me}/cmd/+") == "allow"
+    assert authz("subscribe", "$SYS/#") == "deny"
+
+
+def test_mosquitto_go_auth_user_superuser_and_acl(api: Api, device: Device) -> None:
+    me = device.id
+    user = {"username": me, "password": _token(device), "clientid": me}
+    assert _json(api, "mosquitto-go-auth/user", user)["ok"] is True
+    assert _json(api, "mosquitto-go-auth/user", user | {"password": "x"}, 403)["ok"] is False
+    assert _json(api, "mosquitto-go-auth/superuser", {"username": me}, 403)["ok"] is False
+
+    def acl(topic: str, acc: int, status: int) -> None:
+        check = {"username": me, "clientid": me, "topic": topic, "acc": acc}
+        _json(api, "mosquitto-go-auth/acl", check, status)
+
+    acl(f"devices/{me}/temp", 2, 200)  # write
+    acl("devices/other/temp", 2, 403)
+    acl(f"devices/{me}/cmd/#", 4, 200)  # subscribe
+    acl("devices/#", 4, 403)
+    acl(f"devices/{me}/cmd/reboot", 1, 200)  # read: a delivery to this client
+    acl(f"devices/{me}/temp", 3, 403)  # read and write: it may not read its telemetry
+
+
+def test_vernemq_register_publish_and_per_topic_subscribe(api: Api, device: Device) -> None:
+    me = device.id
+    register = {
+        "peer_addr": "127.0.0.1", "peer_port": 50000, "username": me,
+        "password": _token(device), "mountpoint": "", "client_id": me, "clean_session": False,
+    }  # fmt: skip
+    assert _json(api, "vernemq/auth_on_register", register) == {"result": "ok"}
+    refused = _json(api, "vernemq/auth_on_register", register | {"password": "x"})
+    assert refused == {"result": {"error": "not_allowed"}}
+    publish = {"username": me, "client_id": me, "mountpoint": "", "qos": 1, "payload": "aGk="}
+    own, foreign = publish | {"topic": f"devices/{me}/t"}, publish | {"topic": "devices/x/t"}
+    assert _json(api, "vernemq/auth_on_publish", own) == {"result": "ok"}
+    assert _json(api, "vernemq/auth_on_publish", foreign) == {"result": {"error": "not_allowed"}}
+    subscribe = {
+        "username": me, "client_id": me, "mountpoint": "",
+        "topics": [{"topic": f"devices/{me}/cmd/#", "qos": 1}, {"topic": "#", "qos": 1}],
+    }  # fmt: skip
+    assert _json(api, "vernemq/auth_on_subscribe", subscribe) == {
+        "result": "ok",
+        "topics": [{"topic": f"devices/{me}/cmd/#", "qos": 1}, {"topic": "#", "qos": 128}],
+    }
+
+
+def test_hooks_answer_bad_requests_with_4xx(api: Api) -> None:
+    assert api.client.post("/v1/hooks/emqx/authn", json={}, headers=api.admin).status_code == 422
+    wrong_type = api.client.post(
+        "/v1/hooks/rabbitmq/user", json={"username": "x"}, headers=api.admin
+    )
+    assert wrong_type.status_code == 415
+    unknown = {"clientid": "nobody", "username": "nobody", "topic": "a", "action": "publish"}
+    assert _json(api, "emqx/authz", unknown) == {"result": "deny"}
