@@ -46,6 +46,10 @@ class Api:
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_key}"}
 
+    @property
+    def engine(self) -> Any:
+        return self.client.app.state.services.engine  # type: ignore[attr-defined]
+
     def fleet(self, name: str | None = None, **extra: Any) -> dict[str, Any]:
         body = {
             "name": name or f"f-{uuid.uuid4().hex[:8]}",

@@ -1,0 +1,153 @@
+"""The scaled shape on PostgreSQL: two stateless `credbroker api` processes and a
+standalone `credbroker broker` on one database of the test's own."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from device_sdk import assertion_form, generate_key, public_pem
+from tests.databases import postgres_database
+from tests.stack import BIN, Client, Stack, free_port, port_open, wait_for
+
+ISSUER = "http://credbroker.test"
+
+
+@dataclass
+class Scaled:
+    apis: list[str]
+    broker_port: int
+    admin: dict[str, str]
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(BIN / "credbroker"), *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scaled]:
+    tmp = Path(tmp_path_factory.mktemp("scaled"))
+    admin_key = "adm_" + secrets.token_hex(24)
+    processes: list[subprocess.Popen[bytes]] = []
+    with postgres_database() as url:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
+        env.update(
+            CREDBROKER_DATABASE_URL=url,
+            CREDBROKER_MASTER_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+            CREDBROKER_ADMIN_KEY=admin_key,
+            CREDBROKER_ISSUER=ISSUER,
+        )
+        apis = []
+        try:
+            for n in range(2):  # one after the other: the first applies the migrations
+                port = free_port()
+                args = ["api", "--http-port", str(port), "--data-dir", str(tmp / f"api{n}")]
+                processes.append(_spawn(args, env, tmp / f"api{n}.log"))
+                base = f"http://127.0.0.1:{port}"
+                wait_for(lambda b=base: _healthy(b), timeout=60, what=f"API process {n}")
+                apis.append(base)
+            broker_port = free_port()
+            processes.append(
+                _spawn(["broker", "--mqtt-port", str(broker_port)], env, tmp / "broker.log")
+            )
+            wait_for(lambda: port_open(broker_port), timeout=60, what="the standalone broker")
+            yield Scaled(apis, broker_port, {"Authorization": f"Bearer {admin_key}"})
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(20)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(base + "/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _device(scaled: Scaled) -> tuple[str, object]:
+    fleet = "f-" + secrets.token_hex(4)
+    acl = {"publish": ["devices/{device_id}/#"], "subscribe": ["devices/{device_id}/#"]}
+    httpx.post(
+        scaled.apis[0] + "/v1/fleets", json={"name": fleet, "acl": acl}, headers=scaled.admin
+    ).raise_for_status()
+    key = generate_key()
+    device_id = "d-" + secrets.token_hex(5)
+    body = {"device_id": device_id, "fleet": fleet, "public_key": public_pem(key)}
+    httpx.post(scaled.apis[0] + "/v1/devices", json=body, headers=scaled.admin).raise_for_status()
+    return device_id, key
+
+
+def _at_once(requests: list[tuple[str, dict[str, str]]]) -> list[httpx.Response]:
+    """POST each (url, form) from its own thread, released together."""
+    gate = threading.Barrier(len(requests))
+    answers: list[httpx.Response] = []
+
+    def post(url: str, form: dict[str, str]) -> None:
+        with httpx.Client() as http:
+            gate.wait()
+            answers.append(http.post(url, data=form))
+
+    threads = [threading.Thread(target=post, args=r) for r in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return answers
+
+
+def test_one_refresh_token_redeemed_by_two_processes_at_once_succeeds_once(
+    scaled: Scaled,
+) -> None:
+    device_id, key = _device(scaled)
+    endpoint = ISSUER + "/oauth2/token"
+    for _ in range(10):
+        form = assertion_form(key, device_id=device_id, audience=endpoint)  # type: ignore[arg-type]
+        first = httpx.post(scaled.apis[0] + "/oauth2/token", data=form)
+        assert first.status_code == 200, first.text
+        refresh = {"grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"]}
+        answers = _at_once([(api + "/oauth2/token", refresh) for api in scaled.apis])
+        assert sorted(a.status_code for a in answers) == [200, 400], [a.text for a in answers]
+        refused = next(a for a in answers if a.status_code == 400)
+        assert refused.json()["error"] == "invalid_grant"
+
+
+def test_the_assertion_replay_cache_is_shared_by_the_processes(scaled: Scaled) -> None:
+    device_id, key = _device(scaled)
+    for _ in range(5):
+        form = assertion_form(key, device_id=device_id, audience=ISSUER + "/oauth2/token")  # type: ignore[arg-type]
+        answers = _at_once([(api + "/oauth2/token", form) for api in scaled.apis])
+        assert sorted(a.status_code for a in answers) == [200, 401], [a.text for a in answers]
+
+
+def test_a_revocation_through_any_api_process_reaches_the_broker_in_2_seconds(
+    scaled: Scaled, tmp_path: Path
+) -> None:
+    device_id, key = _device(scaled)
+    form = assertion_form(key, device_id=device_id, audience=ISSUER + "/oauth2/token")  # type: ignore[arg-type]
+    token = httpx.post(scaled.apis[0] + "/oauth2/token", data=form).json()["access_token"]
+    view = Stack(scaled.apis[1], scaled.broker_port, tmp_path, "", [], {}, tmp_path / "unused.log")
+    client = Client(view, device_id, token)
+    assert client.connected.wait(10), client.connect_rc
+    revoked = httpx.post(f"{scaled.apis[1]}/v1/devices/{device_id}:revoke", headers=scaled.admin)
+    assert revoked.status_code == 200
+    assert client.disconnected.wait(2 + 1), "not cut within 2 s (plus slack)"
+    client.paho.loop_stop()
