@@ -6,12 +6,15 @@ Everything is set up eagerly (migrations, master key, admin key seed) so that
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 
 from credbroker import __version__
+from credbroker.verifier import StoreUnavailable
 from provisioning import masterkey
 from provisioning.api import devices, fleets, hooks, meta, oauth, revocations
 from provisioning.db import create_db_engine, migrate, transaction
@@ -37,6 +40,7 @@ def create_app(
     services = Services.build(settings, engine, master_key, clock)
 
     app = FastAPI(
+        lifespan=_following_revocations(services),
         title="credbroker provisioning API",
         version=__version__,
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -49,3 +53,30 @@ def create_app(
     for module in routers:
         app.include_router(module.router)
     return app
+
+
+def _following_revocations(
+    services: Services, interval: float = 1.0
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """While serving, read the revocation log every `interval` seconds: revocations made
+    by other API processes reach this one's hook cache (its own arrive on the bus)."""
+
+    async def follow() -> None:
+        while True:
+            try:
+                entries = await asyncio.to_thread(services.trust.read_log)
+            except StoreUnavailable:
+                entries = []  # the next round reads what this one missed
+            services.hooks.apply_log(entries)
+            await asyncio.sleep(interval)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(follow())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    return lifespan

@@ -5,26 +5,41 @@ with verified grants cached per connection.
 A CONNECT is verified once per (client id, token) and the grant kept until the token
 expires; a revocation heard on this process's bus drops it at once. Publish and
 subscribe checks carry no token, only the client id: they use the grant of that client
-id's latest accepted CONNECT, and fail closed when there is none (another API process
-may have answered the CONNECT; the broker then closes the connection and the device
-connects again). RabbitMQ maps topics to routing keys: `routing_key_to_topic` undoes it.
+id's latest accepted CONNECT: from this process's cache, else from `SharedGrants` (the
+database), since another API process may have answered the CONNECT. No grant: refused.
+Other processes' revocations arrive through the revocation log (`apply_log`).
+RabbitMQ maps topics to routing keys: `routing_key_to_topic` undoes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from threading import Lock
+from typing import Protocol
 
 from broker.auth import Authenticator, Grant, Refusal
+from broker.trust import Revoked
 
 MAX_CACHED = 200_000
 
 
+class SharedGrants(Protocol):
+    def save(self, client_id: str, grant: Grant) -> None: ...
+
+    def load(self, client_id: str) -> Grant | None: ...
+
+
 class HookAuthority:
-    def __init__(self, authenticator: Authenticator, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        shared: SharedGrants,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.authenticator = authenticator
+        self.shared = shared
         self.clock = clock
         self._lock = Lock()  # FastAPI runs sync routes on a thread pool
         self._by_token: dict[tuple[str, bytes], Grant] = {}
@@ -44,6 +59,7 @@ class HookAuthority:
             client_id=client_id, username=username, password=password, address=address
         )
         if isinstance(decision, Grant):
+            self.shared.save(client_id, decision)
             with self._lock:
                 if len(self._by_token) >= MAX_CACHED:
                     self._drop_expired()
@@ -55,6 +71,11 @@ class HookAuthority:
         """The live grant of a connected client id (and its username, if given)."""
         with self._lock:
             grant = self._by_client.get(client_id)
+        if grant is None:
+            grant = self.shared.load(client_id)  # the CONNECT went to another process
+            if grant is not None:
+                with self._lock:
+                    self._by_client[client_id] = grant
         if grant is None or grant.exp <= self.clock():
             return None
         if username is not None and username != grant.device_id:
@@ -80,6 +101,11 @@ class HookAuthority:
                 del self._by_token[key]
             for client in [c for c, g in self._by_client.items() if dead(g)]:
                 del self._by_client[client]
+
+    def apply_log(self, entries: Iterable[Revoked]) -> None:
+        """Revocations made by other processes, read from the revocation log."""
+        for entry in entries:
+            self.revoked(entry.device_id, entry.jti)
 
     def _drop_expired(self) -> None:
         now = self.clock()

@@ -18,6 +18,7 @@ from provisioning.metrics import Metrics
 from provisioning.ratelimit import FailureLimiter
 from provisioning.settings import Settings
 from provisioning.signing import Keyring
+from provisioning.store.hookgrants import DatabaseGrants
 from provisioning.store.revocations import RevocationBus
 
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
@@ -61,7 +62,9 @@ class Services:
             ),
             verifier=verifier,
             trust=trust,
-            hooks=HookAuthority(Authenticator(verifier, settings.leeway), clock),
+            hooks=HookAuthority(
+                Authenticator(verifier, settings.leeway), DatabaseGrants(engine, clock), clock
+            ),
             clock=clock,
         )
         services.bus.subscribe(services.hooks.revoked)  # revocation clears cached grants

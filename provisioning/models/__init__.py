@@ -8,6 +8,7 @@ from provisioning.models.admin import AdminKey
 from provisioning.models.audit import AuditEvent
 from provisioning.models.devices import CredentialKey, Device, SigningKey
 from provisioning.models.fleets import Fleet
+from provisioning.models.hooks import HookGrant
 from provisioning.models.tokens import (
     EnrollmentToken,
     RefreshFamily,
@@ -23,6 +24,7 @@ __all__ = [
     "Device",
     "EnrollmentToken",
     "Fleet",
+    "HookGrant",
     "RefreshFamily",
     "RefreshToken",
     "Revocation",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from sqlmodel import Session, col, select
 
 from provisioning.models import Device, RefreshFamily, RefreshToken, Revocation
-from provisioning.store import audit
+from provisioning.store import audit, hookgrants
 
 Listener = Callable[[str, str | None], None]  # (device_id, jti or None for all)
 
@@ -55,6 +55,7 @@ def cut_tokens(*, session: Session, device_id: str, now: int) -> None:
         family.revoked_at = now
         session.add(family)
     session.add(Revocation(kind="device", device_id=device_id, created_at=now))
+    hookgrants.forget(session=session, device_id=device_id)
 
 
 def revoke_jti(*, session: Session, device_id: str, jti: str, exp: int, now: int) -> None:
@@ -62,6 +63,7 @@ def revoke_jti(*, session: Session, device_id: str, jti: str, exp: int, now: int
         session.add(
             Revocation(kind="token", device_id=device_id, jti=jti, expires_at=exp, created_at=now)
         )
+        hookgrants.forget(session=session, device_id=device_id, jti=jti)
 
 
 def revoke_family(*, session: Session, family: RefreshFamily, now: int, reason: str) -> None:

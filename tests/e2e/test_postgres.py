@@ -151,3 +151,36 @@ def test_a_revocation_through_any_api_process_reaches_the_broker_in_2_seconds(
     assert revoked.status_code == 200
     assert client.disconnected.wait(2 + 1), "not cut within 2 s (plus slack)"
     client.paho.loop_stop()
+
+
+def test_hooks_answered_by_different_processes_agree_and_learn_revocations(
+    scaled: Scaled,
+) -> None:
+    """RabbitMQ's CONNECT check may reach one API process and its topic checks another;
+    a revocation through one reaches the others' caches within 2 seconds."""
+    device_id, key = _device(scaled)
+    form = assertion_form(key, device_id=device_id, audience=ISSUER + "/oauth2/token")  # type: ignore[arg-type]
+    token = httpx.post(scaled.apis[0] + "/oauth2/token", data=form).json()["access_token"]
+
+    def hook(api: str, path: str, **fields: str) -> str:
+        answer = httpx.post(f"{api}/v1/hooks/rabbitmq/{path}", data=fields, headers=scaled.admin)
+        assert answer.status_code == 200, answer.text
+        return answer.text
+
+    user = {"username": device_id, "password": token, "client_id": device_id}
+    assert hook(scaled.apis[0], "user", **user) == "allow"
+    topic = {
+        "username": device_id,
+        "permission": "write",
+        "routing_key": f"devices.{device_id}.temp",
+        "variable_map.client_id": device_id,
+    }
+    assert hook(scaled.apis[1], "topic", **topic) == "allow"  # cached in process 1 now
+    httpx.post(
+        f"{scaled.apis[0]}/v1/devices/{device_id}:revoke", headers=scaled.admin
+    ).raise_for_status()
+    wait_for(
+        lambda: hook(scaled.apis[1], "topic", **topic) == "deny",
+        timeout=3,
+        what="process 1 to learn the revocation made through process 0",
+    )

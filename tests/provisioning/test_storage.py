@@ -57,3 +57,16 @@ def test_secrets_are_only_stored_hashed_or_sealed(tmp_path: Path) -> None:
     assert "$argon2" in dump  # the client secret's slow hash
     assert "BEGIN PRIVATE KEY" not in dump
     assert (tmp_path / "data" / "master.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_migrations_create_exactly_the_models_schema(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import provisioning.models  # noqa: F401 - registers every table
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    migrate(engine)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []

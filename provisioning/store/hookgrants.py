@@ -1,0 +1,54 @@
+"""Grants of hook-accepted connections in the database, for every API process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Engine, delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from broker.auth import Grant
+from provisioning.db import transaction
+from provisioning.models import HookGrant
+
+
+class DatabaseGrants:
+    def __init__(self, engine: Engine, clock: Callable[[], float]) -> None:
+        self.engine, self.clock = engine, clock
+
+    def save(self, client_id: str, grant: Grant) -> None:
+        row = HookGrant(
+            client_id=client_id,
+            device_id=grant.device_id,
+            jti=grant.jti,
+            exp=grant.exp,
+            pub=list(grant.pub),
+            sub=list(grant.sub),
+        )
+        try:
+            with transaction(self.engine) as session:
+                session.merge(row)
+        except IntegrityError:
+            pass  # another process saved this client id's grant at the same moment
+
+    def load(self, client_id: str) -> Grant | None:
+        with transaction(self.engine) as session:
+            row = session.get(HookGrant, client_id)
+        if row is None or row.exp <= self.clock():
+            return None
+        return Grant(
+            device_id=row.device_id,
+            jti=row.jti,
+            exp=row.exp,
+            pub=tuple(row.pub),
+            sub=tuple(row.sub),
+        )
+
+
+def forget(*, session: Session, device_id: str, jti: str | None = None) -> None:
+    """A revocation: the device's hook grants (or one token's) are gone for every process."""
+    statement = delete(HookGrant).where(HookGrant.device_id == device_id)  # type: ignore[arg-type]
+    if jti is not None:
+        statement = statement.where(HookGrant.jti == jti)  # type: ignore[arg-type]
+    session.execute(statement)
