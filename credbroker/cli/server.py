@@ -45,12 +45,20 @@ def api(
     host: HostOpt = "127.0.0.1",
     http_port: HttpPortOpt = 8000,
     data_dir: DataDirOpt = Path("./credbroker-data"),
+    workers: Annotated[
+        int, typer.Option("--workers", envvar="CREDBROKER_WORKERS", min=1, help="processes")
+    ] = 1,
 ) -> None:
-    """Run the API alone (scaled shape: point CREDBROKER_DATABASE_URL at PostgreSQL)."""
-    from credbroker.cli.stack import run_api
+    """Run the API alone (scaled shape: point CREDBROKER_DATABASE_URL at PostgreSQL).
+    With --workers N, N stateless processes share the port."""
+    from credbroker.cli.stack import run_api, run_api_workers
     from provisioning import Settings
 
-    asyncio.run(run_api(Settings(host=host, http_port=http_port, data_dir=data_dir)))
+    settings = Settings(host=host, http_port=http_port, data_dir=data_dir)
+    if workers > 1:
+        run_api_workers(settings, workers)
+    else:
+        asyncio.run(run_api(settings))
 
 
 def broker(

@@ -110,3 +110,38 @@ def test_mqtt_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "address already in use" in done.stderr and "--mqtt-port" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_api_with_workers_serves_from_several_processes(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
+    log = (tmp_path / "api.log").open("wb")
+    data = tmp_path / "data"
+    api = subprocess.Popen(
+        [str(BIN / "credbroker"), "api", "--workers", "2", "--http-port", str(port),
+         "--data-dir", str(data)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: port_open(port), timeout=60, what="the API workers")
+        workers = subprocess.run(
+            ["pgrep", "-P", str(api.pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        assert len(workers) >= 2  # uvicorn's supervisor forks one process per worker
+        admin = {"Authorization": f"Bearer {(data / 'admin.key').read_text().strip()}"}
+        fleet = {"name": "w", "acl": {"publish": ["x/{device_id}"], "subscribe": []}}
+        import httpx
+
+        with httpx.Client(base_url=base) as http:
+            assert http.post("/v1/fleets", json=fleet, headers=admin).status_code == 201
+            for n in range(20):  # new connections: the kernel spreads them over the workers
+                body = {"device_id": f"w-{n}", "fleet": "w"}
+                with httpx.Client(base_url=base) as fresh:
+                    assert fresh.post("/v1/devices", json=body, headers=admin).status_code == 201
+            listed = http.get("/v1/devices?fleet=w&limit=100", headers=admin).json()
+        assert len(listed["items"]) == 20
+    finally:
+        os.killpg(api.pid, signal.SIGTERM)
+        assert api.wait(30) == 0
+        log.close()
