@@ -37,6 +37,15 @@ def create_app(
     if settings.admin_key is not None:
         with transaction(engine) as session:
             admin.seed(session=session, key=settings.admin_key.get_secret_value(), now=int(clock()))
+    if settings.hook_key is not None:
+        with transaction(engine) as session:
+            admin.seed(
+                session=session,
+                key=settings.hook_key.get_secret_value(),
+                now=int(clock()),
+                name="CREDBROKER_HOOK_KEY",
+                scopes=("broker:hook",),
+            )
     services = Services.build(settings, engine, master_key, clock)
 
     app = FastAPI(

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     master_key: SecretStr | None = None
     admin_key: SecretStr | None = None
+    hook_key: SecretStr | None = None  # seeded with the broker:hook scope only
     issuer: str | None = Field(default=None, description="defaults to http://HOST:HTTP_PORT")
     audience: str = DEFAULT_AUDIENCE
     leeway: int = Field(default=30, ge=0, le=300)

@@ -37,22 +37,25 @@ def authenticate(*, session: Session, authorization: str | None, scopes: tuple[s
     return Admin(row.id, frozenset(row.scopes))
 
 
-def seed(*, session: Session, key: str, now: int) -> bool:
-    """Store `key` (from CREDBROKER_ADMIN_KEY) with every scope; False if already there."""
+def seed(
+    *,
+    session: Session,
+    key: str,
+    now: int,
+    name: str = "CREDBROKER_ADMIN_KEY",
+    scopes: tuple[str, ...] = ALL_SCOPES,
+) -> bool:
+    """Store `key` from the environment (CREDBROKER_ADMIN_KEY: every scope;
+    CREDBROKER_HOOK_KEY: `broker:hook` only); False if already there."""
     if len(key) < MIN_KEY_CHARS:
-        raise BadRequest(f"CREDBROKER_ADMIN_KEY must be at least {MIN_KEY_CHARS} characters")
+        raise BadRequest(f"{name} must be at least {MIN_KEY_CHARS} characters")
     digest = hashing.token_hash(key)
     if session.exec(select(AdminKey).where(AdminKey.key_hash == digest)).first() is not None:
         return False
-    key_id = "env" if session.get(AdminKey, "env") is None else _new_id()
+    env_id = "env" if name == "CREDBROKER_ADMIN_KEY" else "env-hook"
+    key_id = env_id if session.get(AdminKey, env_id) is None else _new_id()
     session.add(
-        AdminKey(
-            id=key_id,
-            key_hash=digest,
-            name="CREDBROKER_ADMIN_KEY",
-            scopes=list(ALL_SCOPES),
-            created_at=now,
-        )
+        AdminKey(id=key_id, key_hash=digest, name=name, scopes=list(scopes), created_at=now)
     )
     audit.record(session=session, now=now, action="admin_key.seed", actor="env")
     return True

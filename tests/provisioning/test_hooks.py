@@ -165,3 +165,17 @@ def test_hooks_answer_bad_requests_with_4xx(api: Api) -> None:
     assert wrong_type.status_code == 415
     unknown = {"clientid": "nobody", "username": "nobody", "topic": "a", "action": "publish"}
     assert _json(api, "emqx/authz", unknown) == {"result": "deny"}
+
+
+def test_a_hook_key_from_the_environment_may_call_hooks_and_nothing_else(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import secrets
+
+    from tests.support import make_api
+
+    hook_key = "hook_" + secrets.token_hex(24)
+    api = make_api(tmp_path, hook_key=hook_key)
+    device = api.device(api.fleet()["name"])
+    headers = {"Authorization": f"Bearer {hook_key}"}
+    form = {"username": device.id, "password": _token(device), "client_id": device.id}
+    assert api.client.post("/v1/hooks/rabbitmq/user", data=form, headers=headers).text == "allow"
+    assert api.client.get("/v1/devices", headers=headers).status_code == 403
