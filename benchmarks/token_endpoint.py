@@ -62,7 +62,9 @@ def start(cmd: list[str], env: dict[str, str], url: str) -> subprocess.Popen[byt
     raise RuntimeError(f"{cmd} did not start")
 
 
-def wrk(url: str, bodies: Path, seconds: int, connections: int) -> tuple[float, int]:
+def wrk(
+    url: str, bodies: Path, seconds: int, connections: int, authorization: str | None = None
+) -> tuple[float, int]:
     out = subprocess.run(
         [
             *pinned(1),
@@ -75,6 +77,7 @@ def wrk(url: str, bodies: Path, seconds: int, connections: int) -> tuple[float, 
             url,
             "--",
             str(bodies),
+            *([authorization] if authorization else []),
         ],
         capture_output=True,
         text=True,

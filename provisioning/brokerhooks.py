@@ -23,6 +23,7 @@ from broker.auth import Authenticator, Grant, Refusal
 from broker.trust import Revoked
 
 MAX_CACHED = 200_000
+KEY_TTL = 5.0  # seconds an accepted hook key is taken on trust
 
 
 class SharedGrants(Protocol):
@@ -44,6 +45,16 @@ class HookAuthority:
         self._lock = Lock()  # FastAPI runs sync routes on a thread pool
         self._by_token: dict[tuple[str, bytes], Grant] = {}
         self._by_client: dict[str, Grant] = {}
+        self._keys: dict[bytes, float] = {}  # sha256(Authorization header) -> until
+
+    def known_key(self, authorization: str) -> bool:
+        until = self._keys.get(hashlib.sha256(authorization.encode()).digest(), 0.0)
+        return until > self.clock()
+
+    def remember_key(self, authorization: str) -> None:
+        if len(self._keys) > 1000:  # a handful of brokers: anything more is noise
+            self._keys.clear()
+        self._keys[hashlib.sha256(authorization.encode()).digest()] = self.clock() + KEY_TTL
 
     def connect(
         self, *, client_id: str, username: str, password: str, address: str

@@ -13,7 +13,8 @@ from provisioning.store import admin
 from provisioning.store.admin import Admin
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """`async`: FastAPI runs a plain `def` dependency on the thread pool, a hop per request."""
     services: Services = request.app.state.services
     return services
 

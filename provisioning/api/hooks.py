@@ -13,6 +13,7 @@ import binascii
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Header, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -20,29 +21,46 @@ from broker.auth import Grant
 from provisioning.api.deps import ServicesDep
 from provisioning.brokerhooks import HookAuthority, routing_key_to_topic
 from provisioning.db import transaction
+from provisioning.services import Services
 from provisioning.store import admin
 
 
-def _hook_key(services: ServicesDep, authorization: Annotated[str | None, Header()] = None) -> None:
+async def _hook_key(
+    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """A `broker:hook` key; accepted keys are remembered for a few seconds, since every
+    publish check would otherwise cost a database transaction (revoking a hook key takes
+    effect within `KEY_TTL`)."""
+    if authorization and services.hooks.known_key(authorization):
+        return
     scheme, _, value = (authorization or "").partition(" ")
+    bearer = authorization
     if scheme.lower() == "basic":
         try:
             _, _, key = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             key = ""
-        authorization = f"Bearer {key}"
+        bearer = f"Bearer {key}"
+    await run_in_threadpool(_check_key, services, bearer)
+    services.hooks.remember_key(authorization or "")
+
+
+def _check_key(services: Services, bearer: str | None) -> None:
     with transaction(services.engine) as session:
-        admin.authenticate(session=session, authorization=authorization, scopes=("broker:hook",))
+        admin.authenticate(session=session, authorization=bearer, scopes=("broker:hook",))
 
 
 router = APIRouter(prefix="/v1/hooks", tags=["broker hooks"], dependencies=[Depends(_hook_key)])
 
 
-def _authority(services: ServicesDep) -> HookAuthority:
+async def _authority(services: ServicesDep) -> HookAuthority:
     return services.hooks
 
 
 Authority = Annotated[HookAuthority, Depends(_authority)]
+# CONNECT hooks verify a token and save the grant (database work): plain `def`, on the
+# thread pool. Publish and subscribe hooks are dictionary lookups: `async def`, on the
+# loop (a cache miss reads one row, rare: once per client id and process).
 
 
 def _address(request: Request) -> str:
@@ -75,12 +93,14 @@ def rabbitmq_user(
 
 
 @router.post("/rabbitmq/vhost")
-def rabbitmq_vhost(hooks: Authority, username: Text, client_id: Text = "") -> PlainTextResponse:
+async def rabbitmq_vhost(
+    hooks: Authority, username: Text, client_id: Text = ""
+) -> PlainTextResponse:
     return _rabbit(hooks.grant(client_id, username))
 
 
 @router.post("/rabbitmq/resource")
-def rabbitmq_resource(
+async def rabbitmq_resource(
     hooks: Authority,
     username: Text,
     resource: Text,
@@ -97,7 +117,7 @@ def rabbitmq_resource(
 
 
 @router.post("/rabbitmq/topic")
-def rabbitmq_topic(
+async def rabbitmq_topic(
     hooks: Authority,
     username: Text,
     permission: Text,
@@ -153,7 +173,7 @@ def emqx_authn(body: EmqxAuthn, hooks: Authority, request: Request) -> dict[str,
 
 
 @router.post("/emqx/authz")
-def emqx_authz(body: EmqxAuthz, hooks: Authority) -> dict[str, str]:
+async def emqx_authz(body: EmqxAuthz, hooks: Authority) -> dict[str, str]:
     if body.action == "publish":
         allowed = hooks.may_publish(body.clientid, body.topic, body.username)
     elif body.action == "subscribe":
@@ -198,12 +218,12 @@ def go_auth_user(body: GoAuthUser, hooks: Authority, request: Request) -> JSONRe
 
 
 @router.post("/mosquitto-go-auth/superuser")
-def go_auth_superuser() -> JSONResponse:
+async def go_auth_superuser() -> JSONResponse:
     return _go_auth(False, "devices are never superusers")
 
 
 @router.post("/mosquitto-go-auth/acl")
-def go_auth_acl(body: GoAuthAcl, hooks: Authority) -> JSONResponse:
+async def go_auth_acl(body: GoAuthAcl, hooks: Authority) -> JSONResponse:
     """acc: 1 read (a delivery to this client), 2 write, 3 both, 4 subscribe."""
     checks = []
     if body.acc & (ACC_READ | ACC_SUBSCRIBE):
@@ -253,13 +273,13 @@ def vernemq_register(body: VerneRegister, hooks: Authority, request: Request) ->
 
 
 @router.post("/vernemq/auth_on_publish")
-def vernemq_publish(body: VernePublish, hooks: Authority) -> dict[str, Any]:
+async def vernemq_publish(body: VernePublish, hooks: Authority) -> dict[str, Any]:
     allowed = hooks.may_publish(body.client_id, body.topic, body.username)
     return {"result": "ok"} if allowed else NOT_ALLOWED
 
 
 @router.post("/vernemq/auth_on_subscribe")
-def vernemq_subscribe(body: VerneSubscribe, hooks: Authority) -> dict[str, Any]:
+async def vernemq_subscribe(body: VerneSubscribe, hooks: Authority) -> dict[str, Any]:
     """Per-topic answers: a refused filter gets QoS 128, the others keep theirs."""
     if hooks.grant(body.client_id, body.username) is None:
         return NOT_ALLOWED

@@ -61,6 +61,7 @@ def start_rabbit(
     amqp_port, mqtt_port, dist_port = free_port(), free_port(), free_port()
     scheme, _, host = api.partition("://")
     hooks = f"{scheme}://hook:{hook_key}@{host}"
+    tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "rabbitmq.conf").write_text(
         config(amqp_port=amqp_port, mqtt_port=mqtt_port, hooks=hooks, cache_ttl_ms=cache_ttl_ms)
     )
