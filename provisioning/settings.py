@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from credbroker.claims import DEFAULT_AUDIENCE
@@ -22,6 +23,9 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = None
     admin_key: SecretStr | None = None
     hook_key: SecretStr | None = None  # seeded with the broker:hook scope only
+    # Comma-separated networks (e.g. "10.0.5.0/24") whose calls to /v1/hooks need no key:
+    # for brokers that cannot present one (mosquitto-go-auth). Empty: keys only.
+    hooks_trusted_networks: str = ""
     issuer: str | None = Field(default=None, description="defaults to http://HOST:HTTP_PORT")
     audience: str = DEFAULT_AUDIENCE
     leeway: int = Field(default=30, ge=0, le=300)
@@ -44,6 +48,21 @@ class Settings(BaseSettings):
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.http_port}"
+
+    @field_validator("hooks_trusted_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        for network in filter(None, (n.strip() for n in value.split(","))):
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        return value
+
+    @property
+    def trusted_hook_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [
+            ipaddress.ip_network(n.strip(), strict=False)
+            for n in self.hooks_trusted_networks.split(",")
+            if n.strip()
+        ]
 
     @property
     def effective_database_url(self) -> str:

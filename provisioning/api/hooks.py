@@ -3,13 +3,16 @@ format, all deciding with `HookAuthority` (the embedded broker's checks).
 
 Never anonymous: every call needs an admin key with the `broker:hook` scope, as
 `Authorization: Bearer <key>` or as the password of HTTP Basic (for brokers that can
-only put credentials in the URL, like RabbitMQ: `http://hook:<key>@api:8000/...`).
+only put credentials in the URL, like RabbitMQ: `http://hook:<key>@api:8000/...`), or
+must come from a network listed in CREDBROKER_HOOKS_TRUSTED_NETWORKS (for brokers that
+can present no key at all; by default none is).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Header, Request
@@ -26,13 +29,17 @@ from provisioning.store import admin
 
 
 async def _hook_key(
-    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+    services: ServicesDep,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     """A `broker:hook` key; accepted keys are remembered for a few seconds, since every
     publish check would otherwise cost a database transaction (revoking a hook key takes
     effect within `KEY_TTL`)."""
     if authorization and services.hooks.known_key(authorization):
         return
+    if not authorization and _trusted(services, request):
+        return  # a broker on a network the operator trusts (CREDBROKER_HOOKS_TRUSTED_NETWORKS)
     scheme, _, value = (authorization or "").partition(" ")
     bearer = authorization
     if scheme.lower() == "basic":
@@ -43,6 +50,17 @@ async def _hook_key(
         bearer = f"Bearer {key}"
     await run_in_threadpool(_check_key, services, bearer)
     services.hooks.remember_key(authorization or "")
+
+
+def _trusted(services: Services, request: Request) -> bool:
+    networks = services.settings.trusted_hook_networks
+    if not networks or request.client is None:
+        return False
+    try:
+        address = ipaddress.ip_address(request.client.host)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
 
 
 def _check_key(services: Services, bearer: str | None) -> None:

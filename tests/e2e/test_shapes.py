@@ -145,3 +145,24 @@ def test_api_with_workers_serves_from_several_processes(tmp_path: Path) -> None:
         os.killpg(api.pid, signal.SIGTERM)
         assert api.wait(30) == 0
         log.close()
+
+
+def test_hooks_from_a_trusted_network_need_no_key(tmp_path: Path) -> None:
+    import httpx
+
+    stack = start_stack(tmp_path, CREDBROKER_HOOKS_TRUSTED_NETWORKS="127.0.0.0/8, 10.9.0.0/16")
+    try:
+        device = stack.device(stack.fleet())
+        form = {"username": device.id, "password": device.token(), "client_id": device.id}
+        answer = httpx.post(stack.base + "/v1/hooks/rabbitmq/user", data=form)
+        assert answer.status_code == 200 and answer.text == "allow"
+    finally:
+        stack.stop()
+    (tmp_path / "other").mkdir()
+    other = start_stack(tmp_path / "other", CREDBROKER_HOOKS_TRUSTED_NETWORKS="10.9.0.0/16")
+    try:
+        device = other.device(other.fleet())
+        form = {"username": device.id, "password": device.token(), "client_id": device.id}
+        assert httpx.post(other.base + "/v1/hooks/rabbitmq/user", data=form).status_code == 401
+    finally:
+        other.stop()
