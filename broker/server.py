@@ -327,8 +327,10 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         )
         await handler.start()
         await self._publish_session_retained_messages(client_session)
-        # Stock amqtt walks every client's subscriptions here; only this client's own.
-        for topic_filter, subscribers in list(self._subscriptions.items()):
+        # Stock amqtt walks every client's subscriptions here; only this client's own, and
+        # only when there is a retained message at all (the walk is O(subscriptions)).
+        subscriptions = list(self._subscriptions.items()) if self._retained_messages else []
+        for topic_filter, subscribers in subscriptions:
             for subscriber, qos in subscribers:
                 if subscriber.client_id == client_id:
                     await self._publish_retained_messages_for_subscription(
