@@ -234,3 +234,24 @@ def test_a_persistent_session_cut_at_expiry_keeps_receiving_until_the_device_ret
         what="the message kept for the session",
     )
     again.close()
+
+
+def test_a_resumed_session_gets_the_retained_messages_of_its_subscriptions(stack: Stack) -> None:
+    owner = stack.device(stack.fleet())
+    first = Client(stack, owner.id, owner.token(), clean=False)
+    assert first.connected.wait(10)
+    assert first.subscribe(f"devices/{owner.id}/cfg/#") == [1]
+    first.close()
+    sender = stack.device(stack.fleet(publish=["devices/#"]))
+    publisher = Client(stack, sender.id, sender.token())
+    assert publisher.connected.wait(10)
+    # QoS 0: not queued for the offline session; only the retained copy can reach it.
+    publisher.publish(f"devices/{owner.id}/cfg/wifi", b"v2", qos=0, retain=True)
+    publisher.close()
+    again = Client(stack, owner.id, owner.token(), clean=False)
+    assert again.connected.wait(10)
+    wait_for(
+        lambda: (f"devices/{owner.id}/cfg/wifi", b"v2", True) in again.messages,
+        what="the retained message on resume",
+    )
+    again.close()
