@@ -90,7 +90,10 @@ class VerifyPolicy:
     leeway: int = 30
 
 
-_COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{86})")
+# An ES256 signature is 64 bytes: 86 base64url characters, the last carrying 4 bits and
+# 2 zero bits. Only those 16 last characters are canonical: any other decodes to the
+# same signature, so one token would have several spellings (RFC 4648 section 3.5).
+_COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{85}[AEIMQUYcgkosw048])")
 
 
 def _b64decode(segment: str) -> bytes:

@@ -236,3 +236,19 @@ def test_pyjwt_tokens_with_other_algorithms_are_refused(setup: Setup) -> None:
         headers={"typ": "at+jwt", "kid": "dev-1#1"},
     )
     assert _reason(setup, ed) == "bad_header"
+
+
+def test_a_signature_spelt_another_way_is_refused(setup: Setup) -> None:
+    """The last base64url character of a 64-byte signature has 2 spare bits: setting
+    them decodes to the same signature. The token must have one spelling only (found by
+    the differential property test against PyJWT)."""
+    token = setup.token()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(token[-1])
+    assert last % 4 == 0  # canonical: spare bits zero
+    for spare in (1, 2, 3):
+        respelt = token[:-1] + alphabet[last + spare]
+        assert base64.urlsafe_b64decode(respelt.split(".")[2] + "==") == base64.urlsafe_b64decode(
+            token.split(".")[2] + "=="
+        )
+        assert _reason(setup, respelt) == "malformed"
