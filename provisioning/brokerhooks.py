@@ -21,6 +21,7 @@ from typing import Protocol
 
 from broker.auth import Authenticator, Grant, Refusal
 from broker.trust import Revoked
+from credbroker.topics import is_valid_topic
 
 MAX_CACHED = 200_000
 KEY_TTL = 5.0  # seconds an accepted hook key is taken on trust
@@ -95,7 +96,7 @@ class HookAuthority:
 
     def may_publish(self, client_id: str, topic: str, username: str | None = None) -> bool:
         grant = self.grant(client_id, username)
-        return grant is not None and not _wild(topic) and grant.may_publish(topic)
+        return grant is not None and is_valid_topic(topic) and grant.may_publish(topic)
 
     def may_subscribe(self, client_id: str, topic_filter: str, username: str | None = None) -> bool:
         grant = self.grant(client_id, username)
@@ -103,20 +104,28 @@ class HookAuthority:
 
     def revoked(self, device_id: str, jti: str | None) -> None:
         """Drop cached grants of a device (all of them, or one token's)."""
+        self.apply_log([Revoked(device_id, jti)])
+
+    def apply_log(self, entries: Iterable[Revoked]) -> None:
+        """Drop the grants the revocations kill: one pass over the caches per batch,
+        however many entries (the log read brings them a second's worth at a time)."""
+        devices, jtis = set(), set()
+        for entry in entries:
+            if entry.jti is None:
+                devices.add(entry.device_id)
+            else:
+                jtis.add(entry.jti)
+        if not devices and not jtis:
+            return
 
         def dead(grant: Grant) -> bool:
-            return grant.device_id == device_id and (jti is None or grant.jti == jti)
+            return grant.device_id in devices or grant.jti in jtis
 
         with self._lock:
             for key in [k for k, g in self._by_token.items() if dead(g)]:
                 del self._by_token[key]
             for client in [c for c, g in self._by_client.items() if dead(g)]:
                 del self._by_client[client]
-
-    def apply_log(self, entries: Iterable[Revoked]) -> None:
-        """Revocations made by other processes, read from the revocation log."""
-        for entry in entries:
-            self.revoked(entry.device_id, entry.jti)
 
     def _drop_expired(self) -> None:
         now = self.clock()
@@ -126,10 +135,6 @@ class HookAuthority:
             del self._by_client[client]
         while len(self._by_token) >= MAX_CACHED:  # all live: the oldest go first
             del self._by_token[next(iter(self._by_token))]
-
-
-def _wild(topic: str) -> bool:
-    return "+" in topic or "#" in topic
 
 
 def routing_key_to_topic(routing_key: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from pathlib import Path
 
@@ -52,23 +53,23 @@ class Settings(BaseSettings):
     @field_validator("hooks_trusted_networks")
     @classmethod
     def _networks_parse(cls, value: str) -> str:
-        for network in filter(None, (n.strip() for n in value.split(","))):
-            ipaddress.ip_network(network, strict=False)  # ValueError names the bad one
+        _networks(value)  # ValueError names the bad one, at start
         return value
 
-    @property
+    @functools.cached_property
     def trusted_hook_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [
-            ipaddress.ip_network(n.strip(), strict=False)
-            for n in self.hooks_trusted_networks.split(",")
-            if n.strip()
-        ]
+        """Parsed once: hook calls without a key consult it on every request."""
+        return _networks(self.hooks_trusted_networks)
 
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'credbroker.db').resolve()}"
+
+
+def _networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(n.strip(), strict=False) for n in value.split(",") if n.strip()]
 
 
 def get_settings() -> Settings:
