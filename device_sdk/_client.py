@@ -77,8 +77,7 @@ class DeviceClient:
         self._connected = threading.Event()
         self._settled = threading.Event()  # accepted once, or stopped
         self._stopping = threading.Event()
-        self._refusal: Step | None = None  # decided at a refused CONNACK, followed at the drop
-        self._refused_code = 0
+        self._refused_code: int | None = None  # from a refused CONNACK, until the drop
         self._timer: threading.Timer | None = None
         self._paho = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -210,8 +209,8 @@ class DeviceClient:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         code = connack_code(reason)
         if code != 0:
-            self._refusal, self._refused_code = self.policy.refused(code), code
-            return  # paho drops the connection next; _on_disconnect follows the step
+            self._refused_code = code
+            return  # paho drops the connection next; _on_disconnect decides what follows
         self.policy.connected()
         self._connected.set()
         self._settled.set()
@@ -224,16 +223,16 @@ class DeviceClient:
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         self._connected.clear()
-        step, self._refusal = self._refusal, None
+        refused, self._refused_code = self._refused_code, None
         if self._stopping.is_set():
             self.on_state("disconnected", {"reason": "closed"})
             return
-        if step is None:
+        if refused is None:
             self.on_state("disconnected", {"reason": str(reason)})
-            step = self.policy.lost(token_expired=self._token_expired())
+            self._follow(self.policy.lost(token_expired=self._token_expired()))
         else:
-            self.on_state("disconnected", {"reason": "refused", "code": self._refused_code})
-        self._follow(step)
+            self.on_state("disconnected", {"reason": "refused", "code": refused})
+            self._follow(self.policy.refused(refused))
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self._follow(self.policy.lost(token_expired=self._token_expired()))
@@ -246,7 +245,7 @@ class DeviceClient:
     # -- following the policy -------------------------------------------------------------
 
     def _token_expired(self) -> bool:
-        return self._token is None or time.monotonic() >= self._token.expires_at
+        return self._token is None or self._token.expired
 
     def _follow(self, step: Step) -> None:
         if step.action == "stop":

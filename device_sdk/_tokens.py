@@ -41,6 +41,10 @@ class Token:
         """On the monotonic clock."""
         return self.obtained_at + self.expires_in
 
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.expires_at
+
 
 class TokenSource:
     """Args:
