@@ -207,7 +207,7 @@ class VirtualDevice:
         return "retry", 0.0  # reconnect at once with the new token, same session
 
     def _expired(self) -> bool:
-        return self.token is None or time.monotonic() >= self.token.expires_at
+        return self.token is None or self.token.expired
 
     def _stop(self, why: str) -> None:
         self.stopped = why
@@ -290,12 +290,14 @@ class Backend:
         """For the report: which numbers of which devices never arrived, and their state."""
         sample: dict[str, str] = {}
         for device in devices:
-            gaps = sorted(set(range(device.sent)) - self.seen.get(device.id, set()))
-            if gaps and len(sample) < limit:
-                state = "connected" if device.client.connected else "disconnected"
-                sample[device.id] = (
-                    f"{state} ({device.phase}), sent {device.sent}, missing {gaps[:20]}"
-                )
+            seen = self.seen.get(device.id, set())
+            if len(seen) == device.sent:
+                continue
+            gaps = sorted(set(range(device.sent)) - seen)
+            state = "connected" if device.client.connected else "disconnected"
+            sample[device.id] = f"{state} ({device.phase}), sent {device.sent}, missing {gaps[:20]}"
+            if len(sample) == limit:
+                break
         return sample
 
     def command(self, device: VirtualDevice, number: int) -> None:

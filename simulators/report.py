@@ -67,7 +67,6 @@ class Stats:
     revoked: int = 0
     revocation_latency: list[float] = field(default_factory=list)
     revoked_stopped: int = 0
-    revoked_sent: int = 0  # sent by devices after they were chosen for revocation
     attacks: dict[str, Attack] = field(default_factory=dict)
     lost_sample: dict[str, str] = field(default_factory=dict)
 

@@ -135,7 +135,8 @@ async def _run(
         attacks = asyncio.create_task(run_attacks(kit, rounds, options.duration / rounds))
     ticker = asyncio.create_task(_report_progress(ctx, devices, end, progress))
     await _until(end, ctx)
-    honest = [d for d in devices if d not in revoked]
+    chosen = set(revoked)  # by identity: one lookup per device, not a scan of the list
+    honest = [d for d in devices if d not in chosen]
     await _drain(backend, honest, revoked, options.drain)
     stats.lost_sample = backend.missing_sample(honest)  # before the clients close
     if attacks is not None:
