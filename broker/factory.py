@@ -11,10 +11,10 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from broker.audit import SqlAudit
-from broker.auth import Authenticator
 from broker.metrics import BrokerStats
 from broker.server import CredBroker
-from broker.trust import CachedTrustStore
+from credbroker.decision import Authenticator
+from credbroker.trust import CachedTrustStore
 from credbroker.verifier import Verifier, VerifyPolicy
 
 
@@ -64,8 +64,10 @@ def build_broker(
     listeners: Listeners,
     max_violations: int = 10,
     registry: CollectorRegistry | None = None,
+    follow_log: bool = True,
 ) -> CredBroker:
-    """Call inside a running event loop (amqtt's Broker needs one)."""
+    """Call inside a running event loop (amqtt's Broker needs one). `follow_log=False`
+    when the caller feeds `CredBroker.changed` itself (the embedded shape: the API's bus)."""
     quiet_logs()
     trust = CachedTrustStore(engine)
     return CredBroker(
@@ -75,4 +77,5 @@ def build_broker(
         audit=SqlAudit(engine),
         max_violations=max_violations,
         stats=BrokerStats(registry),
+        poll_interval=1.0 if follow_log else None,
     )

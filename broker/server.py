@@ -45,11 +45,12 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OUTGOING, Session
 from amqtt.utils import gen_client_id
 
-from broker.auth import Authenticator, Grant, Refusal
+from broker.connack import RETURN_CODES
 from broker.connect import BadConnect, BufferReader, read_connect
 from broker.metrics import BrokerStats
 from broker.subscriptions import SubscriptionTable
-from broker.trust import CachedTrustStore, Revoked
+from credbroker.decision import Authenticator, Grant, Kind, Refusal
+from credbroker.trust import CachedTrustStore, Change
 
 log = logging.getLogger("credbroker.broker")
 GRANT = "credbroker.grant"
@@ -104,7 +105,7 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         audit: Audit,
         stats: BrokerStats,
         max_violations: int = 10,
-        poll_interval: float = 1.0,
+        poll_interval: float | None = 1.0,
     ) -> None:
         super().__init__(config)
         self._subscriptions = SubscriptionTable()
@@ -127,8 +128,10 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        await asyncio.to_thread(self.trust.catch_up)  # the deny list, before any CONNECT
         await super().start()
-        self._poller = asyncio.create_task(self._poll_revocations())
+        if self.poll_interval is not None:
+            self._poller = asyncio.create_task(self._follow_log(self.poll_interval))
 
     async def shutdown(self) -> None:
         if self._poller:
@@ -168,15 +171,17 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
                         )
                     )
 
-    async def _poll_revocations(self) -> None:
-        """The revocation log, for changes made by other processes (standalone shape)."""
+    async def _follow_log(self, interval: float) -> None:
+        """The revocation log, for changes made by other processes (standalone shape; the
+        embedded broker hears of every change from the API's bus instead)."""
         while True:
             try:
-                for revoked in await asyncio.to_thread(self.trust.read_log):
-                    await self.revoked(revoked.device_id, revoked.jti)
+                changes = await asyncio.to_thread(self.trust.read_log)
+                if changes:
+                    await self.changed(changes)
             except Exception:  # a bad poll must not stop the next one
                 log.warning("revocation poll failed", exc_info=True)
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(interval)
 
     # -- connections -------------------------------------------------------------------
 
@@ -225,7 +230,8 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
                 address=remote_address,
             )
         if isinstance(decision, Refusal):
-            self.stats.connects.labels("refused", decision.reason).inc()
+            result = "throttled" if decision.kind is Kind.TRY_LATER else "refused"
+            self.stats.connects.labels(result, decision.reason).inc()
             await self._refuse(writer, session, decision)
         assert isinstance(decision, Grant)  # noqa: S101 - _refuse always raises
         self.stats.connects.labels("accepted", "ok").inc()
@@ -235,18 +241,19 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         return handler, await self._adopt(session)
 
     async def _refuse(self, writer: WriterAdapter, session: Session, refusal: Refusal) -> None:
-        await _send_connack(writer, refusal.return_code)
+        code = RETURN_CODES[refusal.kind]
+        await _send_connack(writer, code)
         await _close(writer)
-        if refusal.reason != "throttled":
+        if refusal.kind is not Kind.TRY_LATER:  # under a penalty: counted, not written
             self.audit(
                 action="mqtt.connect",
                 outcome="refused",
                 device_id=session.username,
                 reason=refusal.reason,
-                code=refusal.return_code,
+                code=code,
                 address=session.remote_address,
             )
-        raise AMQTTError(f"CONNECT refused with {refusal.return_code}: {refusal.reason}")
+        raise AMQTTError(f"CONNECT refused with {code}: {refusal.reason}")
 
     async def _take_over(self, client_id: str) -> None:
         """MQTT 3.1.1 section 3.1.4: a second connection with a client id ends the first."""
@@ -431,25 +438,23 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         await handler.handle_connection_closed()
         return True
 
-    async def revoked(self, device_id: str, jti: str | None) -> None:
-        """A revocation: a single token (jti) or everything of a device (None)."""
-        self.trust.apply(Revoked(device_id, jti))
-        entry = self._sessions.get(device_id)
-        if entry is None:
-            return
-        grant: Grant | None = entry[0].attributes.get(GRANT)
-        if grant is None or (jti is not None and grant.jti != jti):
-            return
-        if jti is None and self._still_valid(entry[0]):
-            return
-        await self.kick(device_id, "revoked")
-
-    def _still_valid(self, session: Session) -> bool:
-        """After a device-wide event, verify the session's token again, from scratch."""
-        decision = self.authenticator.recheck(
-            client_id=session.client_id, username=session.username, password=session.password
-        )
-        return isinstance(decision, Grant)
+    async def changed(self, changes: list[Change]) -> None:
+        """Changes of standing: a session whose token was revoked, or whose device's
+        standing no longer holds its grant (disabled, revoked, deleted, key retired), is
+        cut; any other session of those devices goes on."""
+        self.trust.apply(changes)
+        for change in changes:
+            entry = self._sessions.get(change.device_id)
+            grant: Grant | None = entry[0].attributes.get(GRANT) if entry else None
+            if grant is None:
+                continue
+            if change.jti is not None:
+                if grant.jti == change.jti:
+                    await self.kick(change.device_id, "revoked")
+                continue
+            refusal = self.authenticator.standing(grant)
+            if refusal is not None:  # a store that cannot say fails closed, as at CONNECT
+                await self.kick(change.device_id, refusal.reason)
 
 
 async def _send_connack(writer: WriterAdapter, code: int) -> None:

@@ -7,9 +7,11 @@ state and the deny list. Any failure raises `TokenRejected` with a machine-reada
 `reason`; nothing else escapes `Verifier.verify`.
 
     TokenRejected
-    ├── reason in CREDENTIAL_REASONS  -> bad credentials   (CONNACK 4, HTTP 401)
-    ├── reason in AUTHORIZATION_REASONS -> not authorized  (CONNACK 5, HTTP 403)
-    └── reason "unavailable"          -> key store down    (CONNACK 3, HTTP 503)
+    ├── reason in CREDENTIAL_REASONS    -> bad credentials
+    ├── reason in AUTHORIZATION_REASONS -> not authorized
+    └── reason "unavailable"            -> the trust store cannot answer
+
+`credbroker.decision` turns reasons into the kinds every enforcement point answers with.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ CREDENTIAL_REASONS = frozenset(
         "malformed",
         "bad_header",
         "unknown_kid",
+        "key_retired",  # signed by the device's key before it was retired: renew
         "bad_signature",
         "expired",
         "not_yet_valid",
@@ -54,14 +57,6 @@ class TokenRejected(Exception):
         super().__init__(reason)
         self.reason = reason
 
-    @property
-    def is_credential_error(self) -> bool:
-        return self.reason in CREDENTIAL_REASONS
-
-    @property
-    def is_unavailable(self) -> bool:
-        return self.reason == UNAVAILABLE
-
 
 class StoreUnavailable(Exception):
     """Raised by a `TrustStore` when it cannot answer; the verifier fails closed."""
@@ -76,7 +71,13 @@ class DeviceState:
 class TrustStore(Protocol):
     """Where the verifier learns keys and revocations. Implementations cache."""
 
-    def signing_key(self, kid: str) -> jws.PublicKey | None: ...
+    def signing_key(self, kid: str) -> jws.PublicKey | None:
+        """The public key of `kid` if it verifies now."""
+        ...
+
+    def retired_key(self, kid: str) -> jws.PublicKey | None:
+        """The public key of `kid` if it verified once and no longer does (rotation)."""
+        ...
 
     def device_state(self, device_id: str) -> DeviceState | None: ...
 
@@ -119,10 +120,27 @@ def _json_object(segment: str) -> dict[str, Any]:
 
 
 _NUMBER = (int, float)
+# Distinct verified headers remembered: about one per signing key in use.
+MAX_HEADERS = 100_000
 
 
 def _is_str_list(value: object) -> bool:
     return type(value) is list and all(type(item) is str for item in value)
+
+
+def _kid(header_b64: str) -> str:
+    """Check a header and return its kid."""
+    header = _json_object(header_b64)
+    kid = header.get("kid")
+    if (
+        header.get("alg") != SIGNING_ALG
+        or header.get("typ") != ACCESS_TOKEN_TYP
+        or "crit" in header
+        or not isinstance(kid, str)
+        or parse_kid(kid) is None
+    ):
+        raise TokenRejected("bad_header")
+    return kid
 
 
 class Verifier:
@@ -140,7 +158,7 @@ class Verifier:
         self.policy = policy
         self.store = store
         self.clock = clock
-        self._headers: dict[str, str] = {}  # header segment -> checked kid
+        self._headers: dict[str, str] = {}  # verified header segment -> its kid
 
     def verify(
         self,
@@ -158,6 +176,18 @@ class Verifier:
             username: the MQTT username, which must equal `sub` when given.
             now: the time to check against; defaults to the injected clock.
         """
+        return self.check(token, client_id=client_id, username=username, now=now)[0]
+
+    def check(
+        self,
+        token: str,
+        *,
+        client_id: str | None = None,
+        username: str | None = None,
+        now: float | None = None,
+    ) -> tuple[AccessClaims, str]:
+        """`verify`, also returning the kid that signed: a grant keeps it, so that its
+        standing can be checked again later without the token."""
         # One regex both splits and checks the alphabet (RFC 7515 section 7.1); an ES256
         # signature is 64 bytes, 86 base64url characters.
         if type(token) is not str or len(token) > jws.MAX_TOKEN_CHARS:
@@ -166,18 +196,26 @@ class Verifier:
         if match is None:
             raise TokenRejected("malformed")
         header_b64, payload_b64, signature_b64 = match.groups()
-        kid = self._headers.get(header_b64) or self._kid(header_b64)
+        known = self._headers.get(header_b64)
+        kid = known or _kid(header_b64)
+        signing_input = token[: len(header_b64) + len(payload_b64) + 1].encode("ascii")
+        signature = _b64decode(signature_b64)
         try:
             key = self.store.signing_key(kid)
         except StoreUnavailable as exc:
             raise TokenRejected(UNAVAILABLE) from exc
         if key is None:
-            raise TokenRejected("unknown_kid")
-        signing_input = token[: len(header_b64) + len(payload_b64) + 1].encode("ascii")
+            raise TokenRejected(self._why_no_key(kid, signing_input, signature))
         try:
-            jws.verify_es256(key, signing_input, _b64decode(signature_b64))
+            jws.verify_es256(key, signing_input, signature)
         except jws.JWSError as exc:
             raise TokenRejected("bad_signature") from exc
+        if known is None:
+            # Only headers that signed something are remembered: anyone's made-up
+            # headers would otherwise fill memory before any key lookup.
+            if len(self._headers) >= MAX_HEADERS:
+                self._headers.clear()
+            self._headers[header_b64] = kid
         claims = _json_object(payload_b64)
         self._check_claims(claims, kid, self.clock() if now is None else now)
         sub = claims["sub"]
@@ -185,24 +223,34 @@ class Verifier:
             username is not None and username != sub
         ):
             raise TokenRejected("identity_mismatch")
-        self._check_state(claims)
-        return cast(AccessClaims, claims)
+        self._check_state(sub, claims["iat"], claims["jti"])
+        return cast(AccessClaims, claims), kid
 
-    def _kid(self, header_b64: str) -> str:
-        """Check a header not seen before and remember its kid."""
-        header = _json_object(header_b64)
-        kid = header.get("kid")
-        if (
-            header.get("alg") != SIGNING_ALG
-            or header.get("typ") != ACCESS_TOKEN_TYP
-            or "crit" in header
-            or not isinstance(kid, str)
-            or parse_kid(kid) is None
-        ):
-            raise TokenRejected("bad_header")
-        if len(self._headers) < 100_000:
-            self._headers[header_b64] = kid
-        return kid
+    def check_standing(self, *, device_id: str, kid: str, iat: float, jti: str) -> None:
+        """Raise `TokenRejected` if a token verified earlier has lost its standing since:
+        its signing key retired, its device disabled, revoked or deleted, itself revoked."""
+        try:
+            if self.store.signing_key(kid) is None:
+                retired = self.store.retired_key(kid) is not None
+                raise TokenRejected("key_retired" if retired else "unknown_kid")
+        except StoreUnavailable as exc:
+            raise TokenRejected(UNAVAILABLE) from exc
+        self._check_state(device_id, iat, jti)
+
+    def _why_no_key(self, kid: str, signing_input: bytes, signature: bytes) -> str:
+        """A token of a retired key is a real device's, not a guess: it should renew,
+        and its refusal must not count against the address it shares with others."""
+        try:
+            retired = self.store.retired_key(kid)
+        except StoreUnavailable:
+            return UNAVAILABLE
+        if retired is not None:
+            try:
+                jws.verify_es256(retired, signing_input, signature)
+            except jws.JWSError:
+                return "bad_signature"
+            return "key_retired"
+        return "unknown_kid"
 
     def _check_claims(self, claims: dict[str, Any], kid: str, now: float) -> None:
         # Plain lookups and `type(...) in` tests: this runs on every CONNECT.
@@ -234,10 +282,10 @@ class Verifier:
         ):
             raise TokenRejected("bad_claim")
 
-    def _check_state(self, claims: dict[str, Any]) -> None:
+    def _check_state(self, device_id: str, iat: float, jti: str) -> None:
         try:
-            state = self.store.device_state(claims["sub"])
-            revoked = state is not None and self.store.is_jti_revoked(claims["jti"])
+            state = self.store.device_state(device_id)
+            revoked = state is not None and self.store.is_jti_revoked(jti)
         except StoreUnavailable as exc:
             raise TokenRejected(UNAVAILABLE) from exc
         if state is None:
@@ -246,5 +294,5 @@ class Verifier:
             raise TokenRejected("device_revoked")
         if state.status != "active":
             raise TokenRejected("device_disabled")
-        if claims["iat"] < state.tokens_valid_after or revoked:
+        if iat < state.tokens_valid_after or revoked:
             raise TokenRejected("revoked")

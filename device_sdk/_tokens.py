@@ -121,14 +121,15 @@ class TokenSource:
             return Token(answer["access_token"], int(answer["expires_in"]), time.monotonic())
         error = str(_json(body).get("error", ""))
         retry = headers.get("retry-after", "")
-        kind = DeviceRevoked if error in FINAL_ERRORS else TokenError
-        refusal = kind(
+        refusal = TokenError(
             f"token endpoint said {status} {error}".strip(),
             status=status,
             retry_after=float(retry) if retry.isdigit() else None,
         )
-        if refusal.transient:
+        if refusal.transient:  # a 429 names what failed too: it is still only "later"
             raise refusal
+        if error in FINAL_ERRORS:
+            refusal = DeviceRevoked(str(refusal), status=status)
         if form.get("grant_type") == "refresh_token":
             self._store_refresh(None)  # refused: fall back to the device key
             return None

@@ -47,6 +47,7 @@ def create_app(
                 scopes=("broker:hook",),
             )
     services = Services.build(settings, engine, master_key, clock)
+    services.trust.catch_up()  # follow the revocation log from here on
 
     app = FastAPI(
         lifespan=_following_revocations(services),
@@ -67,16 +68,20 @@ def create_app(
 def _following_revocations(
     services: Services, interval: float = 1.0
 ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
-    """While serving, read the revocation log every `interval` seconds: revocations made
-    by other API processes reach this one's hook cache (its own arrive on the bus)."""
+    """While serving, read the revocation log every `interval` seconds: changes of
+    standing made by other processes reach this one's caches through its own bus, as
+    its own changes do (and, embedded, the broker's sessions)."""
+
+    def follow_once() -> None:
+        try:
+            changes = services.trust.read_log()
+        except StoreUnavailable:
+            return  # the next round reads what this one missed
+        services.bus.publish(changes)
 
     async def follow() -> None:
         while True:
-            try:
-                entries = await asyncio.to_thread(services.trust.read_log)
-            except StoreUnavailable:
-                entries = []  # the next round reads what this one missed
-            services.hooks.apply_log(entries)
+            await asyncio.to_thread(follow_once)  # listeners may read the database
             await asyncio.sleep(interval)
 
     @contextlib.asynccontextmanager

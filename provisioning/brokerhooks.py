@@ -1,36 +1,47 @@
 """Authentication and ACL for existing brokers that ask over HTTP (RabbitMQ, EMQX,
-mosquitto-go-auth, VerneMQ): the embedded broker's own `Authenticator` and `Grant`,
-with verified grants cached per connection.
+mosquitto-go-auth, VerneMQ): the shared `Authenticator` and `Grant`, with verified
+grants cached per connection.
 
-A CONNECT is verified once per (client id, token) and the grant kept until the token
-expires; a revocation heard on this process's bus drops it at once. Publish and
-subscribe checks carry no token, only the client id: they use the grant of that client
-id's latest accepted CONNECT: from this process's cache, else from `SharedGrants` (the
-database), since another API process may have answered the CONNECT. No grant: refused.
-Other processes' revocations arrive through the revocation log (`apply_log`).
-RabbitMQ maps topics to routing keys: `routing_key_to_topic` undoes it.
+A CONNECT is verified once per (client id, username, token) and the grant kept until
+the token expires. Publish and subscribe checks carry no token, only the client id:
+they use the grant of that client id's latest accepted CONNECT, from this process's
+cache, else from `SharedGrants` (the database), since another API process may have
+answered the CONNECT. No grant: refused.
+
+A cached grant holds standing, so it is checked again (`Authenticator.standing`) when
+it comes from the database, when its device's standing changes (this process's bus,
+or the revocation log that every process reads each second), and at least every
+`STANDING_TTL` seconds whatever happens. RabbitMQ maps topics to routing keys:
+`routing_key_to_topic` undoes it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 from threading import Lock
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from broker.auth import Authenticator, Grant, Refusal
-from broker.trust import Revoked
-from credbroker.topics import is_valid_topic
+from credbroker.decision import Authenticator, Grant, Refusal
+from credbroker.trust import STANDING_TTL, Change
 
 MAX_CACHED = 200_000
 KEY_TTL = 5.0  # seconds an accepted hook key is taken on trust
+K = TypeVar("K")
 
 
 class SharedGrants(Protocol):
     def save(self, client_id: str, grant: Grant) -> None: ...
 
     def load(self, client_id: str) -> Grant | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    grant: Grant
+    checked_until: float  # standing is checked again after this
 
 
 class HookAuthority:
@@ -44,8 +55,8 @@ class HookAuthority:
         self.shared = shared
         self.clock = clock
         self._lock = Lock()  # FastAPI runs sync routes on a thread pool
-        self._by_token: dict[tuple[str, bytes], Grant] = {}
-        self._by_client: dict[str, Grant] = {}
+        self._by_login: dict[tuple[str, str, bytes], _Cached] = {}
+        self._by_client: dict[str, _Cached] = {}
         self._keys: dict[bytes, float] = {}  # sha256(Authorization header) -> until
 
     def known_key(self, authorization: str) -> bool:
@@ -58,83 +69,110 @@ class HookAuthority:
         self._keys[hashlib.sha256(authorization.encode()).digest()] = self.clock() + KEY_TTL
 
     def connect(
-        self, *, client_id: str, username: str, password: str, address: str
+        self, *, client_id: str, username: str, password: str, address: str | None
     ) -> Grant | Refusal:
-        key = (client_id, hashlib.sha256(password.encode()).digest())
+        """Decide a CONNECT; `address` is the client's as the broker reports it (never
+        the broker's own: one attacker's guesses would lock out every device behind it)."""
+        login = (client_id, username, hashlib.sha256(password.encode()).digest())
         with self._lock:
-            cached = self._by_token.get(key)
-        if cached is not None and cached.exp > self.clock():
-            with self._lock:
-                self._by_client[client_id] = cached
-            return cached
+            cached = self._by_login.get(login)
+        if cached is not None:
+            grant = self._still_good(cached)
+            if grant is not None:
+                with self._lock:
+                    self._by_client[client_id] = self._by_login[login]
+                return grant
         decision = self.authenticator.authenticate(
             client_id=client_id, username=username, password=password, address=address
         )
         if isinstance(decision, Grant):
             self.shared.save(client_id, decision)
+            entry = _Cached(decision, self.clock() + STANDING_TTL)
             with self._lock:
-                if len(self._by_token) >= MAX_CACHED:
+                if len(self._by_login) >= MAX_CACHED:
                     self._drop_expired()
-                self._by_token[key] = decision
-                self._by_client[client_id] = decision
+                self._by_login[login] = entry
+                self._by_client[client_id] = entry
         return decision
 
     def grant(self, client_id: str, username: str | None = None) -> Grant | None:
         """The live grant of a connected client id (and its username, if given)."""
         with self._lock:
-            grant = self._by_client.get(client_id)
+            cached = self._by_client.get(client_id)
+        if cached is None:
+            loaded = self.shared.load(client_id)  # the CONNECT went to another process
+            if loaded is None:
+                return None
+            cached = _Cached(loaded, 0.0)  # checked below, before any use
+        grant = self._still_good(cached)
         if grant is None:
-            grant = self.shared.load(client_id)  # the CONNECT went to another process
-            if grant is not None:
-                with self._lock:
-                    self._by_client[client_id] = grant
-        if grant is None or grant.exp <= self.clock():
+            with self._lock:
+                self._by_client.pop(client_id, None)
             return None
+        with self._lock:
+            if self._by_client.get(client_id, cached) is cached:
+                self._by_client[client_id] = _Cached(grant, self.clock() + STANDING_TTL)
         if username is not None and username != grant.device_id:
             return None
         return grant
 
+    def _still_good(self, cached: _Cached) -> Grant | None:
+        """The grant if unexpired and, once its check is due, still standing."""
+        now = self.clock()
+        if cached.grant.exp <= now:
+            return None
+        if cached.checked_until <= now and self.authenticator.standing(cached.grant):
+            return None
+        return cached.grant
+
     def may_publish(self, client_id: str, topic: str, username: str | None = None) -> bool:
         grant = self.grant(client_id, username)
-        return grant is not None and is_valid_topic(topic) and grant.may_publish(topic)
+        return grant is not None and grant.may_publish(topic)
 
     def may_subscribe(self, client_id: str, topic_filter: str, username: str | None = None) -> bool:
         grant = self.grant(client_id, username)
         return grant is not None and grant.may_subscribe(topic_filter)
 
-    def revoked(self, device_id: str, jti: str | None) -> None:
-        """Drop cached grants of a device (all of them, or one token's)."""
-        self.apply_log([Revoked(device_id, jti)])
+    def changed(self, changes: list[Change]) -> None:
+        """Changes of standing: grants of revoked tokens go; grants of devices whose
+        standing changed are checked again at their next use. One pass over the caches
+        per batch, however many changes (the log brings a second's worth at a time)."""
+        devices = {c.device_id for c in changes if c.jti is None}
+        jtis = {c.jti for c in changes if c.jti is not None}
 
-    def apply_log(self, entries: Iterable[Revoked]) -> None:
-        """Drop the grants the revocations kill: one pass over the caches per batch,
-        however many entries (the log read brings them a second's worth at a time)."""
-        devices, jtis = set(), set()
-        for entry in entries:
-            if entry.jti is None:
-                devices.add(entry.device_id)
-            else:
-                jtis.add(entry.jti)
-        if not devices and not jtis:
-            return
+        def dead(entry: _Cached) -> bool:
+            return entry.grant.jti in jtis
 
-        def dead(grant: Grant) -> bool:
-            return grant.device_id in devices or grant.jti in jtis
+        def stale(entry: _Cached) -> _Cached | None:
+            return _Cached(entry.grant, 0.0) if entry.grant.device_id in devices else None
 
         with self._lock:
-            for key in [k for k, g in self._by_token.items() if dead(g)]:
-                del self._by_token[key]
-            for client in [c for c, g in self._by_client.items() if dead(g)]:
-                del self._by_client[client]
+            _sweep(self._by_login, dead, stale)
+            _sweep(self._by_client, dead, stale)
 
     def _drop_expired(self) -> None:
         now = self.clock()
-        for key in [k for k, g in self._by_token.items() if g.exp <= now]:
-            del self._by_token[key]
-        for client in [c for c, g in self._by_client.items() if g.exp <= now]:
-            del self._by_client[client]
-        while len(self._by_token) >= MAX_CACHED:  # all live: the oldest go first
-            del self._by_token[next(iter(self._by_token))]
+
+        def expired(entry: _Cached) -> bool:
+            return entry.grant.exp <= now
+
+        _sweep(self._by_login, expired)
+        _sweep(self._by_client, expired)
+        while len(self._by_login) >= MAX_CACHED:  # all live: the oldest go first
+            del self._by_login[next(iter(self._by_login))]
+
+
+def _sweep(
+    cache: dict[K, _Cached],
+    drop: Callable[[_Cached], bool],
+    replace: Callable[[_Cached], _Cached | None] = lambda _: None,
+) -> None:
+    """Delete the entries `drop` says, and swap in what `replace` gives for the rest."""
+    for key, entry in list(cache.items()):
+        if drop(entry):
+            del cache[key]
+        elif (new := replace(entry)) is not None:
+            cache[key] = new
 
 
 def routing_key_to_topic(routing_key: str) -> str:

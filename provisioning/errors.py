@@ -15,7 +15,7 @@ ProvisioningError                problem+json (RFC 9457)
     ├── InvalidGrant     400
     ├── UnauthorizedClient 400
     ├── UnsupportedGrantType 400
-    └── TooManyAttempts  429     with Retry-After
+    └── TooManyAttempts  429     a failure under a penalty, with Retry-After
 """
 
 from __future__ import annotations
@@ -107,10 +107,14 @@ class UnsupportedGrantType(OAuthError):
 
 
 class TooManyAttempts(OAuthError):
-    status_code, error, title = 429, "slow_down", "Too many failed attempts"
+    """A failure under a penalty: 429 with `Retry-After`, and the RFC 6749 section 5.2
+    error of what failed (`invalid_client`, `invalid_grant`)."""
 
-    def __init__(self, retry_after: int) -> None:
+    status_code, error, title = 429, "invalid_client", "Too many failed attempts"
+
+    def __init__(self, retry_after: int, error: str = "invalid_client") -> None:
         super().__init__(
             f"too many failed attempts; retry in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )
+        self.error = error

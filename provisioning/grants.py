@@ -20,8 +20,7 @@ from urllib.parse import unquote
 from sqlmodel import Session
 
 from credbroker.claims import is_device_id
-from provisioning import assertions, hashing
-from provisioning.db import transaction
+from provisioning import assertions, hashing, standing
 from provisioning.errors import (
     DeadGrant,
     InactiveClient,
@@ -53,7 +52,9 @@ def token(
     client = _claimed_client(form, authorization)
     keys = (("client", client), ("addr", address)) if client else (("addr", address),)
     retry = services.limiter.retry_after(*keys)
-    if retry:
+    if retry and _secret_grant(form, authorization) and services.limiter.retry_after(keys[-1]):
+        # A client secret costs an argon2 verification (~50 ms): an address past its
+        # limit gets none checked. Anything cheap to check still is (below).
         services.metrics.tokens.labels(grant_type, "throttled").inc()
         raise TooManyAttempts(retry)
     try:
@@ -63,23 +64,52 @@ def token(
             else:
                 issued = _client_credentials(services, store, form, authorization)
     except OAuthError as exc:
-        services.metrics.tokens.labels(grant_type, exc.error).inc()
-        genuine = isinstance(exc, InactiveClient | DeadGrant)
-        services.limiter.failed(*(k for k in keys if not (genuine and k[0] == "addr")))
-        with transaction(services.engine) as session:
-            audit.record(
-                session=session,
-                now=services.now(),
-                action=f"token.{grant_type}",
-                outcome="refused",
-                device_id=client,
-                error=exc.error,
-                reason=exc.detail,
-                address=address,
-            )
+        _refused(services, exc, grant_type, client, keys, address, penalized=bool(retry))
+        if retry and not isinstance(exc, InactiveClient | DeadGrant):
+            # A penalty never stands between a verified credential and its token (a
+            # device id is public: junk naming it must not lock the device out); what
+            # failed under one is told to come back later.
+            services.metrics.tokens.labels(grant_type, "throttled").inc()
+            raise TooManyAttempts(retry, exc.error) from exc
         raise
     services.metrics.tokens.labels(grant_type, "issued").inc()
     return issued
+
+
+def _refused(
+    services: Services,
+    exc: OAuthError,
+    grant_type: str,
+    client: str | None,
+    keys: tuple[tuple[str, str], ...],
+    address: str,
+    *,
+    penalized: bool,
+) -> None:
+    """Count a refusal, and audit it unless it came under a penalty (a flood of junk
+    must not turn into a flood of writes: it shows in the metrics)."""
+    services.metrics.tokens.labels(grant_type, exc.error).inc()
+    # Real but dead credentials (a revoked device, a revoked family) are not guesses:
+    # they count against the device, not the address many devices may share.
+    genuine = isinstance(exc, InactiveClient | DeadGrant)
+    services.limiter.failed(*(k for k in keys if not (genuine and k[0] == "addr")))
+    if penalized and not genuine:
+        return
+    with services.transaction() as session:
+        audit.record(
+            session=session,
+            now=services.now(),
+            action=f"token.{grant_type}",
+            outcome="refused",
+            device_id=client,
+            error=exc.error,
+            reason=exc.detail,
+            address=address,
+        )
+
+
+def _secret_grant(form: Mapping[str, str], authorization: str | None) -> bool:
+    return form.get("grant_type") == "client_credentials" and "client_assertion" not in form
 
 
 class _RefuseAfterCommit(Exception):
@@ -92,13 +122,16 @@ class _RefuseAfterCommit(Exception):
 
 @contextmanager
 def _store(services: Services) -> Iterator[GrantStore]:
-    """One transaction: committed on success and on `_RefuseAfterCommit`."""
+    """One transaction: committed on success and on `_RefuseAfterCommit`; the changes of
+    standing it made are announced once it has committed."""
     refusal = None
     with services.engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        store = GrantStore(conn)
         try:
-            yield GrantStore(conn)
+            yield store
         except _RefuseAfterCommit as exc:
             refusal = exc.error
+    services.bus.publish(store.changes)
     if refusal is not None:
         raise refusal
 
@@ -240,7 +273,8 @@ def _refresh(services: Services, store: GrantStore, form: Mapping[str, str]) -> 
 
 def _revoke_family(store: GrantStore, family_id: str, now: int) -> None:
     """RFC 9700 section 4.14: reuse means theft; kill the family, in this transaction."""
-    with Session(bind=store.conn) as session:  # joins the grant's transaction
+    # The session joins the grant's transaction; its changes go out with the grant's.
+    with Session(bind=store.conn, info={standing.PENDING: store.changes}) as session:
         family = session.get(RefreshFamily, family_id)
         if family is not None and family.revoked_at is None:
             revocations.revoke_family(

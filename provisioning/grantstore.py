@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from credbroker.trust import Change
 from provisioning.models import (
     AuditEvent,
     CredentialKey,
@@ -115,6 +116,7 @@ class GrantStore:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.changes: list[Change] = []  # of standing, announced after the commit
 
     def client(self, device_id: str) -> Client | None:
         row = self.conn.execute(_CLIENT, {"device_id": device_id}).first()

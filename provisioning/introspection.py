@@ -8,7 +8,6 @@ from sqlmodel import Session
 
 from credbroker.verifier import TokenRejected
 from provisioning import hashing
-from provisioning.db import transaction
 from provisioning.models import Device, RefreshFamily, RefreshToken
 from provisioning.services import Services
 from provisioning.store import audit, revocations
@@ -30,7 +29,7 @@ def introspect(services: Services, token: str) -> dict[str, Any]:
             return INACTIVE
         return {"active": True, "token_type": "Bearer", "username": claims["sub"], **claims}
     now = services.now()
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         found = _refresh_row(session, token)
         if found is None:
             return INACTIVE
@@ -62,7 +61,7 @@ def revoke(services: Services, token: str, actor: str) -> None:
             claims = services.verifier.verify(token)
         except TokenRejected:
             return
-        with transaction(services.engine) as session:
+        with services.transaction() as session:
             revocations.revoke_jti(
                 session=session,
                 device_id=claims["sub"],
@@ -78,12 +77,9 @@ def revoke(services: Services, token: str, actor: str) -> None:
                 actor=actor,
                 jti=claims["jti"],
             )
-        services.bus.publish(claims["sub"], claims["jti"])
         return
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         found = _refresh_row(session, token)
         if found is None or found[1].revoked_at is not None:
             return
         revocations.revoke_family(session=session, family=found[1], now=now, reason="revoked")
-        device_id = found[1].device_id
-    services.bus.publish(device_id, None)

@@ -1,25 +1,29 @@
-"""What routes need, built once per application: engine, keys, limiter, clock."""
+"""What routes need, built once per application: engine, keys, limiter, clock, and the
+bus that tells this process's caches of every committed change of standing."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
-from broker.auth import Authenticator
-from broker.trust import CachedTrustStore
+from credbroker.decision import Authenticator
+from credbroker.trust import CachedTrustStore, Change
 from credbroker.verifier import Verifier, VerifyPolicy
 from provisioning.assertions import AssertionPolicy
 from provisioning.brokerhooks import HookAuthority
+from provisioning.db import transaction
 from provisioning.masterkey import Sealer
 from provisioning.metrics import Metrics
 from provisioning.ratelimit import FailureLimiter
 from provisioning.settings import Settings
 from provisioning.signing import Keyring
+from provisioning.standing import PENDING, Bus
 from provisioning.store.hookgrants import DatabaseGrants
-from provisioning.store.revocations import RevocationBus
 
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
 
@@ -34,7 +38,7 @@ class Services:
     trust: CachedTrustStore
     hooks: HookAuthority
     clock: Callable[[], float] = time.time
-    bus: RevocationBus = field(default_factory=RevocationBus)
+    bus: Bus = field(default_factory=Bus)
     metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
@@ -67,8 +71,21 @@ class Services:
             ),
             clock=clock,
         )
-        services.bus.subscribe(services.hooks.revoked)  # revocation clears cached grants
+        # The trust store first: the others check standing through it.
+        services.bus.subscribe(trust.apply)
+        services.bus.subscribe(services.hooks.changed)
+        services.bus.subscribe(services.keyring.changed)
         return services
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """`db.transaction`, announcing the changes of standing it recorded once it has
+        committed (`provisioning.standing`)."""
+        changes: list[Change] = []
+        with transaction(self.engine) as session:
+            session.info[PENDING] = changes
+            yield session
+        self.bus.publish(changes)
 
     def now(self) -> int:
         return int(self.clock())

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from credbroker import jwk
 from credbroker.claims import MAX_TOKEN_TTL, SIGNING_ALG, kid_for
+from credbroker.trust import Change
 from provisioning.masterkey import Sealer
 from provisioning.models import Device, SigningKey
 
@@ -83,8 +84,11 @@ class Keyring:
             self._loaded.popitem(last=False)
         return loaded
 
-    def forget(self, device_id: str) -> None:
-        for kid in [k for k in self._loaded if k.rpartition("#")[0] == device_id]:
+    def changed(self, changes: list[Change]) -> None:
+        """A deleted device may come back under the same id, with new keys of the same
+        kids: opened keys of devices whose standing changed are opened again."""
+        devices = {c.device_id for c in changes if c.jti is None}
+        for kid in [k for k in self._loaded if k.rpartition("#")[0] in devices]:
             del self._loaded[kid]
 
 

@@ -33,12 +33,11 @@ class _Server(uvicorn.Server):
 
 def bootstrap_admin_key(app: FastAPI, data_dir: Path) -> None:
     """With no admin key configured or stored, make one, print it once, save it 0600."""
-    from provisioning.db import transaction
     from provisioning.models.admin import ALL_SCOPES, AdminKeyCreate
     from provisioning.store import admin
 
     services = app.state.services
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         if admin.any_active(session=session):
             return
         _, key = admin.create(
@@ -99,6 +98,7 @@ async def _start(broker: CredBroker) -> None:
 
 async def run_embedded(settings: Settings, listeners: Listeners) -> None:
     from broker.factory import build_broker
+    from credbroker.trust import Change
     from provisioning import create_app
 
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -111,14 +111,15 @@ async def run_embedded(settings: Settings, listeners: Listeners) -> None:
         policy=services.verifier.policy,
         listeners=listeners,
         registry=services.metrics.registry,
+        follow_log=False,  # the API's bus brings every change, its own and the log's
     )
     loop = asyncio.get_running_loop()
 
-    def on_revocation(device_id: str, jti: str | None) -> None:
+    def on_change(changes: list[Change]) -> None:
         # Routes run in worker threads: hand the news to the broker's loop.
-        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(broker.revoked(device_id, jti)))
+        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(broker.changed(changes)))
 
-    services.bus.subscribe(on_revocation)
+    services.bus.subscribe(on_change)
     await _start(broker)
     app.state.health["mqtt"] = True
     server = _uvicorn(app, settings)

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from provisioning.db import transaction
 from provisioning.services import Services
 from provisioning.store import admin
 from provisioning.store.admin import Admin
@@ -26,7 +25,7 @@ def require(scope: str) -> Callable[..., Admin]:
     def dependency(
         services: ServicesDep, authorization: Annotated[str | None, Header()] = None
     ) -> Admin:
-        with transaction(services.engine) as session:
+        with services.transaction() as session:
             return admin.authenticate(session=session, authorization=authorization, scopes=(scope,))
 
     return dependency

@@ -6,9 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from broker.trust import Revoked
 from provisioning.api.deps import DevicesRead, DevicesWrite, ServicesDep, TokensRevoke
-from provisioning.db import transaction
 from provisioning.errors import BadRequest
 from provisioning.models.devices import (
     CredentialKeyCreate,
@@ -32,7 +30,7 @@ def _limits(services: Services) -> dict[str, int]:
 @router.post("", status_code=201)
 def create_device(body: DeviceCreate, services: ServicesDep, actor: DevicesWrite) -> DeviceCreated:
     """Create a device; a client secret or enrollment token is shown once, here."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         created = devices.create_device(
             session=session,
             keyring=services.keyring,
@@ -57,7 +55,7 @@ def create_devices(
     """Create many devices, atomically or reporting per row; idempotent on device_id."""
     if len(body.devices) > services.settings.max_batch:
         raise BadRequest(f"at most {services.settings.max_batch} devices per batch")
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         results = batch.create_batch(
             session=session,
             keyring=services.keyring,
@@ -80,7 +78,7 @@ def list_devices(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> DevicePage:
     """List devices by id, `limit` at a time; pass `next_cursor` back for the next page."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         rows, next_cursor = devices.list_devices(
             session=session, fleet=fleet, status=status, cursor=cursor, limit=limit
         )
@@ -91,7 +89,7 @@ def list_devices(
 @router.get("/{device_id}")
 def read_device(device_id: str, services: ServicesDep, _: DevicesRead) -> DevicePublic:
     """Read a device."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         device = devices.get_device(session=session, device_id=device_id)
         return devices.to_public(session=session, device=device)
 
@@ -101,7 +99,7 @@ def update_device(
     device_id: str, body: DeviceUpdate, services: ServicesDep, actor: DevicesWrite
 ) -> DevicePublic:
     """Enable or disable a device, or change its metadata or own ACL."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         device = devices.update_device(
             session=session,
             device_id=device_id,
@@ -110,22 +108,16 @@ def update_device(
             actor=actor.id,
             **_limits(services),
         )
-        public = devices.to_public(session=session, device=device)
-    if public.status != "active":
-        services.bus.publish(device_id, None)
-    return public
+        return devices.to_public(session=session, device=device)
 
 
 @router.delete("/{device_id}", status_code=204)
 def delete_device(device_id: str, services: ServicesDep, actor: DevicesWrite) -> Response:
     """Delete a device with its keys and tokens."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         devices.delete_device(
             session=session, device_id=device_id, now=services.now(), actor=actor.id
         )
-    services.trust.apply(Revoked(device_id, None))  # drop its cached signing keys
-    services.keyring.forget(device_id)
-    services.bus.publish(device_id, None)
     return Response(status_code=204)
 
 
@@ -134,7 +126,7 @@ def add_key(
     device_id: str, body: CredentialKeyCreate, services: ServicesDep, actor: DevicesWrite
 ) -> CredentialKeyPublic:
     """Register another credential public key (Ed25519 or P-256, PEM or JWK)."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         device = devices.get_device(session=session, device_id=device_id)
         return devices.add_key(
             session=session,
@@ -149,7 +141,7 @@ def add_key(
 @router.delete("/{device_id}/keys/{kid}", status_code=204)
 def remove_key(device_id: str, kid: str, services: ServicesDep, actor: DevicesWrite) -> Response:
     """Remove a credential key; tokens already issued live until they expire."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         device = devices.get_device(session=session, device_id=device_id)
         devices.remove_key(
             session=session, device=device, kid=kid, now=services.now(), actor=actor.id
@@ -163,7 +155,7 @@ def rotate_signing_key(
 ) -> dict[str, Any]:
     """New signing key version; the old one verifies until its tokens expire, or
     not at all with `immediate=true`."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         row = devices.rotate_signing_key(
             session=session,
             keyring=services.keyring,
@@ -173,20 +165,15 @@ def rotate_signing_key(
             immediate=immediate,
             actor=actor.id,
         )
-    services.trust.apply(Revoked(device_id, None))  # drop its cached signing keys
-    if immediate:
-        services.bus.publish(device_id, None)
     return {"kid": row.kid, "version": row.version}
 
 
 @router.post("/{device_id}:revoke")
 def revoke_device(device_id: str, services: ServicesDep, actor: TokensRevoke) -> DevicePublic:
     """Every token and refresh token of the device dies; live sessions are cut."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         device = devices.get_device(session=session, device_id=device_id)
         revocations.revoke_device(
             session=session, device=device, now=services.now(), actor=actor.id
         )
-        public = devices.to_public(session=session, device=device)
-    services.bus.publish(device_id, None)
-    return public
+        return devices.to_public(session=session, device=device)

@@ -6,6 +6,10 @@ Never anonymous: every call needs an admin key with the `broker:hook` scope, as
 only put credentials in the URL, like RabbitMQ: `http://hook:<key>@api:8000/...`), or
 must come from a network listed in CREDBROKER_HOOKS_TRUSTED_NETWORKS (for brokers that
 can present no key at all; by default none is).
+
+Failed logins count against the client id and the client's address as the broker
+reports it (VerneMQ's `peer_addr`, EMQX's `peerhost`, RabbitMQ's `ip` when sent), never
+against the broker's own address: one attacker behind it would lock out every device.
 """
 
 from __future__ import annotations
@@ -20,10 +24,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
-from broker.auth import Grant
+from credbroker.decision import Grant
 from provisioning.api.deps import ServicesDep
 from provisioning.brokerhooks import HookAuthority, routing_key_to_topic
-from provisioning.db import transaction
 from provisioning.services import Services
 from provisioning.store import admin
 
@@ -64,7 +67,7 @@ def _trusted(services: Services, request: Request) -> bool:
 
 
 def _check_key(services: Services, bearer: str | None) -> None:
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         admin.authenticate(session=session, authorization=bearer, scopes=("broker:hook",))
 
 
@@ -79,10 +82,6 @@ Authority = Annotated[HookAuthority, Depends(_authority)]
 # CONNECT hooks verify a token and save the grant (database work): plain `def`, on the
 # thread pool. Publish and subscribe hooks are dictionary lookups: `async def`, on the
 # loop (a cache miss reads one row, rare: once per client id and process).
-
-
-def _address(request: Request) -> str:
-    return request.client.host if request.client else ""
 
 
 class _Loose(BaseModel):
@@ -100,12 +99,12 @@ def _rabbit(allowed: object) -> PlainTextResponse:
 
 @router.post("/rabbitmq/user")
 def rabbitmq_user(
-    hooks: Authority, request: Request, username: Text, password: Text, client_id: Text = ""
+    hooks: Authority, username: Text, password: Text, client_id: Text = "", ip: Text = ""
 ) -> PlainTextResponse:
     """Called on CONNECT with the MQTT client id (AMQP clients, which have none, are
     refused: device credentials are for MQTT)."""
     decision = hooks.connect(
-        client_id=client_id, username=username, password=password, address=_address(request)
+        client_id=client_id, username=username, password=password, address=ip or None
     )
     return _rabbit(isinstance(decision, Grant))
 
@@ -158,6 +157,7 @@ class EmqxAuthn(_Loose):
     clientid: str
     username: str = ""
     password: str = ""
+    peerhost: str = ""
 
 
 class EmqxAuthz(_Loose):
@@ -168,14 +168,14 @@ class EmqxAuthz(_Loose):
 
 
 @router.post("/emqx/authn")
-def emqx_authn(body: EmqxAuthn, hooks: Authority, request: Request) -> dict[str, Any]:
+def emqx_authn(body: EmqxAuthn, hooks: Authority) -> dict[str, Any]:
     """The answer carries `expire_at` and the device's ACL (EMQX 5.8+), so EMQX need not
     ask again per publish; the final rule denies everything else."""
     decision = hooks.connect(
         client_id=body.clientid,
         username=body.username,
         password=body.password,
-        address=_address(request),
+        address=body.peerhost or None,
     )
     if not isinstance(decision, Grant):
         return {"result": "deny"}
@@ -225,12 +225,10 @@ def _go_auth(ok: bool, error: str = "") -> JSONResponse:
 
 
 @router.post("/mosquitto-go-auth/user")
-def go_auth_user(body: GoAuthUser, hooks: Authority, request: Request) -> JSONResponse:
+def go_auth_user(body: GoAuthUser, hooks: Authority) -> JSONResponse:
+    """mosquitto-go-auth reports no client address: penalties are per client id only."""
     decision = hooks.connect(
-        client_id=body.clientid,
-        username=body.username,
-        password=body.password,
-        address=_address(request),
+        client_id=body.clientid, username=body.username, password=body.password, address=None
     )
     return _go_auth(isinstance(decision, Grant), "" if isinstance(decision, Grant) else "refused")
 
@@ -260,6 +258,7 @@ class VerneRegister(_Loose):
     client_id: str
     username: str | None = None
     password: str | None = None
+    peer_addr: str = ""
 
 
 class VernePublish(_Loose):
@@ -280,12 +279,12 @@ class VerneSubscribe(_Loose):
 
 
 @router.post("/vernemq/auth_on_register")
-def vernemq_register(body: VerneRegister, hooks: Authority, request: Request) -> dict[str, Any]:
+def vernemq_register(body: VerneRegister, hooks: Authority) -> dict[str, Any]:
     decision = hooks.connect(
         client_id=body.client_id,
         username=body.username or "",
         password=body.password or "",
-        address=_address(request),
+        address=body.peer_addr or None,
     )
     return {"result": "ok"} if isinstance(decision, Grant) else NOT_ALLOWED
 

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from credbroker.claims import SIGNING_ALG
 from provisioning import signing
 from provisioning.api.deps import AuditRead, ServicesDep, require
-from provisioning.db import transaction
 from provisioning.metrics import Metrics
 from provisioning.models.admin import AdminKeyCreate, AdminKeyCreated
 from provisioning.models.audit import AuditPage
@@ -48,7 +47,7 @@ def metadata(services: ServicesDep) -> dict[str, Any]:
 @router.get("/v1/devices/{device_id}/jwks.json", tags=["devices"])
 def device_jwks(device_id: str, services: ServicesDep) -> dict[str, Any]:
     """Public halves of the device's signing keys that still verify (RFC 7517)."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         devices.get_device(session=session, device_id=device_id)
         rows = signing.live_keys(session=session, device_id=device_id, now=services.now())
     return {"keys": [signing.public_jwk(row) for row in rows]}
@@ -64,7 +63,7 @@ class EnrollRequest(BaseModel):
 @router.post("/v1/enroll", status_code=201, tags=["devices"])
 def enroll(body: EnrollRequest, services: ServicesDep) -> dict[str, Any]:
     """Device side: register the device's public key with its single-use token."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         device, key = enrollment.enroll(
             session=session,
             enrollment_token=body.enrollment_token,
@@ -87,7 +86,7 @@ def read_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """Audit events, oldest first; filter by device and action, page with `cursor`."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         rows = audit.list_events(
             session=session, device_id=device_id, action=action, after=cursor, limit=limit
         )
@@ -102,7 +101,7 @@ def create_admin_key(
     actor: Annotated[Admin, Depends(require("devices:write"))],
 ) -> AdminKeyCreated:
     """A new admin API key, shown once; it can hold only scopes the caller holds."""
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         row, key = admin.create(
             session=session, admin_key_create=body, now=services.now(), actor=actor
         )

@@ -11,7 +11,6 @@ from starlette.datastructures import FormData
 
 from provisioning import grants, introspection
 from provisioning.api.deps import ServicesDep
-from provisioning.db import transaction
 from provisioning.errors import InvalidRequest
 from provisioning.http import NO_STORE
 from provisioning.services import Services
@@ -55,7 +54,7 @@ async def token(
 
 
 def _admin_for(services: Services, authorization: str | None, *scopes: str) -> admin.Admin:
-    with transaction(services.engine) as session:
+    with services.transaction() as session:
         return admin.authenticate(session=session, authorization=authorization, scopes=scopes)
 
 

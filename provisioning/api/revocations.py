@@ -1,4 +1,4 @@
-"""The revocation feed: standalone brokers poll it to learn revocations made anywhere."""
+"""The revocation feed: brokers poll it to learn changes of standing made anywhere."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from provisioning.api.deps import BrokerHook, ServicesDep
-from provisioning.db import transaction
 from provisioning.store import revocations
 
 router = APIRouter(tags=["revocation"])
@@ -16,7 +15,7 @@ router = APIRouter(tags=["revocation"])
 
 class RevocationEntry(BaseModel):
     id: int
-    kind: Literal["token", "device"]  # one access token (jti), or all the device's tokens
+    kind: Literal["token", "device"]  # one access token (jti), or the device's standing
     device_id: str
     jti: str | None
     expires_at: int | None
@@ -35,10 +34,11 @@ def revocation_feed(
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> RevocationPage:
-    """Revocations after the cursor `after`, oldest first. A `device` entry means: every
-    token of the device issued before `created_at` is dead (and the device's status may
-    have changed); a `token` entry deny-lists one jti until `expires_at`."""
-    with transaction(services.engine) as session:
+    """Changes of standing after the cursor `after`, oldest first. A `device` entry
+    means: the device's standing changed at `created_at` (disabled, enabled, revoked,
+    deleted, signing keys rotated): forget what you cached about it and ask again. A
+    `token` entry deny-lists one jti until `expires_at`."""
+    with services.transaction() as session:
         entries, cursor = revocations.feed(
             session=session, after=after, limit=limit, now=services.now()
         )

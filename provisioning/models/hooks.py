@@ -18,6 +18,8 @@ class HookGrant(SQLModel, table=True):
     client_id: str = Field(primary_key=True, max_length=128)
     device_id: str = Field(index=True, max_length=128)
     jti: str = Field(max_length=64)
+    kid: str = Field(max_length=160)  # the signing key, and `iat`: to check standing again
+    iat: float
     exp: float
     pub: list[Any] = Field(sa_column=Column(JSON, nullable=False))
     sub: list[Any] = Field(sa_column=Column(JSON, nullable=False))

@@ -11,7 +11,7 @@ import orjson
 from sqlmodel import Session, col, delete, select
 
 from credbroker.claims import is_device_id
-from provisioning import credentials, hashing
+from provisioning import credentials, hashing, standing
 from provisioning.errors import BadRequest, Conflict, NotFound
 from provisioning.models import (
     CredentialKey,
@@ -223,6 +223,7 @@ def rotate_signing_key(
         kid=row.kid,
         immediate=immediate,
     )
+    standing.device_changed(session=session, device_id=device_id, now=now, cuts=immediate)
     return row
 
 
@@ -287,6 +288,8 @@ def update_device(
             previous=device.status,
         )
         device.status = device_update.status
+        cuts = device.status != "active"
+        standing.device_changed(session=session, device_id=device_id, now=now, cuts=cuts)
     device.updated_at = now
     session.add(device)
     return device
@@ -302,3 +305,4 @@ def delete_device(*, session: Session, device_id: str, now: int, actor: str) -> 
     session.exec(delete(SigningKey).where(col(SigningKey.device_id) == device_id))
     session.delete(device)
     audit.record(session=session, now=now, action="device.delete", device_id=device_id, actor=actor)
+    standing.device_changed(session=session, device_id=device_id, now=now, cuts=True)

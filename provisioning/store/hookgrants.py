@@ -1,4 +1,8 @@
-"""Grants of hook-accepted connections in the database, for every API process."""
+"""Grants of hook-accepted connections in the database, for every API process.
+
+A row is a cache like any other: whoever loads one checks its standing again before
+using it (`HookAuthority`), so a row left behind by a race cannot outlive a revocation.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from broker.auth import Grant
+from credbroker.decision import Grant
 from provisioning.db import transaction
 from provisioning.models import HookGrant
 
@@ -22,6 +26,8 @@ class DatabaseGrants:
             client_id=client_id,
             device_id=grant.device_id,
             jti=grant.jti,
+            kid=grant.kid,
+            iat=grant.iat,
             exp=grant.exp,
             pub=list(grant.pub),
             sub=list(grant.sub),
@@ -40,6 +46,8 @@ class DatabaseGrants:
         return Grant(
             device_id=row.device_id,
             jti=row.jti,
+            kid=row.kid,
+            iat=row.iat,
             exp=row.exp,
             pub=tuple(row.pub),
             sub=tuple(row.sub),

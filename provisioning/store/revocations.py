@@ -1,33 +1,16 @@
 """Revocation: device-wide cut-offs, single access tokens (jti) and refresh families.
 
-Every revocation is a row in the revocation log (read by standalone brokers) and an
-audit event; listeners in this process (the embedded broker) hear of it at once.
+Every revocation is an entry of the revocation log and an audit event, recorded
+through `provisioning.standing` (which tells every cache once the transaction commits).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sqlmodel import Session, col, select
 
+from provisioning import standing
 from provisioning.models import Device, RefreshFamily, RefreshToken, Revocation
-from provisioning.store import audit, hookgrants
-
-Listener = Callable[[str, str | None], None]  # (device_id, jti or None for all)
-
-
-class RevocationBus:
-    """In-process fan-out of revocations, called after the transaction commits."""
-
-    def __init__(self) -> None:
-        self._listeners: list[Listener] = []
-
-    def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)
-
-    def publish(self, device_id: str, jti: str | None) -> None:
-        for listener in self._listeners:
-            listener(device_id, jti)
+from provisioning.store import audit
 
 
 def revoke_device(*, session: Session, device: Device, now: int, actor: str) -> None:
@@ -54,16 +37,12 @@ def cut_tokens(*, session: Session, device_id: str, now: int) -> None:
     ):
         family.revoked_at = now
         session.add(family)
-    session.add(Revocation(kind="device", device_id=device_id, created_at=now))
-    hookgrants.forget(session=session, device_id=device_id)
+    standing.device_changed(session=session, device_id=device_id, now=now, cuts=True)
 
 
 def revoke_jti(*, session: Session, device_id: str, jti: str, exp: int, now: int) -> None:
     if not is_jti_revoked(session=session, jti=jti):
-        session.add(
-            Revocation(kind="token", device_id=device_id, jti=jti, expires_at=exp, created_at=now)
-        )
-        hookgrants.forget(session=session, device_id=device_id, jti=jti)
+        standing.token_revoked(session=session, device_id=device_id, jti=jti, exp=exp, now=now)
 
 
 def revoke_family(*, session: Session, family: RefreshFamily, now: int, reason: str) -> None:

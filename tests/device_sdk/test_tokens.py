@@ -45,8 +45,10 @@ def test_a_refused_refresh_token_falls_back_to_the_device_key(tmp_path: Path) ->
 def test_retry_after_reaches_the_caller() -> None:
     source = _source()
     with pytest.raises(TokenError) as caught:
-        source.accept(next(source.forms()), 429, {"retry-after": "12"}, _error("slow_down"))
+        source.accept(next(source.forms()), 429, {"retry-after": "12"}, _error("invalid_client"))
+    # A 429 names what failed, but it only means "later": never "revoked, stop".
     assert caught.value.transient and caught.value.retry_after == 12
+    assert not isinstance(caught.value, DeviceRevoked)
 
 
 def test_invalid_client_means_stop() -> None:

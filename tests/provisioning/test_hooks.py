@@ -179,3 +179,54 @@ def test_a_hook_key_from_the_environment_may_call_hooks_and_nothing_else(tmp_pat
     form = {"username": device.id, "password": _token(device), "client_id": device.id}
     assert api.client.post("/v1/hooks/rabbitmq/user", data=form, headers=headers).text == "allow"
     assert api.client.get("/v1/devices", headers=headers).status_code == 403
+
+
+def test_a_cached_login_still_binds_the_username(api: Api, device: Device) -> None:
+    """Before: after one good login, the same client id and token with any username,
+    even an empty one, was allowed by every hook."""
+    me, token = device.id, _token(device)
+    assert _rabbit(api, "user", username=me, password=token, client_id=me) == "allow"
+    emqx_login = {"clientid": me, "username": me, "password": token}
+    assert _json(api, "emqx/authn", emqx_login)["result"] == "allow"
+    for username in ("someone-else", "x"):
+        assert _rabbit(api, "user", username=username, password=token, client_id=me) == "deny"
+    for username in ("", "someone-else"):
+        emqx = {"clientid": me, "username": username, "password": token}
+        assert _json(api, "emqx/authn", emqx) == {"result": "deny"}
+        go = {"username": username, "password": token, "clientid": me}
+        assert _json(api, "mosquitto-go-auth/user", go, 403)["ok"] is False
+        verne = {"client_id": me, "username": username, "password": token}
+        assert _json(api, "vernemq/auth_on_register", verne) == {"result": {"error": "not_allowed"}}
+
+
+@pytest.mark.parametrize(
+    "bad", ["devices/{me}/cmd/#/x", "devices/{me}/cmd/a+", "devices/{me}/cmd/\x00", ""]
+)
+def test_hooks_refuse_invalid_subscribe_filters(api: Api, device: Device, bad: str) -> None:
+    """MQTT 3.1.1 section 4.7.1, as the embedded broker refuses them."""
+    me = device.id
+    topic = bad.format(me=me)
+    assert (
+        _json(api, "emqx/authn", {"clientid": me, "username": me, "password": _token(device)})[
+            "result"
+        ]
+        == "allow"
+    )
+    authz = {"clientid": me, "username": me, "topic": topic, "action": "subscribe"}
+    assert _json(api, "emqx/authz", authz) == {"result": "deny"}
+    _json(
+        api,
+        "mosquitto-go-auth/acl",
+        {"username": me, "clientid": me, "topic": topic, "acc": 4},
+        403,
+    )
+    subscribe = {"username": me, "client_id": me, "topics": [{"topic": topic, "qos": 1}]}
+    assert _json(api, "vernemq/auth_on_subscribe", subscribe)["topics"] == [
+        {"topic": topic, "qos": 128}
+    ]
+    if topic:  # an empty form field is a missing one to RabbitMQ's hook: 422
+        rabbit = {
+            "username": me, "permission": "read", "routing_key": topic.replace("/", "."),
+            "variable_map.client_id": me,
+        }  # fmt: skip
+        assert _rabbit(api, "topic", **rabbit) == "deny"

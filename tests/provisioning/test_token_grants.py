@@ -267,11 +267,11 @@ def test_failed_attempts_are_throttled_per_client(tmp_path) -> None:
     bad = device.assertion(key=p256_key(), alg="ES256")
     for _ in range(3):
         assert api.token(device.grant_form(bad)).status_code == 401
-    throttled = api.token(device.grant_form())
+    throttled = api.token(device.grant_form(device.assertion(key=p256_key(), alg="ES256")))
     assert throttled.status_code == 429
-    assert throttled.json()["error"] == "slow_down"
+    assert throttled.json()["error"] == "invalid_client"  # RFC 6749, not RFC 8628's slow_down
     assert 0 < int(throttled.headers["retry-after"]) <= 60
-    api.clock.advance(61)
+    # The device id is no secret: the junk someone sent in its name does not lock it out.
     assert api.token(device.grant_form()).status_code == 200
 
 
@@ -309,9 +309,10 @@ def test_revoked_devices_behind_one_address_do_not_throttle_the_others(tmp_path)
         assert api.token(device.grant_form()).json()["error"] == "invalid_client"
     honest = api.device(fleet)
     assert api.token(honest.grant_form()).status_code == 200
-    # Guessing still counts against the address: 5 bad assertions, then 429 for all.
-    for _ in range(5):
+    # Guessing still counts against the address: 5 bad assertions, then 429 for the
+    # next failure from there, whichever device it names; a verified assertion still passes.
+    for expected in (401, 401, 401, 401, 401, 429):
         other = api.device(fleet)
         bad = api.token(other.grant_form(other.assertion(key=p256_key(), alg="ES256")))
-        assert bad.status_code == 401
-    assert api.token(honest.grant_form()).status_code == 429
+        assert bad.status_code == expected
+    assert api.token(honest.grant_form()).status_code == 200

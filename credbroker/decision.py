@@ -1,0 +1,184 @@
+"""The one decision: may this client connect, and then publish or subscribe?
+
+Every enforcement point asks it: the embedded and standalone brokers, each broker hook
+and introspection. Each is an edge that turns the neutral answer into its own protocol
+(a 3.1.1 CONNACK code in broker/connack.py, a hook's allow or deny).
+
+    Refusal.kind
+    ├── BAD_CREDENTIALS  malformed, expired, bad signature, wrong binding
+    ├── NOT_AUTHORIZED   device disabled, revoked or unknown; token revoked
+    ├── UNAVAILABLE      the trust store cannot answer: keep the credentials, retry
+    └── TRY_LATER        a failure under a penalty: back off, retry with the same token
+
+Penalties never stand between a valid token and a connection: knowing a device id must
+not be enough to keep that device offline. A token is always verified; what a penalty
+changes is the answer to a failure that looks like guessing (TRY_LATER, not "your
+credentials are bad") and its cost (the edges do not audit those one by one).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from credbroker.claims import AccessClaims
+from credbroker.topics import any_contains, any_matches, is_valid_filter, is_valid_topic
+from credbroker.verifier import AUTHORIZATION_REASONS, UNAVAILABLE, TokenRejected, Verifier
+
+
+class Kind(enum.Enum):
+    BAD_CREDENTIALS = "bad_credentials"
+    NOT_AUTHORIZED = "not_authorized"
+    UNAVAILABLE = "unavailable"
+    TRY_LATER = "try_later"
+
+
+# Refusals of tokens whose signature verified: a real device that is late or was cut
+# off, not someone guessing. They count against the client id only (a refresh storm
+# behind one NAT address must not lock the address out), and are answered truthfully
+# even under a penalty, so that the device renews its token instead of waiting.
+SIGNED_REASONS = frozenset(
+    {"expired", "not_yet_valid", "key_retired", "device_revoked", "device_disabled", "revoked"}
+)
+
+
+def kind_of(reason: str) -> Kind:
+    if reason == UNAVAILABLE:
+        return Kind.UNAVAILABLE
+    if reason in AUTHORIZATION_REASONS:
+        return Kind.NOT_AUTHORIZED
+    return Kind.BAD_CREDENTIALS
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a verified CONNECT may do, kept with the connection: no decoding after this.
+
+    `kid` and `iat` let the grant's standing be checked again after a change (a
+    disabled device, a retired signing key) without the token itself."""
+
+    device_id: str
+    jti: str
+    kid: str
+    iat: float
+    exp: float  # the token's exp plus the leeway: when the connection must end
+    pub: tuple[str, ...]
+    sub: tuple[str, ...]
+
+    def may_publish(self, topic: str) -> bool:
+        return is_valid_topic(topic) and any_matches(self.pub, topic)
+
+    def may_subscribe(self, topic_filter: str) -> bool:
+        return is_valid_filter(topic_filter) and any_contains(self.sub, topic_filter)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    kind: Kind
+    reason: str
+
+
+Key = tuple[str, str]  # ("client", client id) or ("addr", address)
+PENALTY_START = 1.0
+# Many devices may share one NAT address: an address gets more free failures and a
+# longer penalty than a client id.
+FREE_FAILURES = {"addr": 20, "client": 5}
+PENALTY_MAX = {"addr": 60.0, "client": 10.0}
+FORGET_AFTER = 300.0  # a key quiet this long starts again from zero
+_MAX_TRACKED = 50_000
+
+
+class PenaltyBox:
+    """Failures per key, with a penalty interval that doubles after a few free ones."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: OrderedDict[Key, tuple[int, float]] = OrderedDict()
+
+    def penalized(self, *keys: Key) -> bool:
+        now = self._clock()
+        return any(self._entries.get(key, (0, 0.0))[1] > now for key in keys)
+
+    def failed(self, *keys: Key) -> None:
+        now = self._clock()
+        for key in keys:
+            failures, until = self._entries.pop(key, (0, 0.0))
+            failures = 1 if now - until > FORGET_AFTER else failures + 1
+            free, wait = FREE_FAILURES[key[0]], 0.0
+            if failures > free:
+                wait = min(PENALTY_START * 2 ** (failures - free - 1), PENALTY_MAX[key[0]])
+            self._entries[key] = (failures, now + wait)
+        while len(self._entries) > _MAX_TRACKED:
+            self._entries.popitem(last=False)
+
+    def succeeded(self, client_id: str) -> None:
+        self._entries.pop(("client", client_id), None)
+
+
+class Authenticator:
+    """Args:
+    verifier: the one token verifier.
+    leeway: seconds a connection may outlive its token's `exp`.
+    """
+
+    def __init__(self, verifier: Verifier, leeway: int) -> None:
+        self.verifier = verifier
+        self.leeway = leeway
+        self.penalties = PenaltyBox()
+
+    def authenticate(
+        self,
+        *,
+        client_id: str | None,
+        username: str | None,
+        password: str | None,
+        address: str | None,
+    ) -> Grant | Refusal:
+        """Decide a CONNECT. `address` is the client's, when the edge knows it (a hook
+        called by a broker knows only what the broker reports, never its own peer)."""
+        keys: list[Key] = [("addr", address)] if address else []
+        if client_id:
+            keys.append(("client", client_id))
+        penalized = self.penalties.penalized(*keys)
+        if not client_id or not username or not password:
+            return self._failed(keys, penalized, "missing_credentials")
+        try:
+            claims, kid = self.verifier.check(password, client_id=client_id, username=username)
+        except TokenRejected as exc:
+            if exc.reason == UNAVAILABLE:
+                return Refusal(Kind.UNAVAILABLE, exc.reason)
+            return self._failed(keys, penalized, exc.reason)
+        self.penalties.succeeded(client_id)
+        return grant_from(claims, kid, self.leeway)
+
+    def _failed(self, keys: list[Key], penalized: bool, reason: str) -> Refusal:
+        if reason in SIGNED_REASONS:
+            self.penalties.failed(*(k for k in keys if k[0] == "client"))
+            return Refusal(kind_of(reason), reason)
+        self.penalties.failed(*keys)
+        return Refusal(Kind.TRY_LATER if penalized else kind_of(reason), reason)
+
+    def standing(self, grant: Grant) -> Refusal | None:
+        """Whether a grant made earlier still stands; no penalties, the token was real."""
+        try:
+            self.verifier.check_standing(
+                device_id=grant.device_id, kid=grant.kid, iat=grant.iat, jti=grant.jti
+            )
+        except TokenRejected as exc:
+            return Refusal(kind_of(exc.reason), exc.reason)
+        return None
+
+
+def grant_from(claims: AccessClaims, kid: str, leeway: int) -> Grant:
+    return Grant(
+        device_id=claims["sub"],
+        jti=claims["jti"],
+        kid=kid,
+        iat=float(claims["iat"]),
+        exp=float(claims["exp"]) + leeway,
+        pub=tuple(claims["acl"]["pub"]),
+        sub=tuple(claims["acl"]["sub"]),
+    )

@@ -1,0 +1,200 @@
+"""The verifier's trust store on the database: signing keys, device state and the jti
+deny list, cached in memory; and the changes of standing that make those caches stale.
+
+Plain SQL through SQLAlchemy Core (no SQLModel: the standalone broker runs without it).
+Every cached answer has a bound in time (`STANDING_TTL`) and is dropped at once by
+`apply` when its device's standing changes: in-process announcements and the revocation
+log (read by `read_log` every second) both end there. Brokers also keep the deny list in
+memory, fed by the log. The API reads device state and the deny list fresh
+(`device_ttl=0`, `deny_list_in_memory=False`): introspection sees a revocation at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import Engine, bindparam, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from credbroker.claims import parse_kid
+from credbroker.jws import PublicKey
+from credbroker.verifier import DeviceState, StoreUnavailable
+
+STANDING_TTL = 30.0  # a cached key or device state is read again at least this often
+NEGATIVE_TTL = 5.0
+MAX_ENTRIES = 100_000
+MAX_LEEWAY = 300  # the settings' bound: a deny-listed jti is dropped this long after exp
+_FOREVER = 2**62
+
+_KEY = text("SELECT public_der, verify_until FROM signing_keys WHERE kid = :kid")
+_DEVICE = text("SELECT status, tokens_valid_after FROM devices WHERE device_id = :id")
+_JTI = text("SELECT id FROM revocations WHERE jti = :jti LIMIT 1")
+_LOG = text(
+    "SELECT id, device_id, jti, expires_at FROM revocations WHERE (id > :after OR id IN :gaps) "
+    "AND (jti IS NULL OR expires_at IS NULL OR expires_at > :now) ORDER BY id"
+).bindparams(bindparam("gaps", expanding=True))
+# Ids come from a sequence when a row is inserted, but rows become visible when their
+# transaction commits: on PostgreSQL, entry 10 may appear after 11 was read. Ids skipped
+# by the cursor are asked for again, until they appear or this long has passed.
+GAP_WAIT = 60.0
+MAX_GAPS = 10_000
+_LAST = text("SELECT MAX(id) FROM revocations")
+_LIVE_JTIS = text(
+    "SELECT device_id, jti, expires_at FROM revocations "
+    "WHERE jti IS NOT NULL AND id <= :upto AND expires_at > :now"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change of standing, as the revocation log keeps it: one token revoked (`jti`,
+    deny-listed until `expires_at`), or the device's standing changed (`jti` None:
+    disabled, enabled, revoked, deleted, signing keys rotated): read it again."""
+
+    device_id: str
+    jti: str | None = None
+    expires_at: int | None = None
+
+
+Listener = Callable[[list[Change]], None]
+
+
+class CachedTrustStore:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], float] = time.time,
+        *,
+        device_ttl: float = STANDING_TTL,
+        deny_list_in_memory: bool = True,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._device_ttl = device_ttl
+        self._deny_list_in_memory = deny_list_in_memory
+        # kid -> (key and verify_until, or None if unknown; read again after this time)
+        self._keys: dict[str, tuple[tuple[PublicKey, int | None] | None, float]] = {}
+        self._devices: dict[str, tuple[DeviceState | None, float]] = {}
+        self._denied: dict[str, float] = {}  # jti -> the revoked token's exp
+        self._last_entry: int | None = None
+        self._gaps: dict[int, float] = {}  # ids the cursor passed unseen -> when first missed
+
+    def signing_key(self, kid: str) -> PublicKey | None:
+        entry, live = self._key(kid)
+        return entry[0] if entry and live else None
+
+    def retired_key(self, kid: str) -> PublicKey | None:
+        entry, live = self._key(kid)
+        return entry[0] if entry and not live else None
+
+    def _key(self, kid: str) -> tuple[tuple[PublicKey, int | None] | None, bool]:
+        """The cached (key, verify_until) of `kid`, and whether it verifies now."""
+        now = self._clock()
+        cached = self._keys.get(kid)
+        if cached is None or cached[1] <= now:
+            if parse_kid(kid) is None:
+                return None, False
+            if len(self._keys) > MAX_ENTRIES:  # attacker-chosen kids must not grow memory
+                self._keys.clear()
+            entry = self._load_key(kid)
+            cached = (entry, now + (STANDING_TTL if entry else NEGATIVE_TTL))
+            self._keys[kid] = cached
+        entry = cached[0]
+        return entry, entry is not None and (entry[1] is None or entry[1] > now)
+
+    def device_state(self, device_id: str) -> DeviceState | None:
+        now = self._clock()
+        cached = self._devices.get(device_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        row = self._query(_DEVICE, id=device_id)
+        state = None if row is None else DeviceState(status=row[0], tokens_valid_after=row[1])
+        if self._device_ttl > 0:
+            if len(self._devices) > MAX_ENTRIES:
+                self._devices.clear()
+            self._devices[device_id] = (state, now + self._device_ttl)
+        return state
+
+    def is_jti_revoked(self, jti: str) -> bool:
+        if self._deny_list_in_memory:
+            return jti in self._denied
+        return self._query(_JTI, jti=jti) is not None
+
+    def apply(self, changes: Iterable[Change]) -> None:
+        """Forget what changes of standing made stale: device state, signing keys."""
+        devices = set()
+        for change in changes:
+            if change.jti is None:
+                devices.add(change.device_id)
+                self._devices.pop(change.device_id, None)
+            elif self._deny_list_in_memory:
+                exp = change.expires_at
+                self._denied[change.jti] = _FOREVER if exp is None else exp
+        if devices:
+            for kid in [k for k in self._keys if k.rpartition("#")[0] in devices]:
+                del self._keys[kid]
+        now = self._clock()
+        for jti in [j for j, exp in self._denied.items() if exp + MAX_LEEWAY < now]:
+            del self._denied[jti]  # that token has expired: the verifier refuses it anyway
+
+    def catch_up(self) -> None:
+        """Start following the log from its end, with the live deny list in memory: a
+        new process's caches are empty, so only revoked tokens matter from the past."""
+        try:
+            with self._engine.connect() as conn:
+                last = conn.execute(_LAST).scalar() or 0
+                rows = conn.execute(_LIVE_JTIS, {"upto": last, "now": int(self._clock())})
+                live = [Change(device_id, jti, exp) for device_id, jti, exp in rows]
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        self._last_entry = last
+        self.apply(live)
+
+    def read_log(self) -> list[Change]:
+        """Entries of the revocation log since the last read, not yet applied: safe in a
+        worker thread, since it touches no cache (apply them where the caches are read)."""
+        if self._last_entry is None:
+            self.catch_up()
+        last = self._last_entry or 0
+        now = self._clock()
+        params = {"after": last, "gaps": list(self._gaps), "now": int(now)}
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.execute(_LOG, params).all()
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        for row_id, *_ in rows:
+            self._gaps.pop(row_id, None)
+            if row_id > last:
+                self._gaps.update(dict.fromkeys(range(last + 1, row_id), now))
+                last = row_id
+        self._last_entry = last
+        for row_id in [i for i, since in self._gaps.items() if since + GAP_WAIT < now]:
+            del self._gaps[row_id]  # a rolled-back insert, or an expired token entry
+        while len(self._gaps) > MAX_GAPS:
+            del self._gaps[next(iter(self._gaps))]
+        return [Change(device_id, jti, exp) for _, device_id, jti, exp in rows]
+
+    def _load_key(self, kid: str) -> tuple[PublicKey, int | None] | None:
+        row = self._query(_KEY, kid=kid)
+        if row is None:
+            return None
+        key = serialization.load_der_public_key(row[0])
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(
+            key.curve, ec.SECP256R1
+        ):
+            return None
+        return key, row[1]
+
+    def _query(self, statement: object, **params: object) -> tuple[Any, ...] | None:
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(statement, params).first()  # type: ignore[call-overload]
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return None if row is None else tuple(row)
