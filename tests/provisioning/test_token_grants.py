@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import jwt
 import pytest
@@ -316,3 +317,29 @@ def test_revoked_devices_behind_one_address_do_not_throttle_the_others(tmp_path)
         bad = api.token(other.grant_form(other.assertion(key=p256_key(), alg="ES256")))
         assert bad.status_code == expected
     assert api.token(honest.grant_form()).status_code == 200
+
+
+def test_a_guessed_client_secret_id_still_gets_its_token_but_a_flooding_address_waits(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Secrets are checked under a per-client penalty (the device id is no secret), but
+    not from an address past its limit: each check is an argon2 verification."""
+    from tests.support import make_api
+
+    api = make_api(tmp_path, failed_auth_limit=3, failed_auth_limit_address=6)
+    fleet = api.fleet(allow_client_secret=True)["name"]
+    created = api.client.post(
+        "/v1/devices", headers=api.admin, json={"device_id": "tiny-2", "fleet": fleet}
+    ).json()
+
+    def grant(secret: str) -> Any:
+        form = {"grant_type": "client_credentials", "client_id": "tiny-2", "client_secret": secret}
+        return api.token(form)
+
+    assert [grant("wrong").status_code for _ in range(4)] == [401, 401, 401, 429]
+    assert grant(created["client_secret"]).status_code == 200  # through its id's penalty
+    assert [grant("wrong").status_code for _ in range(2)] == [429, 429]  # the address: 6
+    refused = grant(created["client_secret"])
+    assert refused.status_code == 429 and refused.json()["error"] == "invalid_client"
+    api.clock.advance(61)
+    assert grant(created["client_secret"]).status_code == 200
