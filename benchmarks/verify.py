@@ -33,6 +33,9 @@ class Store:
     def signing_key(self, kid: str) -> ec.EllipticCurvePublicKey | None:
         return self.key if kid == "dev-42#1" else None
 
+    def retired_key(self, kid: str) -> ec.EllipticCurvePublicKey | None:
+        return None
+
     def device_state(self, device_id: str) -> DeviceState | None:
         return self.state
 
