@@ -58,6 +58,7 @@ class HookAuthority:
         self._by_login: dict[tuple[str, str, bytes], _Cached] = {}
         self._by_client: dict[str, _Cached] = {}
         self._keys: dict[bytes, float] = {}  # sha256(Authorization header) -> until
+        self._epoch = 0  # counts the batches of changes heard (see `_entry`)
 
     def known_key(self, authorization: str) -> bool:
         until = self._keys.get(hashlib.sha256(authorization.encode()).digest(), 0.0)
@@ -74,29 +75,29 @@ class HookAuthority:
         """Decide a CONNECT; `address` is the client's as the broker reports it (never
         the broker's own: one attacker's guesses would lock out every device behind it)."""
         login = (client_id, username, hashlib.sha256(password.encode()).digest())
+        epoch = self._epoch
         with self._lock:
             cached = self._by_login.get(login)
-        if cached is not None:
-            grant = self._still_good(cached)
-            if grant is not None:
-                with self._lock:
-                    self._by_client[client_id] = self._by_login[login]
-                return grant
-        decision = self.authenticator.authenticate(
-            client_id=client_id, username=username, password=password, address=address
-        )
-        if isinstance(decision, Grant):
+        grant = self._still_good(cached) if cached else None
+        if grant is None:
+            decision = self.authenticator.authenticate(
+                client_id=client_id, username=username, password=password, address=address
+            )
+            if not isinstance(decision, Grant):
+                return decision
             self.shared.save(client_id, decision)
-            entry = _Cached(decision, self.clock() + STANDING_TTL)
-            with self._lock:
-                if len(self._by_login) >= MAX_CACHED:
-                    self._drop_expired()
-                self._by_login[login] = entry
-                self._by_client[client_id] = entry
-        return decision
+            grant, cached = decision, None
+        if cached is None or cached.checked_until <= self.clock():
+            cached = self._entry(grant, epoch)
+        with self._lock:
+            if len(self._by_login) >= MAX_CACHED:
+                self._drop_expired()
+            self._by_login[login] = self._by_client[client_id] = cached
+        return grant
 
     def grant(self, client_id: str, username: str | None = None) -> Grant | None:
         """The live grant of a connected client id (and its username, if given)."""
+        epoch = self._epoch
         with self._lock:
             cached = self._by_client.get(client_id)
         if cached is None:
@@ -105,14 +106,12 @@ class HookAuthority:
                 return None
             cached = _Cached(loaded, 0.0)  # checked below, before any use
         grant = self._still_good(cached)
-        if grant is None:
-            with self._lock:
-                self._by_client.pop(client_id, None)
-            return None
         with self._lock:
-            if self._by_client.get(client_id, cached) is cached:
-                self._by_client[client_id] = _Cached(grant, self.clock() + STANDING_TTL)
-        if username is not None and username != grant.device_id:
+            if grant is None:
+                self._by_client.pop(client_id, None)
+            elif cached.checked_until <= self.clock():
+                self._by_client[client_id] = self._entry(grant, epoch)
+        if grant is None or (username is not None and username != grant.device_id):
             return None
         return grant
 
@@ -124,6 +123,12 @@ class HookAuthority:
         if cached.checked_until <= now and self.authenticator.standing(cached.grant):
             return None
         return cached.grant
+
+    def _entry(self, grant: Grant, epoch: int) -> _Cached:
+        """A grant just checked; if a change arrived meanwhile, the check may have read
+        the standing from before it: then it is due again at its next use."""
+        fresh = self._epoch == epoch
+        return _Cached(grant, self.clock() + STANDING_TTL if fresh else 0.0)
 
     def may_publish(self, client_id: str, topic: str, username: str | None = None) -> bool:
         grant = self.grant(client_id, username)
@@ -147,6 +152,7 @@ class HookAuthority:
             return _Cached(entry.grant, 0.0) if entry.grant.device_id in devices else None
 
         with self._lock:
+            self._epoch += 1
             _sweep(self._by_login, dead, stale)
             _sweep(self._by_client, dead, stale)
 
