@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Form, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from broker.auth import Grant
 from provisioning.api.deps import ServicesDep
@@ -216,7 +216,7 @@ class GoAuthAcl(_Loose):
     username: str
     clientid: str
     topic: str
-    acc: int
+    acc: int = Field(ge=0, le=15)  # mosquitto's MOSQ_ACL_* bits
 
 
 def _go_auth(ok: bool, error: str = "") -> JSONResponse:
@@ -270,7 +270,7 @@ class VernePublish(_Loose):
 
 class VerneTopic(_Loose):
     topic: str
-    qos: int
+    qos: int = Field(ge=0, le=2)  # MQTT 3.1.1 section 3.8.3
 
 
 class VerneSubscribe(_Loose):

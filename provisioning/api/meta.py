@@ -15,6 +15,7 @@ from provisioning.db import transaction
 from provisioning.metrics import Metrics
 from provisioning.models.admin import AdminKeyCreate, AdminKeyCreated
 from provisioning.models.audit import AuditPage
+from provisioning.models.bounds import INT32_MAX
 from provisioning.models.devices import CredentialKeyPublic, PublicKeyInput
 from provisioning.store import admin, audit, devices, enrollment
 from provisioning.store.admin import Admin
@@ -83,7 +84,7 @@ def read_audit(
     _: AuditRead,
     device_id: str | None = None,
     action: str | None = None,
-    cursor: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,  # ids are INTEGER columns
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """Audit events, oldest first; filter by device and action, page with `cursor`."""
