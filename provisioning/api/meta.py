@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from credbroker.claims import SIGNING_ALG
+from credbroker.claims import DEVICE_ID_PATTERN, SIGNING_ALG
 from provisioning import signing
 from provisioning.api.deps import AuditRead, ServicesDep, require
 from provisioning.db import transaction
@@ -21,6 +21,7 @@ from provisioning.store import admin, audit, devices, enrollment
 from provisioning.store.admin import Admin
 
 router = APIRouter()
+AUDIT_ACTION_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"  # "device.create", "refresh.family_revoke"
 
 
 @router.get("/.well-known/oauth-authorization-server", tags=["meta"])
@@ -82,8 +83,8 @@ def enroll(body: EnrollRequest, services: ServicesDep) -> dict[str, Any]:
 def read_audit(
     services: ServicesDep,
     _: AuditRead,
-    device_id: str | None = None,
-    action: str | None = None,
+    device_id: Annotated[str | None, Query(pattern=f"^{DEVICE_ID_PATTERN}$")] = None,
+    action: Annotated[str | None, Query(pattern=AUDIT_ACTION_PATTERN)] = None,
     cursor: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,  # ids are INTEGER columns
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:

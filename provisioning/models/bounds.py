@@ -4,7 +4,8 @@ Python's `json` reads integers of any size, NaN and Infinity (which RFC 8259 sec
 does not allow) and lone UTF-16 surrogates ("\\ud800", RFC 8259 section 8.2). orjson
 writes integers of 64 bits at most and no surrogates; PostgreSQL's `json` type refuses
 NaN, and its INTEGER columns (every timestamp and row id of migration 0001) hold 32 bits.
-A value past these is a 422 at the schema, never a 500 from the driver.
+PostgreSQL's text columns refuse NUL. A value past these is a 422 at the schema (or a
+lookup that finds nothing), never a 500 from the driver.
 """
 
 from __future__ import annotations
@@ -18,8 +19,14 @@ INT32_MAX = 2**31 - 1  # PostgreSQL INTEGER
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # orjson, SQLite, PostgreSQL BIGINT
 MAX_JSON_DEPTH = 32  # metadata are labels; orjson itself stops at 255 levels
 
+LABEL_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # free text for people: no control characters
 # A Unix time stored in an INTEGER column: at most 2038-01-19T03:14:07Z.
 UnixTime = Annotated[int, Field(ge=0, le=INT32_MAX)]
+
+
+def storable(text: str) -> bool:
+    """Text a database column can hold: no NUL (PostgreSQL refuses it), valid UTF-8."""
+    return "\x00" not in text and _encodable(text)
 
 
 def _check_scalar(value: Any) -> None:

@@ -6,7 +6,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator
 from sqlmodel import JSON, Field, LargeBinary, SQLModel, UniqueConstraint
 
-from credbroker.claims import DEVICE_ID_PATTERN
+from credbroker.claims import DEVICE_ID_PATTERN, FLEET_NAME_PATTERN
 from provisioning.models.bounds import JsonObject, UnixTime
 from provisioning.models.fleets import AclTemplate, check_filters
 
@@ -30,7 +30,7 @@ class DeviceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     device_id: str | None = pydantic.Field(default=None, pattern=f"^{DEVICE_ID_PATTERN}$")
-    fleet: str = pydantic.Field(min_length=1, max_length=64)
+    fleet: str = pydantic.Field(pattern=f"^{FLEET_NAME_PATTERN}$")
     public_key: PublicKeyInput | None = None
     key_expires_at: UnixTime | None = None
     metadata: JsonObject = {}

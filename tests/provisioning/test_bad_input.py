@@ -232,3 +232,108 @@ def test_values_at_the_bounds_are_stored_as_sent(api: Api, fleet: str) -> None:
         response = api.client.get(path, headers=api.admin)
         assert response.status_code == 200, response.text
         assert response.json()["items"] == []
+
+
+NUL = "%00"  # PostgreSQL text columns cannot hold U+0000
+# (method, path, raw JSON body or None, expected status): text that no column can hold
+# (NUL, lone surrogates) and malformed key members, each reaching a query or a parser.
+UNSTORABLE = {
+    "device fleet with NUL": ("POST", "/v1/devices", '{"fleet": "a\\u0000"}', 422),
+    "fleet name in the path with NUL": ("GET", f"/v1/fleets/a{NUL}b", None, 404),
+    "fleet PATCH in the path with NUL": ("PATCH", f"/v1/fleets/a{NUL}", '{"token_ttl": 60}', 404),
+    "devices fleet filter with NUL": ("GET", f"/v1/devices?fleet=a{NUL}", None, 422),
+    "audit device filter with NUL": ("GET", f"/v1/audit?device_id=a{NUL}", None, 422),
+    "audit action filter with NUL": ("GET", f"/v1/audit?action=a{NUL}", None, 422),
+    "key id with NUL": ("DELETE", f"/v1/devices/DEVICE/keys/a{NUL}", None, 404),
+    "admin key name with NUL": (
+        "POST",
+        "/v1/admin-keys",
+        '{"name": "a\\u0000", "scopes": ["devices:read"]}',
+        422,
+    ),
+    "JWK x not a string": (
+        "POST",
+        "/v1/devices",
+        '{"fleet": FLEET, "public_key": {"kty": "OKP", "crv": "Ed25519", "x": 5}}',
+        400,
+    ),
+    "JWK x not base64url": (
+        "POST",
+        "/v1/devices",
+        '{"fleet": FLEET, "public_key": {"kty": "OKP", "crv": "Ed25519", "x": "a!"}}',
+        400,
+    ),
+    "JWK y a list": (
+        "POST",
+        "/v1/devices/DEVICE/keys",
+        '{"public_key": {"kty": "EC", "crv": "P-256", "x": "AAAA", "y": []}}',
+        400,
+    ),
+    "enrollment JWK malformed": (
+        "POST",
+        "/v1/enroll",
+        '{"enrollment_token": "cbe_x", "public_key": {"kty": "OKP", "crv": "Ed25519", "x": 1}}',
+        400,
+    ),
+}
+# Hook calls whose client id no grant can have: refused in the broker's own format.
+HOOK_CLIENT_IDS = ["a\\u0000", "\\ud800"]
+HOOKS = {
+    "emqx authz": (
+        "/v1/hooks/emqx/authz",
+        '{"clientid": CID, "topic": "t", "action": "publish"}',
+        200,
+        {"result": "deny"},
+    ),
+    "mosquitto-go-auth acl": (
+        "/v1/hooks/mosquitto-go-auth/acl",
+        '{"username": "u", "clientid": CID, "topic": "t", "acc": 1}',
+        403,
+        {"ok": False, "error": ""},
+    ),
+    "vernemq auth_on_publish": (
+        "/v1/hooks/vernemq/auth_on_publish",
+        '{"client_id": CID, "topic": "t"}',
+        200,
+        {"result": {"error": "not_allowed"}},
+    ),
+    "vernemq auth_on_subscribe": (
+        "/v1/hooks/vernemq/auth_on_subscribe",
+        '{"client_id": CID, "topics": [{"topic": "t", "qos": 1}]}',
+        200,
+        {"result": {"error": "not_allowed"}},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", UNSTORABLE.values(), ids=UNSTORABLE.keys())
+def test_unstorable_text_and_malformed_keys_are_a_4xx(api: Api, fleet: str, case: tuple) -> None:
+    method, path, body, status = case
+    response = _send(api, fleet, method, path, body)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("client_id", HOOK_CLIENT_IDS)
+@pytest.mark.parametrize("case", HOOKS.values(), ids=HOOKS.keys())
+def test_hooks_refuse_client_ids_no_grant_can_have(
+    api: Api, fleet: str, case: tuple, client_id: str
+) -> None:
+    path, body, status, answer = case
+    response = _send(api, fleet, "POST", path, body.replace("CID", f'"{client_id}"'))
+    assert (response.status_code, response.json()) == (status, answer)
+
+
+@pytest.mark.parametrize("hook", ["vhost", "topic"])
+def test_rabbitmq_hooks_refuse_client_ids_no_grant_can_have(api: Api, hook: str) -> None:
+    fields = {"username": "u", "vhost": "/", "permission": "write", "routing_key": "t"}
+    fields["client_id"] = fields["variable_map.client_id"] = "a\x00"
+    response = api.client.post(f"/v1/hooks/rabbitmq/{hook}", data=fields, headers=api.admin)
+    assert (response.status_code, response.text) == (200, "deny")
+
+
+def test_an_assertion_jti_with_nul_is_refused(api: Api, fleet: str) -> None:
+    device = api.device(fleet)
+    response = api.token(device.grant_form(device.assertion(jti="a\x00")))
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
