@@ -1,9 +1,11 @@
-"""Slow HTTP clients (slowloris) against a real `credbroker up`: a connection gets
-CREDBROKER_HTTP_HEADER_TIMEOUT seconds to deliver its request, and honest clients are
-served meanwhile (issue 9 section 4)."""
+"""HTTP connections that never finish or never end, against a real `credbroker up`: a
+connection gets CREDBROKER_HTTP_HEADER_TIMEOUT seconds to deliver its request while
+honest clients are served, and its request line and headers are capped in size
+(issue 9 section 4)."""
 
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import signal
@@ -160,7 +162,9 @@ def test_an_unfinished_request_gets_a_408_and_the_connection_closes(
         sock.sendall(partial)
         answer = _read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 408 "), answer
-    assert b"connection: close" in answer.lower()
+    head = answer.lower().split(b"\r\n\r\n")[0]
+    assert b"connection: close" in head and b"content-type: application/problem+json" in head
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "request_timeout"
 
 
 def test_a_slow_but_steady_request_within_the_timeout_is_served(stack: Stack) -> None:
@@ -235,3 +239,44 @@ def test_credbroker_api_has_the_timeout_too(tmp_path: Path, workers: list[str]) 
         os.killpg(api.pid, signal.SIGTERM)
         assert api.wait(30) == 0
     assert "Traceback" not in (tmp_path / "api.log").read_text()
+
+
+def _exchange(stack: Stack, request: bytes) -> tuple[int, bytes, bytes]:
+    with socket.create_connection(("127.0.0.1", _port(stack)), timeout=BOUND) as sock:
+        sock.sendall(request)  # the server reads what follows a refusal, and drops it
+        answer = _read_until_closed(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), head.lower(), body
+
+
+def _get(headers: bytes) -> bytes:
+    return b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + headers + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [b"X-Big: " + b"a" * 100_000 + b"\r\n", b"".join(b"X-%d: a\r\n" % n for n in range(10_000))],
+    ids=["one huge header", "ten thousand headers"],
+)
+def test_headers_past_64_kib_get_a_431(stack: Stack, headers: bytes) -> None:
+    status, head, body = _exchange(stack, _get(headers))
+    assert status == 431 and b"content-type: application/problem+json" in head
+    assert json.loads(body)["error"] == "headers_too_large"
+
+
+def test_headers_under_the_cap_and_a_body_in_the_same_read_are_served(stack: Stack) -> None:
+    assert _exchange(stack, _get(b"X-Big: " + b"a" * 60_000 + b"\r\n"))[0] == 200
+    body = json.dumps({"fleet": stack.fleet(), "metadata": {"x": "y" * 200_000}}).encode()
+    request = (
+        b"POST /v1/devices HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Authorization: Bearer " + stack.admin_key.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    status, _, answer = _exchange(stack, request + body)  # 200 KB past the headers
+    assert status == 400 and json.loads(answer)["detail"] == "metadata is larger than 4096 bytes"
+
+
+def test_an_unparseable_request_gets_a_problem_400(stack: Stack) -> None:
+    status, head, body = _exchange(stack, b"GET /healthz HTTP/1.1\r\nContent-Length: x\r\n\r\n")
+    assert status == 400 and b"content-type: application/problem+json" in head
+    assert json.loads(body)["error"] == "invalid_http_request"
