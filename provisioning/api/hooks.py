@@ -11,7 +11,6 @@ can present no key at all; by default none is).
 from __future__ import annotations
 
 import base64
-import binascii
 import ipaddress
 from typing import Annotated, Any, Literal
 
@@ -45,7 +44,7 @@ async def _hook_key(
     if scheme.lower() == "basic":
         try:
             _, _, key = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, or non-ASCII base64 text
             key = ""
         bearer = f"Bearer {key}"
     await run_in_threadpool(_check_key, services, bearer)

@@ -337,3 +337,16 @@ def test_an_assertion_jti_with_nul_is_refused(api: Api, fleet: str) -> None:
     response = api.token(device.grant_form(device.assertion(jti="a\x00")))
     assert response.status_code == 401, response.text
     assert response.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("credentials", [b"Basic \xc3\xa9", b"Basic \xff", b"Basic //8="])
+def test_hook_basic_credentials_that_are_not_base64_text_are_a_401(
+    api: Api, credentials: bytes
+) -> None:
+    response = api.client.post(
+        "/v1/hooks/emqx/authz",
+        json={"clientid": "d", "topic": "t", "action": "publish"},
+        headers={"Authorization": credentials},
+    )
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/problem+json"
