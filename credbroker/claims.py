@@ -20,6 +20,7 @@ MAX_TOKEN_TTL = 86_400
 DEVICE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_:-]{0,127}"
 DEVICE_ID_RE = re.compile(DEVICE_ID_PATTERN)
 FLEET_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+FLEET_NAME_RE = re.compile(FLEET_NAME_PATTERN)
 
 PLACEHOLDERS = ("{device_id}", "{fleet}")
 
@@ -52,6 +53,10 @@ Direction = Literal["pub", "sub"]
 
 def is_device_id(value: str) -> bool:
     return DEVICE_ID_RE.fullmatch(value) is not None
+
+
+def is_fleet_name(value: str) -> bool:
+    return FLEET_NAME_RE.fullmatch(value) is not None
 
 
 def kid_for(device_id: str, version: int) -> str:

@@ -12,7 +12,7 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from credbroker.jws import PublicKey, b64url_decode, b64url_encode
+from credbroker.jws import JWSError, PublicKey, b64url_decode, b64url_encode
 
 
 class JWKError(ValueError):
@@ -34,20 +34,30 @@ def to_jwk(key: PublicKey) -> dict[str, str]:
     raise JWKError("only Ed25519 and P-256 keys are accepted")
 
 
+def _member(jwk: dict[str, Any], name: str) -> bytes:
+    """A base64url member (RFC 7518 section 6.2.1.2, RFC 8037 section 2)."""
+    value = jwk.get(name)
+    if not isinstance(value, str):
+        raise JWKError(f"{name!r} must be a base64url string")
+    try:
+        return b64url_decode(value)
+    except JWSError as exc:
+        raise JWKError(f"{name!r} is not base64url") from exc
+
+
 def from_jwk(jwk: dict[str, Any]) -> PublicKey:
     if "d" in jwk:
         raise JWKError("this is a private key: only the public half may leave the device")
     try:
         if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
-            return ed25519.Ed25519PublicKey.from_public_bytes(b64url_decode(str(jwk["x"])))
+            return ed25519.Ed25519PublicKey.from_public_bytes(_member(jwk, "x"))
         if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
-            x = b64url_decode(str(jwk["x"]))
-            y = b64url_decode(str(jwk["y"]))
+            x, y = _member(jwk, "x"), _member(jwk, "y")
             if len(x) != 32 or len(y) != 32:
                 raise JWKError("P-256 coordinates are 32 bytes")
             point = b"\x04" + x + y
             return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
-    except (KeyError, ValueError) as exc:
+    except ValueError as exc:  # JWKError too: one "malformed JWK" message
         raise JWKError(f"malformed JWK: {exc}") from exc
     raise JWKError("only Ed25519 (OKP) and P-256 (EC) JWKs are accepted")
 

@@ -13,6 +13,7 @@ from credbroker import jwk, jws
 from credbroker.claims import is_device_id
 from provisioning.errors import InvalidClient
 from provisioning.grantstore import GrantStore
+from provisioning.models.bounds import storable
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def _check_claims(
         ):
             raise InvalidClient(f"assertion {name} is in the future or malformed")
     jti = claims.get("jti")
-    if not isinstance(jti, str) or not 0 < len(jti) <= 256:
+    if not isinstance(jti, str) or not 0 < len(jti) <= 256 or not storable(jti):
         raise InvalidClient("assertion jti is required")
 
 

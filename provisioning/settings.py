@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     assertion_max_lifetime: int = 300  # RFC 7523 assertions expire at most 5 minutes ahead
     refresh_family_lifetime: int = 30 * DAY
     enrollment_token_ttl: int = 7 * DAY
+    # Seconds a connection has to deliver a request (line, headers and body) once it opens
+    # or sends the first byte of a request; then 408 and closed (slowloris).
+    http_header_timeout: float = Field(default=10.0, gt=0, le=3600)
     max_body_bytes: int = 256 * 1024
     max_metadata_bytes: int = 4096
     max_batch: int = 1000

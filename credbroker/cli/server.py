@@ -17,6 +17,16 @@ MqttsPortOpt = Annotated[
 CertOpt = Annotated[Path | None, typer.Option("--tls-cert", envvar="CREDBROKER_TLS_CERT")]
 KeyOpt = Annotated[Path | None, typer.Option("--tls-key", envvar="CREDBROKER_TLS_KEY")]
 DataDirOpt = Annotated[Path, typer.Option("--data-dir", envvar="CREDBROKER_DATA_DIR")]
+HeaderTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--http-header-timeout",
+        envvar="CREDBROKER_HTTP_HEADER_TIMEOUT",
+        min=0.001,
+        max=3600,
+        help="seconds a connection has to send its request (then 408, closed)",
+    ),
+]
 
 
 def up(
@@ -27,6 +37,7 @@ def up(
     tls_cert: CertOpt = None,
     tls_key: KeyOpt = None,
     data_dir: DataDirOpt = Path("./credbroker-data"),
+    http_header_timeout: HeaderTimeoutOpt = 10.0,
 ) -> None:
     """Run the embedded stack in one process and one event loop: API and MQTT broker,
     state in SQLite in DATA_DIR."""
@@ -34,7 +45,9 @@ def up(
     from credbroker.cli.stack import run_embedded
     from provisioning import Settings
 
-    settings = Settings(host=host, http_port=http_port, data_dir=data_dir)
+    settings = Settings(
+        host=host, http_port=http_port, data_dir=data_dir, http_header_timeout=http_header_timeout
+    )
     listeners = Listeners(
         host=host, mqtt_port=mqtt_port, mqtts_port=mqtts_port, tls_cert=tls_cert, tls_key=tls_key
     )
@@ -48,13 +61,16 @@ def api(
     workers: Annotated[
         int, typer.Option("--workers", envvar="CREDBROKER_WORKERS", min=1, help="processes")
     ] = 1,
+    http_header_timeout: HeaderTimeoutOpt = 10.0,
 ) -> None:
     """Run the API alone (scaled shape: point CREDBROKER_DATABASE_URL at PostgreSQL).
     With --workers N, N stateless processes share the port."""
     from credbroker.cli.stack import run_api, run_api_workers
     from provisioning import Settings
 
-    settings = Settings(host=host, http_port=http_port, data_dir=data_dir)
+    settings = Settings(
+        host=host, http_port=http_port, data_dir=data_dir, http_header_timeout=http_header_timeout
+    )
     if workers > 1:
         run_api_workers(settings, workers)
     else:

@@ -54,11 +54,14 @@ def bootstrap_admin_key(app: FastAPI, data_dir: Path) -> None:
 
 
 def _uvicorn(app: FastAPI, settings: Settings) -> _Server:
+    from provisioning import httpprotocol
+
     return _Server(
         uvicorn.Config(
             app,
             host=settings.host,
             port=settings.http_port,
+            http=httpprotocol.protocol(settings.http_header_timeout),
             log_level=settings.log_level,
             access_log=False,
             server_header=False,
@@ -154,7 +157,7 @@ async def run_api(settings: Settings) -> None:
 def run_api_workers(settings: Settings, workers: int) -> None:
     """N API processes on one port (uvicorn's supervisor). The schema, master key and
     admin key are settled here first, so the workers never race to create them."""
-    from provisioning import create_app
+    from provisioning import create_app, httpprotocol
 
     app = create_app(settings)
     bootstrap_admin_key(app, settings.data_dir)
@@ -172,7 +175,7 @@ def run_api_workers(settings: Settings, workers: int) -> None:
         host=settings.host,
         port=settings.http_port,
         loop="uvloop",  # without it, uvicorn's workers stall 44 ms per request (#3149)
-        http="httptools",
+        http=httpprotocol.protocol(settings.http_header_timeout),  # httptools, with a deadline
         log_level=settings.log_level,
         access_log=False,
         server_header=False,

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
+from credbroker.claims import FLEET_NAME_PATTERN
 from provisioning.api.deps import DevicesRead, DevicesWrite, ServicesDep, TokensRevoke
 from provisioning.errors import BadRequest
 from provisioning.models.devices import (
@@ -72,7 +73,7 @@ def create_devices(
 def list_devices(
     services: ServicesDep,
     _: DevicesRead,
-    fleet: str | None = None,
+    fleet: Annotated[str | None, Query(pattern=f"^{FLEET_NAME_PATTERN}$")] = None,
     status: Literal["active", "disabled", "revoked"] | None = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

@@ -15,14 +15,13 @@ against the broker's own address: one attacker behind it would lock out every de
 from __future__ import annotations
 
 import base64
-import binascii
 import ipaddress
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from credbroker.decision import Grant
 from provisioning.api.deps import ServicesDep
@@ -48,7 +47,7 @@ async def _hook_key(
     if scheme.lower() == "basic":
         try:
             _, _, key = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, or non-ASCII base64 text
             key = ""
         bearer = f"Bearer {key}"
     await run_in_threadpool(_check_key, services, bearer)
@@ -216,7 +215,7 @@ class GoAuthAcl(_Loose):
     username: str
     clientid: str
     topic: str
-    acc: int
+    acc: int = Field(ge=0, le=15)  # mosquitto's MOSQ_ACL_* bits
 
 
 def _go_auth(ok: bool, error: str = "") -> JSONResponse:
@@ -269,7 +268,7 @@ class VernePublish(_Loose):
 
 class VerneTopic(_Loose):
     topic: str
-    qos: int
+    qos: int = Field(ge=0, le=2)  # MQTT 3.1.1 section 3.8.3
 
 
 class VerneSubscribe(_Loose):

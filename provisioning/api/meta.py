@@ -8,17 +8,19 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from credbroker.claims import SIGNING_ALG
+from credbroker.claims import DEVICE_ID_PATTERN, SIGNING_ALG
 from provisioning import signing
 from provisioning.api.deps import AuditRead, ServicesDep, require
 from provisioning.metrics import Metrics
 from provisioning.models.admin import AdminKeyCreate, AdminKeyCreated
 from provisioning.models.audit import AuditPage
+from provisioning.models.bounds import INT32_MAX
 from provisioning.models.devices import CredentialKeyPublic, PublicKeyInput
 from provisioning.store import admin, audit, devices, enrollment
 from provisioning.store.admin import Admin
 
 router = APIRouter()
+AUDIT_ACTION_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"  # "device.create", "refresh.family_revoke"
 
 
 @router.get("/.well-known/oauth-authorization-server", tags=["meta"])
@@ -80,9 +82,9 @@ def enroll(body: EnrollRequest, services: ServicesDep) -> dict[str, Any]:
 def read_audit(
     services: ServicesDep,
     _: AuditRead,
-    device_id: str | None = None,
-    action: str | None = None,
-    cursor: Annotated[int, Query(ge=0)] = 0,
+    device_id: Annotated[str | None, Query(pattern=f"^{DEVICE_ID_PATTERN}$")] = None,
+    action: Annotated[str | None, Query(pattern=AUDIT_ACTION_PATTERN)] = None,
+    cursor: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,  # ids are INTEGER columns
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     """Audit events, oldest first; filter by device and action, page with `cursor`."""

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from provisioning.api.deps import BrokerHook, ServicesDep
+from provisioning.models.bounds import INT32_MAX
 from provisioning.store import revocations
 
 router = APIRouter(tags=["revocation"])
@@ -31,7 +32,7 @@ class RevocationPage(BaseModel):
 def revocation_feed(
     services: ServicesDep,
     _: BrokerHook,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,  # ids are INTEGER columns
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> RevocationPage:
     """Changes of standing after the cursor `after`, oldest first. A `device` entry

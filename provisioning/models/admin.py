@@ -6,6 +6,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import JSON, Field, SQLModel
 
+from provisioning.models.bounds import LABEL_PATTERN
+
 Scope = Literal["devices:read", "devices:write", "tokens:revoke", "audit:read", "broker:hook"]
 ALL_SCOPES: tuple[Scope, ...] = (
     "devices:read",
@@ -19,7 +21,7 @@ ALL_SCOPES: tuple[Scope, ...] = (
 class AdminKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = pydantic.Field(default="", max_length=128)
+    name: str = pydantic.Field(default="", max_length=128, pattern=LABEL_PATTERN)
     scopes: list[Scope] = pydantic.Field(min_length=1)
 
 

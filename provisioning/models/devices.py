@@ -6,7 +6,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator
 from sqlmodel import JSON, Field, LargeBinary, SQLModel, UniqueConstraint
 
-from credbroker.claims import DEVICE_ID_PATTERN
+from credbroker.claims import DEVICE_ID_PATTERN, FLEET_NAME_PATTERN
+from provisioning.models.bounds import JsonObject, UnixTime
 from provisioning.models.fleets import AclTemplate, check_filters
 
 DeviceStatus = Literal["active", "disabled", "revoked"]
@@ -29,10 +30,10 @@ class DeviceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     device_id: str | None = pydantic.Field(default=None, pattern=f"^{DEVICE_ID_PATTERN}$")
-    fleet: str = pydantic.Field(min_length=1, max_length=64)
+    fleet: str = pydantic.Field(pattern=f"^{FLEET_NAME_PATTERN}$")
     public_key: PublicKeyInput | None = None
-    key_expires_at: int | None = None
-    metadata: dict[str, Any] = {}
+    key_expires_at: UnixTime | None = None
+    metadata: JsonObject = {}
     acl: DeviceAcl | None = None
     auth_method: AuthMethod | None = None
 
@@ -41,7 +42,7 @@ class DeviceUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["active", "disabled"] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     acl: DeviceAcl | None = None
 
 
@@ -49,7 +50,7 @@ class CredentialKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     public_key: PublicKeyInput
-    expires_at: int | None = None
+    expires_at: UnixTime | None = None
 
 
 class CredentialKeyPublic(BaseModel):

@@ -21,6 +21,7 @@ from provisioning.models import (
     RefreshToken,
     SigningKey,
 )
+from provisioning.models.bounds import storable
 from provisioning.models.devices import (
     DeviceCreate,
     DevicePublic,
@@ -182,11 +183,13 @@ def add_key(
 
 
 def remove_key(*, session: Session, device: Device, kid: str, now: int, actor: str) -> None:
-    row = session.exec(
-        select(CredentialKey)
-        .where(CredentialKey.device_id == device.device_id)
-        .where(CredentialKey.kid == kid)
-    ).first()
+    row = None
+    if storable(kid):
+        row = session.exec(
+            select(CredentialKey)
+            .where(CredentialKey.device_id == device.device_id)
+            .where(CredentialKey.kid == kid)
+        ).first()
     if row is None:
         raise NotFound(f"device {device.device_id!r} has no key {kid!r}")
     session.delete(row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
+from credbroker.claims import is_fleet_name
 from provisioning.errors import Conflict, NotFound
 from provisioning.models import Fleet
 from provisioning.models.fleets import FleetCreate, FleetUpdate, acl_columns
@@ -11,7 +12,7 @@ from provisioning.store import audit
 
 
 def get_fleet(*, session: Session, name: str) -> Fleet:
-    fleet = session.get(Fleet, name)
+    fleet = session.get(Fleet, name) if is_fleet_name(name) else None
     if fleet is None:
         raise NotFound(f"no fleet named {name!r}")
     return fleet

@@ -15,6 +15,7 @@ from sqlmodel import Session
 from credbroker.decision import Grant
 from provisioning.db import transaction
 from provisioning.models import HookGrant
+from provisioning.models.bounds import storable
 
 
 class DatabaseGrants:
@@ -39,6 +40,8 @@ class DatabaseGrants:
             pass  # another process saved this client id's grant at the same moment
 
     def load(self, client_id: str) -> Grant | None:
+        if not storable(client_id):
+            return None  # never saved: a grant's client id is its device id
         with transaction(self.engine) as session:
             row = session.get(HookGrant, client_id)
         if row is None or row.exp <= self.clock():
