@@ -2,7 +2,9 @@
 
 Authorization runs as plain calls on the hot path (`_topic_filtering`), not through
 amqtt's plugin manager, which costs a task and a gather per check. Faults of stock
-amqtt 0.12.1 fixed here, each with a regression test in tests/broker/test_faults.py:
+amqtt 0.12.1 fixed here and in the modules named (handler.py, the per-connection
+protocol handler; delivery.py, routing to subscribers), each with a regression test in
+tests/broker/ (test_faults.py unless the README says otherwise):
 
 1. CONNECT is authenticated before any session is touched, so a wrong password with
    another device's client id changes nothing of that device's session.
@@ -36,19 +38,19 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
-from amqtt.broker import Broker
 from amqtt.contexts import Action, ListenerConfig
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.connack import ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.session import OUTGOING, Session
+from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
 from broker.auth import Authenticator, Grant, Refusal
 from broker.connect import BadConnect, BufferReader, read_connect
+from broker.delivery import DeliveryBroker
+from broker.handler import CredHandler
 from broker.metrics import BrokerStats
-from broker.subscriptions import SubscriptionTable
 from broker.trust import CachedTrustStore, Revoked
 
 log = logging.getLogger("credbroker.broker")
@@ -56,45 +58,7 @@ GRANT = "credbroker.grant"
 Audit = Callable[..., None]
 
 
-class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is untyped
-    _closing: asyncio.Future[None] | None = None
-    _delivery_waiter: asyncio.Task[Any] | None = None
-
-    async def mqtt_deliver_next_message(self) -> Any:
-        self._delivery_waiter = asyncio.current_task()
-        return await super().mqtt_deliver_next_message()
-
-    def stop_waiting_for_messages(self) -> None:
-        """Stock amqtt leaves this connection's waiter on the session's message queue
-        when the connection ends. A persistent session's next connection shares that
-        queue, and the orphan took its first message: gone, though acknowledged."""
-        waiter = self._delivery_waiter
-        if waiter is not None and not waiter.done():
-            waiter.cancel()  # asyncio.Queue.get hands a pending item on when cancelled
-
-    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
-        # Stock amqtt forgets an outgoing QoS 1 message whose PUBACK never came (the
-        # connection dropped, or a refresh reconnect replaced it). MQTT 3.1.1 section
-        # 4.4: keep it with the session, so start() resends it, DUP, on resume.
-        try:
-            await super()._handle_qos1_message_flow(app_message)
-        except BaseException:
-            if (
-                self.session is not None
-                and app_message.direction == OUTGOING
-                and app_message.puback_packet is None
-            ):
-                self.session.inflight_out[app_message.packet_id] = app_message
-            raise
-
-    def handle_read_timeout(self) -> None:
-        # Stock amqtt ignores a silent client forever (amqtt#308). The read timeout is
-        # already 1.5 x keep-alive (set at CONNECT): the client is gone.
-        if self._closing is None:
-            self._closing = asyncio.ensure_future(self.handle_connection_closed())
-
-
-class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
+class CredBroker(DeliveryBroker):
     def __init__(
         self,
         config: dict[str, Any],
@@ -106,9 +70,7 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         max_violations: int = 10,
         poll_interval: float = 1.0,
     ) -> None:
-        super().__init__(config)
-        self._subscriptions = SubscriptionTable()
-        self.stats = stats
+        super().__init__(config, stats=stats)
         stats.sessions.labels("connected").set_function(lambda: self._count("connected"))
         stats.sessions.labels("disconnected").set_function(lambda: self._count("disconnected"))
         self.authenticator = authenticator
@@ -137,36 +99,6 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         for timer in self._timers.values():
             timer.cancel()
         await super().shutdown()
-
-    # -- delivery ----------------------------------------------------------------------
-
-    async def _run_broadcast(self, running_tasks: Any) -> None:
-        """amqtt's delivery of one queued message, over candidate filters only (fault 8)."""
-        broadcast = await self._broadcast_queue.get()
-        topic = broadcast["topic"]
-        for topic_filter, subscriptions in self._subscriptions.candidates(topic):
-            if topic_filter != topic and not self._matches(topic, topic_filter):
-                continue
-            for target, sub_qos in list(subscriptions):
-                qos = broadcast.get("qos", sub_qos)
-                if not await self._topic_filtering(target, topic=topic, action=Action.RECEIVE):
-                    continue
-                connected = target.transitions.state == "connected"
-                if (
-                    not connected
-                    and not target.clean_session
-                    and qos in (1, 2)
-                    and not target.is_anonymous
-                ):
-                    await self._retain_broadcast_message(broadcast, qos, target)  # for resume
-                    continue
-                handler = self._get_handler(target) if connected else None
-                if handler:
-                    running_tasks.append(
-                        asyncio.ensure_future(
-                            handler.mqtt_publish(topic, broadcast["data"], qos, retain=False)
-                        )
-                    )
 
     async def _poll_revocations(self) -> None:
         """The revocation log, for changes made by other processes (standalone shape)."""
