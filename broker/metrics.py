@@ -32,6 +32,13 @@ class BrokerStats:
             registry=registry,
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
         )
+        self.dropped = Counter(
+            "credbroker_mqtt_dropped_connections",
+            "Connections closed by the broker for a protocol violation (MQTT 3.1.1 "
+            "section 4.8), by reason",
+            ["reason"],
+            registry=registry,
+        )
         self.sessions = Gauge(
             "credbroker_mqtt_sessions",
             "Sessions held by the broker, by state",

@@ -25,6 +25,11 @@ tests/broker/ (test_faults.py unless the README says otherwise):
 10. (Found by the simulator) A connection's message loop left its waiter on the
     session's delivery queue when it ended; a persistent session's next connection
     shares that queue, and the orphan took (and dropped) an acknowledged message.
+11. A protocol violation closes the connection (MQTT 3.1.1 section 4.8): a PUBLISH whose
+    topic has a wildcard, ill-formed UTF-8 or U+0000, a malformed SUBSCRIBE or
+    UNSUBSCRIBE filter, bad flags (packets.py). Stock amqtt stopped serving such a
+    connection but kept it open, acknowledging and losing every later QoS 1 message and
+    no longer enforcing keep-alive.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from broker.connect import BadConnect, BufferReader, read_connect
 from broker.delivery import DeliveryBroker
 from broker.handler import CredHandler
 from broker.metrics import BrokerStats
+from broker.packets import PacketReader, Violation
 from broker.trust import CachedTrustStore, Revoked
 
 log = logging.getLogger("credbroker.broker")
@@ -250,7 +256,7 @@ class CredBroker(DeliveryBroker):
         client_id: str,
     ) -> None:
         client_session.transitions.connect()
-        handler.attach(client_session, reader, writer)
+        handler.attach(client_session, PacketReader(reader, self._violation(client_id)), writer)
         self._sessions[client_id] = (client_session, handler)
         await handler.mqtt_connack_authorize(True)
         self._arm_expiry(client_id, client_session.attributes[GRANT])
@@ -289,6 +295,13 @@ class CredBroker(DeliveryBroker):
         if timer:
             timer.cancel()
         await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+
+    def _violation(self, client_id: str) -> Callable[[Violation], None]:
+        def report(violation: Violation) -> None:
+            self.stats.dropped.labels(violation.reason).inc()
+            log.info("%s: protocol violation, connection closed: %s", client_id, violation)
+
+        return report
 
     # -- authorization -------------------------------------------------------------------
 
