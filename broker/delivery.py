@@ -3,6 +3,8 @@
 What a PUBLISH becomes on its way to subscribers, live or kept for an offline session;
 `CredBroker` (server.py) adds authentication and the ACL on top. Fixed here:
 
+- A PUBLISH to a `$` topic is refused; stock amqtt ended the connection's message loop
+  and left the connection open, acknowledging and losing what came after (fault 11).
 - Delivery looks up the filters that can match a topic (fault 8, subscriptions.py).
 """
 
@@ -13,6 +15,7 @@ from typing import Any
 
 from amqtt.broker import Broker
 from amqtt.contexts import Action
+from amqtt.events import BrokerEvents
 from amqtt.session import Session
 
 from broker.handler import CredHandler
@@ -29,6 +32,46 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
     def _handler(self, session: Session) -> CredHandler | None:
         handler = self._get_handler(session)
         return handler if isinstance(handler, CredHandler) else None
+
+    def _refuse_dollar_topic(self, session: Session, topic: str) -> None:
+        """Account for a refused PUBLISH to a `$` topic (CredBroker counts and audits)."""
+
+    # -- from a client --------------------------------------------------------------------
+
+    async def _handle_message_delivery(
+        self, client_session: Session, handler: Any, wait_deliver: Any
+    ) -> bool:
+        """A PUBLISH received from a client, to its subscribers (and the retained store).
+
+        Malformed topic names never get here: packets.py closes the connection first.
+        """
+        message = wait_deliver.result()
+        client_id = client_session.client_id
+        await self.plugins_manager.fire_event(
+            BrokerEvents.MESSAGE_RECEIVED, client_id=client_id, message=message
+        )
+        if message is None:
+            return True
+        topic = message.topic
+        if topic.startswith("$"):
+            # MQTT 3.1.1 section 4.7.2: `$` topics are the server's own, and it SHOULD
+            # keep clients from exchanging messages through them (non-normative: "cannot
+            # use a topic with a leading $ character for their own purposes"). Such a
+            # PUBLISH is well formed, so no protocol violation (section 4.8) and no reason
+            # to close: it is refused as an ACL violation is, whatever the ACL says
+            # (acknowledged, as 3.1.1 has no negative PUBACK, and never delivered), and the
+            # connection goes on.
+            self._refuse_dollar_topic(client_session, topic)
+            return True
+        if not await self._topic_filtering(client_session, topic=topic, action=Action.PUBLISH):
+            return True
+        await self.plugins_manager.fire_event(
+            BrokerEvents.MESSAGE_BROADCAST, client_id=client_id, message=message
+        )
+        await self._broadcast_message(client_session, topic, message.data)
+        if message.publish_packet is not None and message.publish_packet.retain_flag:
+            await self.retain_message(client_session, topic, message.data, message.qos)
+        return True
 
     # -- to subscribers -------------------------------------------------------------------
 

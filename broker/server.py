@@ -29,7 +29,8 @@ tests/broker/ (test_faults.py unless the README says otherwise):
     topic has a wildcard, ill-formed UTF-8 or U+0000, a malformed SUBSCRIBE or
     UNSUBSCRIBE filter, bad flags (packets.py). Stock amqtt stopped serving such a
     connection but kept it open, acknowledging and losing every later QoS 1 message and
-    no longer enforcing keep-alive.
+    no longer enforcing keep-alive; it did the same after a PUBLISH to a `$` topic, which
+    is now refused like an ACL violation, the connection going on (delivery.py).
 """
 
 from __future__ import annotations
@@ -332,6 +333,11 @@ class CredBroker(DeliveryBroker):
             return True
         self._publish_refused(session, grant, topic)
         return False
+
+    def _refuse_dollar_topic(self, session: Session, topic: str) -> None:
+        grant: Grant | None = session.attributes.get(GRANT)
+        if grant is not None:
+            self._publish_refused(session, grant, topic)
 
     def _publish_refused(self, session: Session, grant: Grant, topic: str) -> None:
         self.stats.refused.labels("publish").inc()

@@ -10,6 +10,7 @@ import struct
 import pytest
 
 from tests.broker.wire import (
+    PUBACK,
     SUBSCRIBE,
     UNSUBSCRIBE,
     RawClient,
@@ -93,4 +94,26 @@ def test_other_protocol_violations_close_the_connection(
     raw = RawClient(stack, device)
     raw.send(data)
     assert raw.closed_by_server(), f"{case}: the connection stayed open"
+    raw.close()
+
+
+def test_a_publish_to_a_dollar_topic_is_refused_and_the_connection_keeps_working(
+    stack: Stack,
+) -> None:
+    """MQTT 3.1.1 section 4.7.2: `$` topics are the server's; it SHOULD keep clients from
+    exchanging messages through them. Such a PUBLISH is not malformed, so it is refused as
+    an ACL violation would be (acknowledged, never delivered), even when the ACL names the
+    topic, and the connection goes on."""
+    dollar = "$devices/{device_id}/x"
+    fleet = stack.fleet(
+        publish=["devices/{device_id}/#", dollar], subscribe=["devices/{device_id}/#", dollar]
+    )
+    device = stack.device(fleet)
+    raw = RawClient(stack, device)
+    assert raw.subscribe(f"$devices/{device.id}/x", f"devices/{device.id}/ok") == [1, 1]
+    raw.publish(f"$devices/{device.id}/x", b"dollar", qos=1, packet_id=1)
+    raw.publish(f"devices/{device.id}/ok", b"after", qos=1, packet_id=2)
+    delivered = raw.expect(3)  # the first PUBLISH the broker sends
+    assert (delivered.topic, delivered.payload) == (f"devices/{device.id}/ok", b"after")
+    raw.send(packet(PUBACK, 0, struct.pack("!H", delivered.packet_id)))
     raw.close()
