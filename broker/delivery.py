@@ -3,6 +3,8 @@
 What a PUBLISH becomes on its way to subscribers, live or kept for an offline session;
 `CredBroker` (server.py) adds authentication and the ACL on top. Fixed here:
 
+- Delivered QoS is the lower of the PUBLISH's and the subscription's (MQTT-3.8.4-6),
+  retained messages too; stock amqtt delivered at the subscription's QoS (fault 14).
 - A PUBLISH to a `$` topic is refused; stock amqtt ended the connection's message loop
   and left the connection open, acknowledging and losing what came after (fault 11).
 - Delivery looks up the filters that can match a topic (fault 8, subscriptions.py).
@@ -68,7 +70,8 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         await self.plugins_manager.fire_event(
             BrokerEvents.MESSAGE_BROADCAST, client_id=client_id, message=message
         )
-        await self._broadcast_message(client_session, topic, message.data)
+        # With its QoS: stock amqtt left it out, and delivered at each subscription's.
+        await self._broadcast_message(client_session, topic, message.data, message.qos)
         if message.publish_packet is not None and message.publish_packet.retain_flag:
             await self.retain_message(client_session, topic, message.data, message.qos)
         return True
@@ -83,7 +86,7 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
             if topic_filter != topic and not self._matches(topic, topic_filter):
                 continue
             for target, sub_qos in list(subscriptions):
-                qos = broadcast.get("qos", sub_qos)
+                qos = min(broadcast.get("qos", sub_qos), sub_qos)  # MQTT-3.8.4-6
                 if not await self._topic_filtering(target, topic=topic, action=Action.RECEIVE):
                     continue
                 connected = target.transitions.state == "connected"
@@ -102,3 +105,21 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
                             handler.mqtt_publish(topic, broadcast["data"], qos, retain=False)
                         )
                     )
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        """The retained messages a subscription matches (section 3.3.1.3), RETAIN=1, each
+        at the lower of its own QoS and the subscription's. Stock amqtt sent a QoS 0
+        retained message at the subscription's QoS (`retained.qos or qos`)."""
+        handler = self._handler(session)
+        topic_filter, sub_qos = subscription
+        publishing = [
+            asyncio.ensure_future(
+                handler.mqtt_publish(topic, retained.data, min(sub_qos, retained.qos or 0), True)
+            )
+            for topic, retained in list(self._retained_messages.items())
+            if handler is not None and self._matches(topic, topic_filter)
+        ]
+        if publishing:
+            await asyncio.wait(publishing)

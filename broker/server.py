@@ -31,6 +31,8 @@ tests/broker/ (test_faults.py unless the README says otherwise):
     connection but kept it open, acknowledging and losing every later QoS 1 message and
     no longer enforcing keep-alive; it did the same after a PUBLISH to a `$` topic, which
     is now refused like an ACL violation, the connection going on (delivery.py).
+14. Delivered QoS is the lower of the PUBLISH's and the subscription's, retained messages
+    too (MQTT-3.8.4-6); stock amqtt delivered at the subscription's (delivery.py).
 """
 
 from __future__ import annotations
