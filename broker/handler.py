@@ -12,6 +12,22 @@ from amqtt.session import OUTGOING
 class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is untyped
     _closing: asyncio.Future[None] | None = None
     _delivery_waiter: asyncio.Task[Any] | None = None
+    _early_disconnect: tuple[Any] | None = None
+
+    async def start(self) -> None:
+        await super().start()
+        # Stock amqtt makes the disconnect waiter only at the end of start(), after the
+        # reader has started and the session's unacknowledged messages have been resent.
+        # A connection that ended, or was taken over, in between resolved no waiter, and
+        # its session stayed "connected" for good (fault 17).
+        waiter = self._disconnect_waiter
+        if self._early_disconnect is not None and waiter is not None and not waiter.done():
+            waiter.set_result(self._early_disconnect[0])
+
+    async def handle_disconnect(self, disconnect: Any) -> None:
+        if self._disconnect_waiter is None and self._early_disconnect is None:
+            self._early_disconnect = (disconnect,)  # before start() made its waiter
+        await super().handle_disconnect(disconnect)
 
     async def mqtt_deliver_next_message(self) -> Any:
         self._delivery_waiter = asyncio.current_task()

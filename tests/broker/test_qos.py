@@ -40,6 +40,17 @@ def _route(stack: Stack) -> Route:
     return Route(receiver, publisher, f"fleets/{fleet}/up/{sender.id}", f"fleets/{fleet}/up/+")
 
 
+def _nothing_resent(stack: Stack, route: Route) -> None:
+    """On resume, the first PUBLISH is a fresh marker: nothing old was sent again."""
+    again = RawClient(stack, route.receiver, clean=False)
+    assert again.session_present
+    route.send(b"marker", 1)
+    first = again.expect(PUBLISH)
+    assert first.payload == b"marker", f"resent: {first}"
+    again.send(ack(PUBACK, first.packet_id))
+    again.close()
+
+
 @pytest.mark.parametrize(("published", "subscribed"), [(0, 2), (1, 2), (2, 1), (0, 1), (2, 2)])
 def test_delivered_qos_is_the_lower_of_publish_and_subscription(
     stack: Stack, published: int, subscribed: int
@@ -74,4 +85,27 @@ def test_retained_messages_are_delivered_at_the_lower_qos_too(
     assert (got.payload, got.qos, got.retain) == (b"kept", min(retained, subscribed), True)
     raw.close()
     route.send(b"", 1, retain=True)  # clear it
+    route.publisher.close()
+
+
+def test_a_session_taken_over_while_it_resumes_is_not_left_connected(stack: Stack) -> None:
+    """Stock amqtt made a connection's disconnect waiter only at the end of its start,
+    after resending the session's unacknowledged messages. A take-over (or the end of
+    the connection) in between resolved no waiter: the session stayed "connected" for
+    good, and the next CONNECT with that client id waited 5 s and got no CONNACK."""
+    route = _route(stack)
+    raw = RawClient(stack, route.receiver, clean=False)
+    assert raw.subscribe(route.topic_filter, qos=1) == [1]
+    route.send(b"unacknowledged", 1)
+    assert raw.expect(PUBLISH).payload == b"unacknowledged"
+    raw.close()  # no PUBACK: the message stays with the session
+    silent = RawClient(stack, route.receiver, clean=False)
+    assert silent.expect(PUBLISH).dup  # resent; no PUBACK again, and the socket stays open
+    again = RawClient(stack, route.receiver, clean=False)  # takes the session over
+    resent = again.expect(PUBLISH)
+    assert (resent.payload, resent.dup) == (b"unacknowledged", True)
+    again.send(ack(PUBACK, resent.packet_id))
+    again.close()
+    silent.close()
+    _nothing_resent(stack, route)
     route.publisher.close()
