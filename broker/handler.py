@@ -1,4 +1,14 @@
-"""`CredHandler`: amqtt's per-connection protocol handler, with credbroker's fixes."""
+"""`CredHandler`: amqtt's per-connection protocol handler, with outgoing QoS 1 and QoS 2
+flows that keep their message until it is acknowledged.
+
+Stock amqtt 0.12.1 forgets an outgoing message whose acknowledgement has not come when
+the connection ends (QoS 1: fault 7; QoS 2: fault 12), and frees a QoS 2 message's packet
+identifier at PUBREC, before PUBCOMP. Here an outgoing QoS 2 message stays in its
+session's `inflight_out` from its PUBLISH until its PUBCOMP (MQTT 3.1.1 sections 2.3.1
+and 4.3.3), whatever happens to the connection, and the session's next connection
+resends it (section 4.4, MQTT-4.4.0-1: PUBLISH with DUP=1 if no PUBREC came, PUBREL if
+one did).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +16,22 @@ import asyncio
 from typing import Any
 
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.session import OUTGOING
+from amqtt.mqtt.pubrel import PubrelPacket
+from amqtt.session import OUTGOING, Session
+
+Waiters = dict[int, asyncio.Future[Any]]
+ACK_TIMEOUT = 5.0  # stock amqtt's wait for an acknowledgement
+
+
+class ConnectionEnded(Exception):
+    """The connection ended before a message's flow could wait for its acknowledgement;
+    the message stays with the session for the next connection."""
 
 
 class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is untyped
     _closing: asyncio.Future[None] | None = None
     _delivery_waiter: asyncio.Task[Any] | None = None
+    _ended = False
     _early_disconnect: tuple[Any] | None = None
 
     async def start(self) -> None:
@@ -29,17 +49,7 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
             self._early_disconnect = (disconnect,)  # before start() made its waiter
         await super().handle_disconnect(disconnect)
 
-    async def mqtt_deliver_next_message(self) -> Any:
-        self._delivery_waiter = asyncio.current_task()
-        return await super().mqtt_deliver_next_message()
-
-    def stop_waiting_for_messages(self) -> None:
-        """Stock amqtt leaves this connection's waiter on the session's message queue
-        when the connection ends. A persistent session's next connection shares that
-        queue, and the orphan took its first message: gone, though acknowledged."""
-        waiter = self._delivery_waiter
-        if waiter is not None and not waiter.done():
-            waiter.cancel()  # asyncio.Queue.get hands a pending item on when cancelled
+    # -- sending ---------------------------------------------------------------------
 
     async def _handle_qos1_message_flow(self, app_message: Any) -> None:
         # Stock amqtt forgets an outgoing QoS 1 message whose PUBACK never came (the
@@ -55,6 +65,74 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
             ):
                 self.session.inflight_out[app_message.packet_id] = app_message
             raise
+
+    async def _handle_qos2_message_flow(self, message: Any) -> None:
+        if message.direction != OUTGOING:
+            if self._ended:  # a resend on resume that came too late to wait for PUBREL
+                raise ConnectionEnded(message.packet_id)
+            await super()._handle_qos2_message_flow(message)
+            return
+        session, packet_id = self._session(), message.packet_id
+        session.inflight_out[packet_id] = message  # until PUBCOMP, across connections
+        if message.pubrec_packet is None:  # after PUBREC, never the PUBLISH again (4.3.3)
+            waiter = self._expect(self._pubrec_waiters, packet_id)
+            await self._send_publish(message)
+            message.pubrec_packet = await self._acknowledged(
+                self._pubrec_waiters, packet_id, waiter
+            )
+        waiter = self._expect(self._pubcomp_waiters, packet_id)
+        message.pubrel_packet = PubrelPacket.build(packet_id)
+        await self._send_packet(message.pubrel_packet)
+        message.pubcomp_packet = await self._acknowledged(self._pubcomp_waiters, packet_id, waiter)
+        session.inflight_out.pop(packet_id, None)
+
+    async def _send_publish(self, message: Any) -> None:
+        # MQTT-3.3.1-1: DUP=1 when this PUBLISH may have been sent before.
+        packet = message.build_publish_packet(dup=message.publish_packet is not None)
+        await self._send_packet(packet)
+        message.publish_packet = packet
+
+    def _expect(self, waiters: Waiters, packet_id: int) -> asyncio.Future[Any]:
+        """A waiter for an acknowledgement, set up before the packet it answers is sent
+        (stock amqtt set it up after, and an early answer found nobody waiting)."""
+        if self._ended:
+            raise ConnectionEnded(packet_id)
+        old = waiters.get(packet_id)
+        if old is not None:
+            old.cancel()  # an older flow of the same message gives way
+        waiter = waiters[packet_id] = asyncio.get_running_loop().create_future()
+        return waiter
+
+    @staticmethod
+    async def _acknowledged(waiters: Waiters, packet_id: int, waiter: asyncio.Future[Any]) -> Any:
+        """The acknowledgement; cancelled when the connection ends."""
+        try:
+            return await asyncio.wait_for(waiter, ACK_TIMEOUT)
+        finally:
+            if waiters.get(packet_id) is waiter:
+                del waiters[packet_id]
+
+    def _stop_waiters(self) -> None:
+        self._ended = True  # from here on, a flow keeps its message for the next connection
+        super()._stop_waiters()
+
+    def _session(self) -> Session:
+        assert self.session is not None  # noqa: S101 - flows run on an attached handler
+        return self.session
+
+    # -- receiving ---------------------------------------------------------------------
+
+    async def mqtt_deliver_next_message(self) -> Any:
+        self._delivery_waiter = asyncio.current_task()
+        return await super().mqtt_deliver_next_message()
+
+    def stop_waiting_for_messages(self) -> None:
+        """Stock amqtt leaves this connection's waiter on the session's message queue
+        when the connection ends. A persistent session's next connection shares that
+        queue, and the orphan took its first message: gone, though acknowledged."""
+        waiter = self._delivery_waiter
+        if waiter is not None and not waiter.done():
+            waiter.cancel()  # asyncio.Queue.get hands a pending item on when cancelled
 
     def handle_read_timeout(self) -> None:
         # Stock amqtt ignores a silent client forever (amqtt#308). The read timeout is

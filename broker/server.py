@@ -31,6 +31,8 @@ tests/broker/ (test_faults.py unless the README says otherwise):
     connection but kept it open, acknowledging and losing every later QoS 1 message and
     no longer enforcing keep-alive; it did the same after a PUBLISH to a `$` topic, which
     is now refused like an ACL violation, the connection going on (delivery.py).
+12. An outgoing QoS 2 message waiting for PUBREC, or for PUBCOMP after PUBREL, stays with
+    the session and is resent on resume: PUBLISH with DUP=1, or PUBREL (handler.py).
 14. Delivered QoS is the lower of the PUBLISH's and the subscription's, retained messages
     too (MQTT-3.8.4-6); stock amqtt delivered at the subscription's (delivery.py).
 17. (Found by the tests of 12) A connection that ended, or was taken over, while its

@@ -81,20 +81,7 @@ def outcomes(stack: Stack) -> Iterator[dict[str, str | None]]:
     yield {name: failed.get(name) for name in PASSING}
 
 
-# amqtt forgets an outgoing QoS 2 message that had no PUBREC when its connection ended,
-# and delivers the suite's QoS 1 message at its subscription's QoS 2: fixed next.
-AMQTT_FAULTS = {"test_redelivery_on_reconnect"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="amqtt faults 12 and 14"))
-        if n in AMQTT_FAULTS
-        else n
-        for n in PASSING
-    ],
-)
+@pytest.mark.parametrize("name", PASSING)
 def test_paho_interoperability(outcomes: dict[str, str | None], name: str) -> None:
     assert outcomes[name] is None, outcomes[name]
 

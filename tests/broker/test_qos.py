@@ -109,3 +109,48 @@ def test_a_session_taken_over_while_it_resumes_is_not_left_connected(stack: Stac
     silent.close()
     _nothing_resent(stack, route)
     route.publisher.close()
+
+
+def test_a_qos2_message_without_pubrec_is_resent_with_dup_on_resume(stack: Stack) -> None:
+    """MQTT-4.4.0-1; stock amqtt forgot an outgoing QoS 2 message when its connection
+    ended before PUBREC."""
+    route = _route(stack)
+    raw = RawClient(stack, route.receiver, clean=False)
+    assert raw.subscribe(route.topic_filter, qos=2) == [2]
+    route.send(b"exactly once", 2)
+    first = raw.expect(PUBLISH)
+    assert (first.qos, first.dup) == (2, False)
+    raw.close()  # no PUBREC
+    again = RawClient(stack, route.receiver, clean=False)
+    assert again.session_present
+    resent = again.expect(PUBLISH)
+    assert (resent.packet_id, resent.payload, resent.qos, resent.dup) == (
+        first.packet_id,
+        b"exactly once",
+        2,
+        True,
+    )
+    again.send(ack(PUBREC, resent.packet_id))
+    assert again.expect(PUBREL).packet_id == resent.packet_id
+    again.send(ack(PUBCOMP, resent.packet_id))
+    again.close()
+    _nothing_resent(stack, route)
+    route.publisher.close()
+
+
+def test_a_qos2_message_without_pubcomp_gets_its_pubrel_again_on_resume(stack: Stack) -> None:
+    """MQTT-4.4.0-1: after PUBREC the sender resends PUBREL, never the PUBLISH (4.3.3)."""
+    route = _route(stack)
+    raw = RawClient(stack, route.receiver, clean=False)
+    assert raw.subscribe(route.topic_filter, qos=2) == [2]
+    route.send(b"exactly once", 2)
+    first = raw.expect(PUBLISH)
+    raw.send(ack(PUBREC, first.packet_id))
+    assert raw.expect(PUBREL).packet_id == first.packet_id
+    raw.close()  # no PUBCOMP
+    again = RawClient(stack, route.receiver, clean=False)
+    assert again.expect(PUBREL).packet_id == first.packet_id
+    again.send(ack(PUBCOMP, first.packet_id))
+    again.close()
+    _nothing_resent(stack, route)
+    route.publisher.close()
