@@ -7,12 +7,13 @@ What a PUBLISH becomes on its way to subscribers, live or kept for an offline se
   retained messages too; stock amqtt delivered at the subscription's QoS (fault 14).
 - A PUBLISH to a `$` topic is refused; stock amqtt ended the connection's message loop
   and left the connection open, acknowledging and losing what came after (fault 11).
+- No delivery waits for a client's acknowledgement (handler.py); stock amqtt made a
+  session's start, and each SUBSCRIBE's retained messages, wait for all of them.
 - Delivery looks up the filters that can match a topic (fault 8, subscriptions.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from amqtt.broker import Broker
@@ -100,11 +101,17 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
                     continue
                 handler = self._handler(target) if connected else None
                 if handler is not None:
-                    running_tasks.append(
-                        asyncio.ensure_future(
-                            handler.mqtt_publish(topic, broadcast["data"], qos, retain=False)
-                        )
-                    )
+                    handler.deliver(topic, broadcast["data"], qos, retain=False)
+
+    async def _publish_session_retained_messages(self, session: Session) -> None:
+        """What was kept while the session was offline, in order, without waiting for
+        the acknowledgements (stock amqtt waited for all of them before the session's
+        message loop could start)."""
+        handler = self._handler(session)
+        queue = session.retained_messages
+        while handler is not None and not queue.empty():
+            kept = queue.get_nowait()
+            handler.deliver(kept.topic, kept.data, kept.qos, retain=True)
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session
@@ -114,12 +121,7 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         retained message at the subscription's QoS (`retained.qos or qos`)."""
         handler = self._handler(session)
         topic_filter, sub_qos = subscription
-        publishing = [
-            asyncio.ensure_future(
-                handler.mqtt_publish(topic, retained.data, min(sub_qos, retained.qos or 0), True)
-            )
-            for topic, retained in list(self._retained_messages.items())
-            if handler is not None and self._matches(topic, topic_filter)
-        ]
-        if publishing:
-            await asyncio.wait(publishing)
+        for topic, retained in list(self._retained_messages.items()):
+            if handler is not None and self._matches(topic, topic_filter):
+                qos = min(sub_qos, retained.qos or 0)
+                handler.deliver(topic, retained.data, qos, retain=True)

@@ -1,26 +1,34 @@
 """`CredHandler`: amqtt's per-connection protocol handler, with outgoing QoS 1 and QoS 2
-flows that keep their message until it is acknowledged.
+flows that lose nothing and duplicate nothing.
 
 Stock amqtt 0.12.1 forgets an outgoing message whose acknowledgement has not come when
-the connection ends (QoS 1: fault 7; QoS 2: fault 12), and frees a QoS 2 message's packet
-identifier at PUBREC, before PUBCOMP. Here an outgoing QoS 2 message stays in its
-session's `inflight_out` from its PUBLISH until its PUBCOMP (MQTT 3.1.1 sections 2.3.1
-and 4.3.3), whatever happens to the connection, and the session's next connection
-resends it (section 4.4, MQTT-4.4.0-1: PUBLISH with DUP=1 if no PUBREC came, PUBREL if
-one did).
+the connection ends (QoS 1: fault 7; QoS 2: fault 12), gives up on an acknowledgement
+after 5 s so that a late one is ignored and the message is sent again on resume (fault
+13), and frees a QoS 2 message's packet identifier at PUBREC, before PUBCOMP.
+
+Here an outgoing QoS 1 or 2 message stays in its session's `inflight_out` from its
+PUBLISH until its PUBACK or PUBCOMP (MQTT 3.1.1 sections 2.3.1 and 4.3), whatever happens
+to the connection, and the session's next connection resends it (section 4.4,
+MQTT-4.4.0-1: PUBLISH with DUP=1 if no PUBREC came, PUBREL if one did). An
+acknowledgement is awaited as long as the connection lasts: MQTT 3.1.1 resends only on
+reconnect, so a timeout can only turn a late acknowledgement into a duplicate. Nothing
+of the broker waits for a client's acknowledgement: `deliver` follows each flow in the
+background, and the flows end with the connection. A connection that ends, or is taken
+over, while it starts still ends its session (fault 17).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.pubrel import PubrelPacket
 from amqtt.session import OUTGOING, Session
 
+log = logging.getLogger("credbroker.broker")
 Waiters = dict[int, asyncio.Future[Any]]
-ACK_TIMEOUT = 5.0  # stock amqtt's wait for an acknowledgement
 
 
 class ConnectionEnded(Exception):
@@ -33,6 +41,10 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
     _delivery_waiter: asyncio.Task[Any] | None = None
     _ended = False
     _early_disconnect: tuple[Any] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._flows: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> None:
         await super().start()
@@ -51,20 +63,39 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
 
     # -- sending ---------------------------------------------------------------------
 
-    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
-        # Stock amqtt forgets an outgoing QoS 1 message whose PUBACK never came (the
-        # connection dropped, or a refresh reconnect replaced it). MQTT 3.1.1 section
-        # 4.4: keep it with the session, so start() resends it, DUP, on resume.
-        try:
-            await super()._handle_qos1_message_flow(app_message)
-        except BaseException:
-            if (
-                self.session is not None
-                and app_message.direction == OUTGOING
-                and app_message.puback_packet is None
-            ):
-                self.session.inflight_out[app_message.packet_id] = app_message
-            raise
+    def deliver(self, topic: str, data: bytes | bytearray, qos: int, *, retain: bool) -> None:
+        """Send a message to this connection's client and follow its flow in the
+        background, so that no caller waits for the client's acknowledgement."""
+        self._follow(self.mqtt_publish(topic, data, qos, retain))
+
+    def _follow(self, flow: Any) -> None:
+        task = asyncio.ensure_future(flow)
+        self._flows.add(task)  # keep a reference until done (asyncio holds only weak ones)
+        task.add_done_callback(self._flow_done)
+
+    def _flow_done(self, task: asyncio.Future[Any]) -> None:
+        self._flows.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("message flow ended: %r", task.exception())
+
+    async def _retry_deliveries(self) -> None:
+        """MQTT 3.1.1 section 4.4: resend, in order, what the session's last connection
+        left unacknowledged. Stock amqtt held the session's start up to 10 s here for the
+        acknowledgements, then forgot the flows that had not finished."""
+        session = self._session()
+        for message in [*session.inflight_in.values(), *session.inflight_out.values()]:
+            self._follow(self._handle_message_flow(message))
+
+    async def _handle_qos1_message_flow(self, message: Any) -> None:
+        if message.direction != OUTGOING:
+            await super()._handle_qos1_message_flow(message)
+            return
+        session, packet_id = self._session(), message.packet_id
+        session.inflight_out[packet_id] = message  # until PUBACK, across connections
+        waiter = self._expect(self._puback_waiters, packet_id)
+        await self._send_publish(message)
+        message.puback_packet = await self._acknowledged(self._puback_waiters, packet_id, waiter)
+        session.inflight_out.pop(packet_id, None)
 
     async def _handle_qos2_message_flow(self, message: Any) -> None:
         if message.direction != OUTGOING:
@@ -105,9 +136,9 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
 
     @staticmethod
     async def _acknowledged(waiters: Waiters, packet_id: int, waiter: asyncio.Future[Any]) -> Any:
-        """The acknowledgement; cancelled when the connection ends."""
+        """The acknowledgement, however late; cancelled when the connection ends."""
         try:
-            return await asyncio.wait_for(waiter, ACK_TIMEOUT)
+            return await waiter
         finally:
             if waiters.get(packet_id) is waiter:
                 del waiters[packet_id]

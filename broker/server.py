@@ -33,6 +33,8 @@ tests/broker/ (test_faults.py unless the README says otherwise):
     is now refused like an ACL violation, the connection going on (delivery.py).
 12. An outgoing QoS 2 message waiting for PUBREC, or for PUBCOMP after PUBREL, stays with
     the session and is resent on resume: PUBLISH with DUP=1, or PUBREL (handler.py).
+13. An acknowledgement (PUBACK, PUBREC, PUBCOMP) that comes after 5 s still completes its
+    flow; stock amqtt ignored it, and resent the message on resume (handler.py).
 14. Delivered QoS is the lower of the PUBLISH's and the subscription's, retained messages
     too (MQTT-3.8.4-6); stock amqtt delivered at the subscription's (delivery.py).
 17. (Found by the tests of 12) A connection that ended, or was taken over, while its

@@ -3,11 +3,13 @@ seen by a raw client that acknowledges what, and when, the test says."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import pytest
 
 from tests.broker.wire import (
+    PINGRESP,
     PUBACK,
     PUBCOMP,
     PUBLISH,
@@ -17,6 +19,8 @@ from tests.broker.wire import (
     ack,
 )
 from tests.stack import Client, Device, Stack
+
+STOCK_ACK_TIMEOUT = 5.0  # amqtt 0.12.1 gave up on an acknowledgement after this
 
 
 @dataclass
@@ -152,5 +156,31 @@ def test_a_qos2_message_without_pubcomp_gets_its_pubrel_again_on_resume(stack: S
     assert again.expect(PUBREL).packet_id == first.packet_id
     again.send(ack(PUBCOMP, first.packet_id))
     again.close()
+    _nothing_resent(stack, route)
+    route.publisher.close()
+
+
+def test_late_acknowledgements_complete_their_flows(stack: Stack) -> None:
+    """A PUBACK, PUBREC or PUBCOMP that comes after amqtt's old 5 s timeout still counts:
+    MQTT 3.1.1 resends only on reconnect, so the message must not come back then."""
+    route = _route(stack)
+    raw = RawClient(stack, route.receiver, clean=False)
+    assert raw.subscribe(route.topic_filter, qos=2) == [2]
+    for payload, qos in ((b"one", 1), (b"two", 2), (b"three", 2)):
+        route.send(payload, qos)
+    one, two, three = (raw.expect(PUBLISH) for _ in range(3))
+    assert [m.payload for m in (one, two, three)] == [b"one", b"two", b"three"]
+    raw.send(ack(PUBREC, two.packet_id))
+    assert raw.expect(PUBREL).packet_id == two.packet_id
+    # The stimulus, not a synchronisation: these acknowledgements are late on purpose.
+    time.sleep(STOCK_ACK_TIMEOUT + 1)
+    raw.send(ack(PUBACK, one.packet_id))
+    raw.send(ack(PUBCOMP, two.packet_id))
+    raw.send(ack(PUBREC, three.packet_id))
+    assert raw.expect(PUBREL).packet_id == three.packet_id
+    raw.send(ack(PUBCOMP, three.packet_id))
+    raw.ping()  # answered after the PUBCOMPs: they have been read
+    raw.expect(PINGRESP)
+    raw.close()
     _nothing_resent(stack, route)
     route.publisher.close()
