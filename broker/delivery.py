@@ -5,6 +5,8 @@ What a PUBLISH becomes on its way to subscribers, live or kept for an offline se
 
 - Delivered QoS is the lower of the PUBLISH's and the subscription's (MQTT-3.8.4-6),
   retained messages too; stock amqtt delivered at the subscription's QoS (fault 14).
+- A message kept for an offline persistent session goes out with RETAIN=0 when the
+  session resumes (MQTT-3.3.1-9), not 1 (fault 15).
 - A PUBLISH to a `$` topic is refused; stock amqtt ended the connection's message loop
   and left the connection open, acknowledging and losing what came after (fault 11).
 - No delivery waits for a client's acknowledgement (handler.py); stock amqtt made a
@@ -104,14 +106,14 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
                     handler.deliver(topic, broadcast["data"], qos, retain=False)
 
     async def _publish_session_retained_messages(self, session: Session) -> None:
-        """What was kept while the session was offline, in order, without waiting for
-        the acknowledgements (stock amqtt waited for all of them before the session's
-        message loop could start)."""
+        """What was kept while the session was offline, in order. These messages are
+        forwarded because of a subscription, so RETAIN=0 (MQTT 3.1.1 section 3.3.1.3,
+        MQTT-3.3.1-9); stock amqtt sent them with RETAIN=1."""
         handler = self._handler(session)
         queue = session.retained_messages
         while handler is not None and not queue.empty():
             kept = queue.get_nowait()
-            handler.deliver(kept.topic, kept.data, kept.qos, retain=True)
+            handler.deliver(kept.topic, kept.data, kept.qos, retain=False)
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session

@@ -37,6 +37,8 @@ tests/broker/ (test_faults.py unless the README says otherwise):
     flow; stock amqtt ignored it, and resent the message on resume (handler.py).
 14. Delivered QoS is the lower of the PUBLISH's and the subscription's, retained messages
     too (MQTT-3.8.4-6); stock amqtt delivered at the subscription's (delivery.py).
+15. Messages kept for an offline persistent session go out with RETAIN=0 on resume
+    (MQTT-3.3.1-9) (delivery.py).
 17. (Found by the tests of 12) A connection that ended, or was taken over, while its
     session was starting (while amqtt resent the session's unacknowledged messages) left
     the session "connected" for good: the next CONNECT with its client id waited 5 s and
