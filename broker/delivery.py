@@ -6,7 +6,7 @@ What a PUBLISH becomes on its way to subscribers, live or kept for an offline se
 - Delivered QoS is the lower of the PUBLISH's and the subscription's (MQTT-3.8.4-6),
   retained messages too; stock amqtt delivered at the subscription's QoS (fault 14).
 - A message kept for an offline persistent session goes out with RETAIN=0 when the
-  session resumes (MQTT-3.3.1-9), not 1 (fault 15).
+  session resumes (MQTT-3.3.1-9), not 1; the queue is bounded (fault 15).
 - A PUBLISH to a `$` topic is refused; stock amqtt ended the connection's message loop
   and left the connection open, acknowledging and losing what came after (fault 11).
 - No delivery waits for a client's acknowledgement (handler.py); stock amqtt made a
@@ -27,12 +27,23 @@ from broker.handler import CredHandler
 from broker.metrics import BrokerStats
 from broker.subscriptions import SubscriptionTable
 
+MAX_QUEUED_MESSAGES = 1000  # per offline session, as Mosquitto's max_queued_messages
+
 
 class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
-    def __init__(self, config: dict[str, Any], *, stats: BrokerStats) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        stats: BrokerStats,
+        max_queued_messages: int = MAX_QUEUED_MESSAGES,
+    ) -> None:
+        if max_queued_messages < 1:
+            raise ValueError("max_queued_messages must be at least 1")
         super().__init__(config)
         self._subscriptions = SubscriptionTable()
         self.stats = stats
+        self.max_queued_messages = max_queued_messages
 
     def _handler(self, session: Session) -> CredHandler | None:
         handler = self._get_handler(session)
@@ -104,6 +115,19 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
                 handler = self._handler(target) if connected else None
                 if handler is not None:
                     handler.deliver(topic, broadcast["data"], qos, retain=False)
+
+    async def _retain_broadcast_message(
+        self, broadcast: dict[str, Any], qos: int, target_session: Session
+    ) -> None:
+        """Keep a QoS 1 or 2 message for an offline persistent session. At the bound the
+        oldest kept message is dropped and counted: a device that comes back after a long
+        absence gets the latest `max_queued_messages`. (Mosquitto's max_queued_messages
+        drops the new message instead.)"""
+        queue = target_session.retained_messages
+        while queue.qsize() >= self.max_queued_messages:
+            queue.get_nowait()
+            self.stats.queue_dropped.inc()
+        await super()._retain_broadcast_message(broadcast, qos, target_session)
 
     async def _publish_session_retained_messages(self, session: Session) -> None:
         """What was kept while the session was offline, in order. These messages are

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from broker.audit import SqlAudit
 from broker.auth import Authenticator
+from broker.delivery import MAX_QUEUED_MESSAGES
 from broker.metrics import BrokerStats
 from broker.server import CredBroker
 from broker.trust import CachedTrustStore
@@ -63,9 +64,15 @@ def build_broker(
     policy: VerifyPolicy,
     listeners: Listeners,
     max_violations: int = 10,
+    max_queued_messages: int = MAX_QUEUED_MESSAGES,
     registry: CollectorRegistry | None = None,
 ) -> CredBroker:
-    """Call inside a running event loop (amqtt's Broker needs one)."""
+    """Call inside a running event loop (amqtt's Broker needs one).
+
+    Args:
+        max_queued_messages: QoS 1 and 2 messages kept per offline persistent session;
+            past it the oldest is dropped (and counted in /metrics).
+    """
     quiet_logs()
     trust = CachedTrustStore(engine)
     return CredBroker(
@@ -74,5 +81,6 @@ def build_broker(
         trust=trust,
         audit=SqlAudit(engine),
         max_violations=max_violations,
+        max_queued_messages=max_queued_messages,
         stats=BrokerStats(registry),
     )

@@ -39,6 +39,11 @@ class BrokerStats:
             ["reason"],
             registry=registry,
         )
+        self.queue_dropped = Counter(
+            "credbroker_mqtt_queue_dropped",
+            "QoS 1 and 2 messages dropped, oldest first, from a full offline session queue",
+            registry=registry,
+        )
         self.sessions = Gauge(
             "credbroker_mqtt_sessions",
             "Sessions held by the broker, by state",

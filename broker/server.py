@@ -38,7 +38,8 @@ tests/broker/ (test_faults.py unless the README says otherwise):
 14. Delivered QoS is the lower of the PUBLISH's and the subscription's, retained messages
     too (MQTT-3.8.4-6); stock amqtt delivered at the subscription's (delivery.py).
 15. Messages kept for an offline persistent session go out with RETAIN=0 on resume
-    (MQTT-3.3.1-9) (delivery.py).
+    (MQTT-3.3.1-9), and at most `max_queued_messages` are kept, the oldest dropped first
+    and counted (delivery.py).
 17. (Found by the tests of 12) A connection that ended, or was taken over, while its
     session was starting (while amqtt resent the session's unacknowledged messages) left
     the session "connected" for good: the next CONNECT with its client id waited 5 s and
@@ -66,7 +67,7 @@ from amqtt.utils import gen_client_id
 
 from broker.auth import Authenticator, Grant, Refusal
 from broker.connect import BadConnect, BufferReader, read_connect
-from broker.delivery import DeliveryBroker
+from broker.delivery import MAX_QUEUED_MESSAGES, DeliveryBroker
 from broker.handler import CredHandler
 from broker.metrics import BrokerStats
 from broker.packets import PacketReader, Violation
@@ -87,9 +88,10 @@ class CredBroker(DeliveryBroker):
         audit: Audit,
         stats: BrokerStats,
         max_violations: int = 10,
+        max_queued_messages: int = MAX_QUEUED_MESSAGES,
         poll_interval: float = 1.0,
     ) -> None:
-        super().__init__(config, stats=stats)
+        super().__init__(config, stats=stats, max_queued_messages=max_queued_messages)
         stats.sessions.labels("connected").set_function(lambda: self._count("connected"))
         stats.sessions.labels("disconnected").set_function(lambda: self._count("disconnected"))
         self.authenticator = authenticator

@@ -97,7 +97,9 @@ async def _start(broker: CredBroker) -> None:
         amqtt_log.setLevel(level)
 
 
-async def run_embedded(settings: Settings, listeners: Listeners) -> None:
+async def run_embedded(
+    settings: Settings, listeners: Listeners, *, max_queued_messages: int
+) -> None:
     from broker.factory import build_broker
     from provisioning import create_app
 
@@ -111,6 +113,7 @@ async def run_embedded(settings: Settings, listeners: Listeners) -> None:
         policy=services.verifier.policy,
         listeners=listeners,
         registry=services.metrics.registry,
+        max_queued_messages=max_queued_messages,
     )
     loop = asyncio.get_running_loop()
 
@@ -179,7 +182,7 @@ def run_api_workers(settings: Settings, workers: int) -> None:
     )
 
 
-async def run_broker(settings: Settings, listeners: Listeners) -> None:
+async def run_broker(settings: Settings, listeners: Listeners, *, max_queued_messages: int) -> None:
     from broker.factory import build_broker
     from credbroker.verifier import VerifyPolicy
     from provisioning.db import create_db_engine
@@ -188,7 +191,12 @@ async def run_broker(settings: Settings, listeners: Listeners) -> None:
     policy = VerifyPolicy(
         issuer=settings.effective_issuer, audience=settings.audience, leeway=settings.leeway
     )
-    broker = build_broker(engine=engine, policy=policy, listeners=listeners)
+    broker = build_broker(
+        engine=engine,
+        policy=policy,
+        listeners=listeners,
+        max_queued_messages=max_queued_messages,
+    )
     await _start(broker)
     typer.echo(f"credbroker broker: MQTT {listeners.host}:{listeners.mqtt_port}", err=True)
     try:

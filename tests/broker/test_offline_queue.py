@@ -1,5 +1,6 @@
-"""Messages kept for an offline persistent session, and how they go out on resume. A
-stack of its own, so that the session gauge tells when the broker has seen a device go."""
+"""Messages kept for an offline persistent session: how they go out on resume, and the
+bound on how many are kept. A stack of its own, with a small bound, so that the session
+gauge tells when the broker has seen a device go."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ import pytest
 from tests.broker.wire import PUBACK, PUBLISH, RawClient, ack, packet
 from tests.stack import Client, Device, Stack, start_stack, wait_for
 
+BOUND = 3
+
 
 @pytest.fixture(scope="module")
 def queue_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    started = start_stack(Path(tmp_path_factory.mktemp("queue")))
+    started = start_stack(
+        Path(tmp_path_factory.mktemp("queue")), "--max-queued-messages", str(BOUND)
+    )
     yield started
     started.stop()
 
@@ -59,3 +64,37 @@ def test_kept_messages_go_out_with_retain_0(queue_stack: Stack) -> None:
     again.send(ack(PUBACK, kept.packet_id))
     for client in (again, watching, publisher):
         client.close()
+
+
+def test_an_offline_session_keeps_the_latest_messages_up_to_its_bound(
+    queue_stack: Stack,
+) -> None:
+    fleet = queue_stack.fleet()
+    receiver, sender = queue_stack.device(fleet), queue_stack.device(fleet)
+    topic_filter = f"fleets/{fleet}/up/+"
+    _gone(queue_stack, receiver, topic_filter)
+    dropped = _metric(queue_stack, "credbroker_mqtt_queue_dropped_total")
+    publisher = Client(queue_stack, sender.id, sender.token())
+    assert publisher.connected.wait(10)
+    for i in range(BOUND + 2):
+        publisher.publish(f"fleets/{fleet}/up/{sender.id}", str(i).encode(), qos=1)
+    wait_for(
+        lambda: _metric(queue_stack, "credbroker_mqtt_queue_dropped_total") == dropped + 2,
+        what="two messages dropped at the bound",
+    )
+    publisher.close()
+    again = RawClient(queue_stack, receiver, clean=False)
+    kept = []
+    for _ in range(BOUND):
+        message = again.expect(PUBLISH)
+        again.send(ack(PUBACK, message.packet_id))
+        kept.append(message.payload)
+    assert kept == [b"2", b"3", b"4"]  # the oldest went first
+    again.close()
+
+
+def test_the_cli_default_is_the_brokers() -> None:
+    from broker.delivery import MAX_QUEUED_MESSAGES
+    from credbroker.cli import server
+
+    assert server.MAX_QUEUED_MESSAGES == MAX_QUEUED_MESSAGES
