@@ -11,6 +11,7 @@ What a PUBLISH becomes on its way to subscribers, live or kept for an offline se
   and left the connection open, acknowledging and losing what came after (fault 11).
 - No delivery waits for a client's acknowledgement (handler.py); stock amqtt made a
   session's start, and each SUBSCRIBE's retained messages, wait for all of them.
+- A repeated SUBSCRIBE replaces the subscription's QoS (MQTT-3.8.4-3; fault 16).
 - Delivery looks up the filters that can match a topic (fault 8, subscriptions.py).
 """
 
@@ -28,6 +29,7 @@ from broker.metrics import BrokerStats
 from broker.subscriptions import SubscriptionTable
 
 MAX_QUEUED_MESSAGES = 1000  # per offline session, as Mosquitto's max_queued_messages
+REFUSED = 0x80  # SUBACK return code (MQTT 3.1.1 section 3.9.3)
 
 
 class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
@@ -89,6 +91,17 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         if message.publish_packet is not None and message.publish_packet.retain_flag:
             await self.retain_message(client_session, topic, message.data, message.qos)
         return True
+
+    async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
+        """MQTT-3.8.4-3: a SUBSCRIBE to a filter the session already has replaces that
+        subscription, QoS included; stock amqtt kept the old QoS."""
+        granted: int = await super().add_subscription(subscription, session)
+        if granted != REFUSED:
+            entries = self._subscriptions[subscription[0]]
+            for index, (subscriber, _) in enumerate(entries):
+                if subscriber.client_id == session.client_id:
+                    entries[index] = (subscriber, granted)
+        return granted
 
     # -- to subscribers -------------------------------------------------------------------
 

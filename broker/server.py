@@ -40,6 +40,7 @@ tests/broker/ (test_faults.py unless the README says otherwise):
 15. Messages kept for an offline persistent session go out with RETAIN=0 on resume
     (MQTT-3.3.1-9), and at most `max_queued_messages` are kept, the oldest dropped first
     and counted (delivery.py).
+16. A repeated SUBSCRIBE to a filter replaces its QoS (MQTT-3.8.4-3; delivery.py).
 17. (Found by the tests of 12) A connection that ended, or was taken over, while its
     session was starting (while amqtt resent the session's unacknowledged messages) left
     the session "connected" for good: the next CONNECT with its client id waited 5 s and

@@ -15,8 +15,12 @@ from tests.broker.wire import (
     PUBLISH,
     PUBREC,
     PUBREL,
+    UNSUBACK,
+    UNSUBSCRIBE,
     RawClient,
     ack,
+    encode,
+    packet,
 )
 from tests.stack import Client, Device, Stack
 
@@ -183,4 +187,19 @@ def test_late_acknowledgements_complete_their_flows(stack: Stack) -> None:
     raw.expect(PINGRESP)
     raw.close()
     _nothing_resent(stack, route)
+    route.publisher.close()
+
+
+def test_a_repeated_subscribe_replaces_the_subscriptions_qos(stack: Stack) -> None:
+    """MQTT-3.8.4-3: stock amqtt kept the first subscription's QoS."""
+    route = _route(stack)
+    raw = RawClient(stack, route.receiver)
+    assert raw.subscribe(route.topic_filter, qos=2) == [2]
+    assert raw.subscribe(route.topic_filter, qos=0, packet_id=2) == [0]
+    route.send(b"now at 0", 2)
+    got = raw.expect(PUBLISH)
+    assert (got.payload, got.qos) == (b"now at 0", 0)
+    raw.send(packet(UNSUBSCRIBE, 0b0010, b"\x00\x03" + encode(route.topic_filter)))
+    assert raw.expect(UNSUBACK).packet_id == 3
+    raw.close()
     route.publisher.close()
