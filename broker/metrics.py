@@ -34,8 +34,8 @@ class BrokerStats:
         )
         self.dropped = Counter(
             "credbroker_mqtt_dropped_connections",
-            "Connections closed by the broker for a protocol violation (MQTT 3.1.1 "
-            "section 4.8), by reason",
+            "Connections closed by the broker for a bad CONNECT (too large, too slow, not "
+            "MQTT 3.1.1) or a protocol violation (MQTT 3.1.1 section 4.8), by reason",
             ["reason"],
             registry=registry,
         )

@@ -160,6 +160,7 @@ class CredBroker(DeliveryBroker):
         try:
             raw = await read_connect(reader)
         except BadConnect as exc:
+            self.stats.dropped.labels(exc.kind).inc()
             if exc.refuse_with is not None:
                 await _send_connack(writer, exc.refuse_with)
             await _close(writer)

@@ -5,10 +5,12 @@ messages were acknowledged and lost, and keep-alive was no longer enforced."""
 from __future__ import annotations
 
 import re
+import socket
 import struct
 
 import pytest
 
+from broker.connect import MAX_CONNECT_BYTES
 from tests.broker.wire import (
     PUBACK,
     SUBSCRIBE,
@@ -18,7 +20,7 @@ from tests.broker.wire import (
     packet,
     publish_packet,
 )
-from tests.stack import Stack, connect_packet
+from tests.stack import Stack, connect_packet, wait_for
 
 BAD_TOPICS = {
     "single-level wildcard": b"devices/{id}/+",
@@ -117,3 +119,16 @@ def test_a_publish_to_a_dollar_topic_is_refused_and_the_connection_keeps_working
     assert (delivered.topic, delivered.payload) == (f"devices/{device.id}/ok", b"after")
     raw.send(packet(PUBACK, 0, struct.pack("!H", delivered.packet_id)))
     raw.close()
+
+
+def test_an_oversized_connect_is_closed_without_connack_and_counted(stack: Stack) -> None:
+    before = _dropped(stack, "connect_too_large")
+    sock = socket.create_connection(("127.0.0.1", stack.mqtt_port), timeout=10)
+    sock.sendall(connect_packet("big", password=b"x" * (MAX_CONNECT_BYTES + 1)))
+    try:
+        answer = sock.recv(4)
+    except ConnectionResetError:  # closed with the rest of the CONNECT unread
+        answer = b""
+    assert answer == b""  # closed, no CONNACK
+    sock.close()
+    wait_for(lambda: _dropped(stack, "connect_too_large") == before + 1, what="the count")
