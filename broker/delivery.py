@@ -1,7 +1,7 @@
-"""`DeliveryBroker`: amqtt 0.12.1's message routing, with credbroker's delivery fixes.
+"""`DeliveryBroker`: amqtt 0.12.1's message routing with MQTT 3.1.1 delivery fixed.
 
-What a PUBLISH becomes on its way to subscribers, live or kept for an offline session;
-`CredBroker` (server.py) adds authentication and the ACL on top. Fixed here:
+What a PUBLISH becomes on its way to subscribers, live, kept for an offline session, or
+retained; `CredBroker` (server.py) adds authentication and the ACL on top. Fixed here:
 
 - Delivered QoS is the lower of the PUBLISH's and the subscription's (MQTT-3.8.4-6),
   retained messages too; stock amqtt delivered at the subscription's QoS (fault 14).
