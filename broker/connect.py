@@ -3,7 +3,9 @@
 amqtt 0.12.1 hangs on an MQTT 5 CONNECT with credentials (it misreads the properties)
 and waits forever for a peer that sends nothing. Here the whole CONNECT is read with a
 deadline and a size cap; a protocol level other than 4 (MQTT 3.1.1) gets CONNACK 1
-(MQTT 3.1.1 section 3.2.2.3) and amqtt never parses it.
+(MQTT 3.1.1 section 3.2.2.3) and amqtt never parses it. A CONNECT larger than
+MAX_CONNECT_BYTES is closed without a CONNACK. Every such drop is counted by its `kind`
+(credbroker_mqtt_dropped_connections_total in /metrics).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ MQTT_311 = 4
 
 
 class BadConnect(Exception):
-    """Not a CONNECT we can read; `refuse_with` is the CONNACK code to send, if any."""
+    """Not a CONNECT we can read; `kind` is a short label for metrics, `refuse_with` the
+    CONNACK code to send, if any."""
 
-    def __init__(self, reason: str, refuse_with: int | None = None) -> None:
+    def __init__(self, reason: str, kind: str, refuse_with: int | None = None) -> None:
         super().__init__(reason)
+        self.kind = kind
         self.refuse_with = refuse_with
 
 
@@ -47,7 +51,7 @@ async def _exactly(reader: ReaderAdapter, n: int) -> bytes:
     while len(data) < n:
         chunk = await reader.read(n - len(data))
         if not chunk:
-            raise BadConnect("connection closed before CONNECT was complete")
+            raise BadConnect("connection closed before CONNECT was complete", "connect_incomplete")
         data += chunk
     return data
 
@@ -55,7 +59,7 @@ async def _exactly(reader: ReaderAdapter, n: int) -> bytes:
 async def _read(reader: ReaderAdapter) -> bytes:
     first = await _exactly(reader, 1)
     if first[0] >> 4 != 1:
-        raise BadConnect("first packet is not CONNECT")
+        raise BadConnect("first packet is not CONNECT", "not_connect")
     length, multiplier, header = 0, 1, first
     for _ in range(4):  # MQTT 3.1.1 section 2.2.3: at most four length bytes
         byte = await _exactly(reader, 1)
@@ -65,14 +69,18 @@ async def _read(reader: ReaderAdapter) -> bytes:
         if not byte[0] & 0x80:
             break
     else:
-        raise BadConnect("malformed remaining length")
+        raise BadConnect("malformed remaining length", "not_connect")
     if length > MAX_CONNECT_BYTES:
-        raise BadConnect(f"CONNECT of {length} bytes is larger than {MAX_CONNECT_BYTES}")
+        raise BadConnect(
+            f"CONNECT of {length} bytes is larger than {MAX_CONNECT_BYTES}", "connect_too_large"
+        )
     body = await _exactly(reader, length)
     if len(body) < 7 or body[:6] != b"\x00\x04MQTT":
-        raise BadConnect("not an MQTT 3.1.1 CONNECT", refuse_with=1)
+        raise BadConnect("not an MQTT 3.1.1 CONNECT", "unsupported_protocol", refuse_with=1)
     if body[6] != MQTT_311:
-        raise BadConnect(f"protocol level {body[6]} is not supported", refuse_with=1)
+        raise BadConnect(
+            f"protocol level {body[6]} is not supported", "unsupported_protocol", refuse_with=1
+        )
     return header + body
 
 
@@ -81,6 +89,6 @@ async def read_connect(reader: ReaderAdapter, timeout: float = CONNECT_TIMEOUT) 
     try:
         return await asyncio.wait_for(_read(reader), timeout)
     except TimeoutError as exc:
-        raise BadConnect("no CONNECT in time") from exc
+        raise BadConnect("no CONNECT in time", "connect_timeout") from exc
     except (OSError, asyncio.IncompleteReadError) as exc:
-        raise BadConnect(f"connection failed: {exc}") from exc
+        raise BadConnect(f"connection failed: {exc}", "connect_incomplete") from exc

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from broker.audit import SqlAudit
+from broker.delivery import MAX_QUEUED_MESSAGES
 from broker.metrics import BrokerStats
 from broker.server import CredBroker
 from credbroker.decision import Authenticator
@@ -63,11 +64,18 @@ def build_broker(
     policy: VerifyPolicy,
     listeners: Listeners,
     max_violations: int = 10,
+    max_queued_messages: int = MAX_QUEUED_MESSAGES,
     registry: CollectorRegistry | None = None,
     follow_log: bool = True,
 ) -> CredBroker:
-    """Call inside a running event loop (amqtt's Broker needs one). `follow_log=False`
-    when the caller feeds `CredBroker.changed` itself (the embedded shape: the API's bus)."""
+    """Call inside a running event loop (amqtt's Broker needs one).
+
+    Args:
+        max_queued_messages: QoS 1 and 2 messages kept per offline persistent session;
+            past it the oldest is dropped (and counted in /metrics).
+        follow_log: False when the caller feeds `CredBroker.changed` itself (the
+            embedded shape: the API's bus).
+    """
     quiet_logs()
     trust = CachedTrustStore(engine)
     return CredBroker(
@@ -76,6 +84,7 @@ def build_broker(
         trust=trust,
         audit=SqlAudit(engine),
         max_violations=max_violations,
+        max_queued_messages=max_queued_messages,
         stats=BrokerStats(registry),
         poll_interval=1.0 if follow_log else None,
     )

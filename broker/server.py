@@ -2,7 +2,9 @@
 
 Authorization runs as plain calls on the hot path (`_topic_filtering`), not through
 amqtt's plugin manager, which costs a task and a gather per check. Faults of stock
-amqtt 0.12.1 fixed here, each with a regression test in tests/broker/test_faults.py:
+amqtt 0.12.1 fixed here and in the modules named (handler.py, the per-connection
+protocol handler; delivery.py, routing to subscribers), each with a regression test in
+tests/broker/ (test_faults.py unless the README says otherwise):
 
 1. CONNECT is authenticated before any session is touched, so a wrong password with
    another device's client id changes nothing of that device's session.
@@ -23,6 +25,26 @@ amqtt 0.12.1 fixed here, each with a regression test in tests/broker/test_faults
 10. (Found by the simulator) A connection's message loop left its waiter on the
     session's delivery queue when it ended; a persistent session's next connection
     shares that queue, and the orphan took (and dropped) an acknowledged message.
+11. A protocol violation closes the connection (MQTT 3.1.1 section 4.8): a PUBLISH whose
+    topic has a wildcard, ill-formed UTF-8 or U+0000, a malformed SUBSCRIBE or
+    UNSUBSCRIBE filter, bad flags (packets.py). Stock amqtt stopped serving such a
+    connection but kept it open, acknowledging and losing every later QoS 1 message and
+    no longer enforcing keep-alive; it did the same after a PUBLISH to a `$` topic, which
+    is now refused like an ACL violation, the connection going on (delivery.py).
+12. An outgoing QoS 2 message waiting for PUBREC, or for PUBCOMP after PUBREL, stays with
+    the session and is resent on resume: PUBLISH with DUP=1, or PUBREL (handler.py).
+13. An acknowledgement (PUBACK, PUBREC, PUBCOMP) that comes after 5 s still completes its
+    flow; stock amqtt ignored it, and resent the message on resume (handler.py).
+14. Delivered QoS is the lower of the PUBLISH's and the subscription's, retained messages
+    too (MQTT-3.8.4-6); stock amqtt delivered at the subscription's (delivery.py).
+15. Messages kept for an offline persistent session go out with RETAIN=0 on resume
+    (MQTT-3.3.1-9), and at most `max_queued_messages` are kept, the oldest dropped first
+    and counted (delivery.py).
+16. A repeated SUBSCRIBE to a filter replaces its QoS (MQTT-3.8.4-3; delivery.py).
+17. (Found by the tests of 12) A connection that ended, or was taken over, while its
+    session was starting (while amqtt resent the session's unacknowledged messages) left
+    the session "connected" for good: the next CONNECT with its client id waited 5 s and
+    got no CONNACK (handler.py).
 """
 
 from __future__ import annotations
@@ -36,19 +58,20 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
-from amqtt.broker import Broker
 from amqtt.contexts import Action, ListenerConfig
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.connack import ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.session import OUTGOING, Session
+from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
 from broker.connack import RETURN_CODES
 from broker.connect import BadConnect, BufferReader, read_connect
+from broker.delivery import MAX_QUEUED_MESSAGES, DeliveryBroker
+from broker.handler import CredHandler
 from broker.metrics import BrokerStats
-from broker.subscriptions import SubscriptionTable
+from broker.packets import PacketReader, Violation
 from credbroker.decision import Authenticator, Grant, Kind, Refusal
 from credbroker.trust import CachedTrustStore, Change
 
@@ -57,45 +80,7 @@ GRANT = "credbroker.grant"
 Audit = Callable[..., None]
 
 
-class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is untyped
-    _closing: asyncio.Future[None] | None = None
-    _delivery_waiter: asyncio.Task[Any] | None = None
-
-    async def mqtt_deliver_next_message(self) -> Any:
-        self._delivery_waiter = asyncio.current_task()
-        return await super().mqtt_deliver_next_message()
-
-    def stop_waiting_for_messages(self) -> None:
-        """Stock amqtt leaves this connection's waiter on the session's message queue
-        when the connection ends. A persistent session's next connection shares that
-        queue, and the orphan took its first message: gone, though acknowledged."""
-        waiter = self._delivery_waiter
-        if waiter is not None and not waiter.done():
-            waiter.cancel()  # asyncio.Queue.get hands a pending item on when cancelled
-
-    async def _handle_qos1_message_flow(self, app_message: Any) -> None:
-        # Stock amqtt forgets an outgoing QoS 1 message whose PUBACK never came (the
-        # connection dropped, or a refresh reconnect replaced it). MQTT 3.1.1 section
-        # 4.4: keep it with the session, so start() resends it, DUP, on resume.
-        try:
-            await super()._handle_qos1_message_flow(app_message)
-        except BaseException:
-            if (
-                self.session is not None
-                and app_message.direction == OUTGOING
-                and app_message.puback_packet is None
-            ):
-                self.session.inflight_out[app_message.packet_id] = app_message
-            raise
-
-    def handle_read_timeout(self) -> None:
-        # Stock amqtt ignores a silent client forever (amqtt#308). The read timeout is
-        # already 1.5 x keep-alive (set at CONNECT): the client is gone.
-        if self._closing is None:
-            self._closing = asyncio.ensure_future(self.handle_connection_closed())
-
-
-class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
+class CredBroker(DeliveryBroker):
     def __init__(
         self,
         config: dict[str, Any],
@@ -105,11 +90,10 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         audit: Audit,
         stats: BrokerStats,
         max_violations: int = 10,
+        max_queued_messages: int = MAX_QUEUED_MESSAGES,
         poll_interval: float | None = 1.0,
     ) -> None:
-        super().__init__(config)
-        self._subscriptions = SubscriptionTable()
-        self.stats = stats
+        super().__init__(config, stats=stats, max_queued_messages=max_queued_messages)
         stats.sessions.labels("connected").set_function(lambda: self._count("connected"))
         stats.sessions.labels("disconnected").set_function(lambda: self._count("disconnected"))
         self.authenticator = authenticator
@@ -140,36 +124,6 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         for timer in self._timers.values():
             timer.cancel()
         await super().shutdown()
-
-    # -- delivery ----------------------------------------------------------------------
-
-    async def _run_broadcast(self, running_tasks: Any) -> None:
-        """amqtt's delivery of one queued message, over candidate filters only (fault 8)."""
-        broadcast = await self._broadcast_queue.get()
-        topic = broadcast["topic"]
-        for topic_filter, subscriptions in self._subscriptions.candidates(topic):
-            if topic_filter != topic and not self._matches(topic, topic_filter):
-                continue
-            for target, sub_qos in list(subscriptions):
-                qos = broadcast.get("qos", sub_qos)
-                if not await self._topic_filtering(target, topic=topic, action=Action.RECEIVE):
-                    continue
-                connected = target.transitions.state == "connected"
-                if (
-                    not connected
-                    and not target.clean_session
-                    and qos in (1, 2)
-                    and not target.is_anonymous
-                ):
-                    await self._retain_broadcast_message(broadcast, qos, target)  # for resume
-                    continue
-                handler = self._get_handler(target) if connected else None
-                if handler:
-                    running_tasks.append(
-                        asyncio.ensure_future(
-                            handler.mqtt_publish(topic, broadcast["data"], qos, retain=False)
-                        )
-                    )
 
     async def _follow_log(self, interval: float) -> None:
         """The revocation log, for changes made by other processes (standalone shape; the
@@ -211,6 +165,7 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         try:
             raw = await read_connect(reader)
         except BadConnect as exc:
+            self.stats.dropped.labels(exc.kind).inc()
             if exc.refuse_with is not None:
                 await _send_connack(writer, exc.refuse_with)
             await _close(writer)
@@ -325,7 +280,7 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         client_id: str,
     ) -> None:
         client_session.transitions.connect()
-        handler.attach(client_session, reader, writer)
+        handler.attach(client_session, PacketReader(reader, self._violation(client_id)), writer)
         self._sessions[client_id] = (client_session, handler)
         await handler.mqtt_connack_authorize(True)
         self._arm_expiry(client_id, client_session.attributes[GRANT])
@@ -365,6 +320,13 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
             timer.cancel()
         await super()._handle_disconnect(client_session, handler, disconnect_waiter)
 
+    def _violation(self, client_id: str) -> Callable[[Violation], None]:
+        def report(violation: Violation) -> None:
+            self.stats.dropped.labels(violation.reason).inc()
+            log.info("%s: protocol violation, connection closed: %s", client_id, violation)
+
+        return report
+
     # -- authorization -------------------------------------------------------------------
 
     async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
@@ -394,6 +356,11 @@ class CredBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
             return True
         self._publish_refused(session, grant, topic)
         return False
+
+    def _refuse_dollar_topic(self, session: Session, topic: str) -> None:
+        grant: Grant | None = session.attributes.get(GRANT)
+        if grant is not None:
+            self._publish_refused(session, grant, topic)
 
     def _publish_refused(self, session: Session, grant: Grant, topic: str) -> None:
         self.stats.refused.labels("publish").inc()

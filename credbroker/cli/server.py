@@ -27,6 +27,16 @@ HeaderTimeoutOpt = Annotated[
         help="seconds a connection has to send its request (then 408, closed)",
     ),
 ]
+QueuedOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-queued-messages",
+        envvar="CREDBROKER_MAX_QUEUED_MESSAGES",
+        min=1,
+        help="QoS 1 and 2 messages kept per offline persistent session; the oldest go first",
+    ),
+]
+MAX_QUEUED_MESSAGES = 1000  # broker.delivery.MAX_QUEUED_MESSAGES (not imported at start-up)
 
 
 def up(
@@ -38,6 +48,7 @@ def up(
     tls_key: KeyOpt = None,
     data_dir: DataDirOpt = Path("./credbroker-data"),
     http_header_timeout: HeaderTimeoutOpt = 10.0,
+    max_queued_messages: QueuedOpt = MAX_QUEUED_MESSAGES,
 ) -> None:
     """Run the embedded stack in one process and one event loop: API and MQTT broker,
     state in SQLite in DATA_DIR."""
@@ -51,7 +62,7 @@ def up(
     listeners = Listeners(
         host=host, mqtt_port=mqtt_port, mqtts_port=mqtts_port, tls_cert=tls_cert, tls_key=tls_key
     )
-    asyncio.run(run_embedded(settings, listeners))
+    asyncio.run(run_embedded(settings, listeners, max_queued_messages=max_queued_messages))
 
 
 def api(
@@ -84,6 +95,7 @@ def broker(
     tls_cert: CertOpt = None,
     tls_key: KeyOpt = None,
     data_dir: DataDirOpt = Path("./credbroker-data"),
+    max_queued_messages: QueuedOpt = MAX_QUEUED_MESSAGES,
 ) -> None:
     """Run a standalone MQTT broker on the API's database (CREDBROKER_DATABASE_URL); set
     CREDBROKER_ISSUER to the API's issuer. Learns revocations within 2 seconds."""
@@ -95,4 +107,4 @@ def broker(
     listeners = Listeners(
         host=host, mqtt_port=mqtt_port, mqtts_port=mqtts_port, tls_cert=tls_cert, tls_key=tls_key
     )
-    asyncio.run(run_broker(settings, listeners))
+    asyncio.run(run_broker(settings, listeners, max_queued_messages=max_queued_messages))

@@ -99,7 +99,9 @@ async def _start(broker: CredBroker) -> None:
         amqtt_log.setLevel(level)
 
 
-async def run_embedded(settings: Settings, listeners: Listeners) -> None:
+async def run_embedded(
+    settings: Settings, listeners: Listeners, *, max_queued_messages: int
+) -> None:
     from broker.factory import build_broker
     from credbroker.trust import Change
     from provisioning import create_app
@@ -115,6 +117,7 @@ async def run_embedded(settings: Settings, listeners: Listeners) -> None:
         listeners=listeners,
         registry=services.metrics.registry,
         follow_log=False,  # the API's bus brings every change, its own and the log's
+        max_queued_messages=max_queued_messages,
     )
     loop = asyncio.get_running_loop()
 
@@ -183,7 +186,7 @@ def run_api_workers(settings: Settings, workers: int) -> None:
     )
 
 
-async def run_broker(settings: Settings, listeners: Listeners) -> None:
+async def run_broker(settings: Settings, listeners: Listeners, *, max_queued_messages: int) -> None:
     from broker.factory import build_broker
     from credbroker.verifier import VerifyPolicy
     from provisioning.db import create_db_engine
@@ -192,7 +195,12 @@ async def run_broker(settings: Settings, listeners: Listeners) -> None:
     policy = VerifyPolicy(
         issuer=settings.effective_issuer, audience=settings.audience, leeway=settings.leeway
     )
-    broker = build_broker(engine=engine, policy=policy, listeners=listeners)
+    broker = build_broker(
+        engine=engine,
+        policy=policy,
+        listeners=listeners,
+        max_queued_messages=max_queued_messages,
+    )
     await _start(broker)
     typer.echo(f"credbroker broker: MQTT {listeners.host}:{listeners.mqtt_port}", err=True)
     try:

@@ -48,7 +48,7 @@ def test_an_ended_connection_leaves_no_delivery_waiter_on_the_session() -> None:
 
     from amqtt.session import Session
 
-    from broker.server import CredHandler
+    from broker.handler import CredHandler
 
     async def scenario() -> object:
         session = Session()

@@ -1,0 +1,172 @@
+"""`CredHandler`: amqtt's per-connection protocol handler, with outgoing QoS 1 and QoS 2
+flows that lose nothing and duplicate nothing.
+
+Stock amqtt 0.12.1 forgets an outgoing message whose acknowledgement has not come when
+the connection ends (QoS 1: fault 7; QoS 2: fault 12), gives up on an acknowledgement
+after 5 s so that a late one is ignored and the message is sent again on resume (fault
+13), and frees a QoS 2 message's packet identifier at PUBREC, before PUBCOMP.
+
+Here an outgoing QoS 1 or 2 message stays in its session's `inflight_out` from its
+PUBLISH until its PUBACK or PUBCOMP (MQTT 3.1.1 sections 2.3.1 and 4.3), whatever happens
+to the connection, and the session's next connection resends it (section 4.4,
+MQTT-4.4.0-1: PUBLISH with DUP=1 if no PUBREC came, PUBREL if one did). An
+acknowledgement is awaited as long as the connection lasts: MQTT 3.1.1 resends only on
+reconnect, so a timeout can only turn a late acknowledgement into a duplicate. Nothing
+of the broker waits for a client's acknowledgement: `deliver` follows each flow in the
+background, and the flows end with the connection. A connection that ends, or is taken
+over, while it starts still ends its session (fault 17).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.pubrel import PubrelPacket
+from amqtt.session import OUTGOING, Session
+
+log = logging.getLogger("credbroker.broker")
+Waiters = dict[int, asyncio.Future[Any]]
+
+
+class ConnectionEnded(Exception):
+    """The connection ended before a message's flow could wait for its acknowledgement;
+    the message stays with the session for the next connection."""
+
+
+class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is untyped
+    _closing: asyncio.Future[None] | None = None
+    _delivery_waiter: asyncio.Task[Any] | None = None
+    _ended = False
+    _early_disconnect: tuple[Any] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._flows: set[asyncio.Future[Any]] = set()
+
+    async def start(self) -> None:
+        await super().start()
+        # Stock amqtt makes the disconnect waiter only at the end of start(), after the
+        # reader has started and the session's unacknowledged messages have been resent.
+        # A connection that ended, or was taken over, in between resolved no waiter, and
+        # its session stayed "connected" for good (fault 17).
+        waiter = self._disconnect_waiter
+        if self._early_disconnect is not None and waiter is not None and not waiter.done():
+            waiter.set_result(self._early_disconnect[0])
+
+    async def handle_disconnect(self, disconnect: Any) -> None:
+        if self._disconnect_waiter is None and self._early_disconnect is None:
+            self._early_disconnect = (disconnect,)  # before start() made its waiter
+        await super().handle_disconnect(disconnect)
+
+    # -- sending ---------------------------------------------------------------------
+
+    def deliver(self, topic: str, data: bytes | bytearray, qos: int, *, retain: bool) -> None:
+        """Send a message to this connection's client and follow its flow in the
+        background, so that no caller waits for the client's acknowledgement."""
+        self._follow(self.mqtt_publish(topic, data, qos, retain))
+
+    def _follow(self, flow: Any) -> None:
+        task = asyncio.ensure_future(flow)
+        self._flows.add(task)  # keep a reference until done (asyncio holds only weak ones)
+        task.add_done_callback(self._flow_done)
+
+    def _flow_done(self, task: asyncio.Future[Any]) -> None:
+        self._flows.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("message flow ended: %r", task.exception())
+
+    async def _retry_deliveries(self) -> None:
+        """MQTT 3.1.1 section 4.4: resend, in order, what the session's last connection
+        left unacknowledged. Stock amqtt held the session's start up to 10 s here for the
+        acknowledgements, then forgot the flows that had not finished."""
+        session = self._session()
+        for message in [*session.inflight_in.values(), *session.inflight_out.values()]:
+            self._follow(self._handle_message_flow(message))
+
+    async def _handle_qos1_message_flow(self, message: Any) -> None:
+        if message.direction != OUTGOING:
+            await super()._handle_qos1_message_flow(message)
+            return
+        session, packet_id = self._session(), message.packet_id
+        session.inflight_out[packet_id] = message  # until PUBACK, across connections
+        waiter = self._expect(self._puback_waiters, packet_id)
+        await self._send_publish(message)
+        message.puback_packet = await self._acknowledged(self._puback_waiters, packet_id, waiter)
+        session.inflight_out.pop(packet_id, None)
+
+    async def _handle_qos2_message_flow(self, message: Any) -> None:
+        if message.direction != OUTGOING:
+            if self._ended:  # a resend on resume that came too late to wait for PUBREL
+                raise ConnectionEnded(message.packet_id)
+            await super()._handle_qos2_message_flow(message)
+            return
+        session, packet_id = self._session(), message.packet_id
+        session.inflight_out[packet_id] = message  # until PUBCOMP, across connections
+        if message.pubrec_packet is None:  # after PUBREC, never the PUBLISH again (4.3.3)
+            waiter = self._expect(self._pubrec_waiters, packet_id)
+            await self._send_publish(message)
+            message.pubrec_packet = await self._acknowledged(
+                self._pubrec_waiters, packet_id, waiter
+            )
+        waiter = self._expect(self._pubcomp_waiters, packet_id)
+        message.pubrel_packet = PubrelPacket.build(packet_id)
+        await self._send_packet(message.pubrel_packet)
+        message.pubcomp_packet = await self._acknowledged(self._pubcomp_waiters, packet_id, waiter)
+        session.inflight_out.pop(packet_id, None)
+
+    async def _send_publish(self, message: Any) -> None:
+        # MQTT-3.3.1-1: DUP=1 when this PUBLISH may have been sent before.
+        packet = message.build_publish_packet(dup=message.publish_packet is not None)
+        await self._send_packet(packet)
+        message.publish_packet = packet
+
+    def _expect(self, waiters: Waiters, packet_id: int) -> asyncio.Future[Any]:
+        """A waiter for an acknowledgement, set up before the packet it answers is sent
+        (stock amqtt set it up after, and an early answer found nobody waiting)."""
+        if self._ended:
+            raise ConnectionEnded(packet_id)
+        old = waiters.get(packet_id)
+        if old is not None:
+            old.cancel()  # an older flow of the same message gives way
+        waiter = waiters[packet_id] = asyncio.get_running_loop().create_future()
+        return waiter
+
+    @staticmethod
+    async def _acknowledged(waiters: Waiters, packet_id: int, waiter: asyncio.Future[Any]) -> Any:
+        """The acknowledgement, however late; cancelled when the connection ends."""
+        try:
+            return await waiter
+        finally:
+            if waiters.get(packet_id) is waiter:
+                del waiters[packet_id]
+
+    def _stop_waiters(self) -> None:
+        self._ended = True  # from here on, a flow keeps its message for the next connection
+        super()._stop_waiters()
+
+    def _session(self) -> Session:
+        assert self.session is not None  # noqa: S101 - flows run on an attached handler
+        return self.session
+
+    # -- receiving ---------------------------------------------------------------------
+
+    async def mqtt_deliver_next_message(self) -> Any:
+        self._delivery_waiter = asyncio.current_task()
+        return await super().mqtt_deliver_next_message()
+
+    def stop_waiting_for_messages(self) -> None:
+        """Stock amqtt leaves this connection's waiter on the session's message queue
+        when the connection ends. A persistent session's next connection shares that
+        queue, and the orphan took its first message: gone, though acknowledged."""
+        waiter = self._delivery_waiter
+        if waiter is not None and not waiter.done():
+            waiter.cancel()  # asyncio.Queue.get hands a pending item on when cancelled
+
+    def handle_read_timeout(self) -> None:
+        # Stock amqtt ignores a silent client forever (amqtt#308). The read timeout is
+        # already 1.5 x keep-alive (set at CONNECT): the client is gone.
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self.handle_connection_closed())
