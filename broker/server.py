@@ -74,6 +74,7 @@ from broker.metrics import BrokerStats
 from broker.packets import PacketReader, Violation
 from credbroker.decision import Authenticator, Grant, Kind, Refusal
 from credbroker.trust import CachedTrustStore, Change
+from credbroker.verifier import StoreUnavailable
 
 log = logging.getLogger("credbroker.broker")
 GRANT = "credbroker.grant"
@@ -112,7 +113,10 @@ class CredBroker(DeliveryBroker):
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.trust.catch_up)  # the deny list, before any CONNECT
+        try:  # the deny list, before any CONNECT; until then tokens get CONNACK 3
+            await asyncio.to_thread(self.trust.catch_up)
+        except StoreUnavailable as exc:
+            log.warning("the database is not ready (%s); retrying every second", _line(exc))
         await super().start()
         if self.poll_interval is not None:
             self._poller = asyncio.create_task(self._follow_log(self.poll_interval))
@@ -128,13 +132,22 @@ class CredBroker(DeliveryBroker):
     async def _follow_log(self, interval: float) -> None:
         """The revocation log, for changes made by other processes (standalone shape; the
         embedded broker hears of every change from the API's bus instead)."""
+        failing = False
         while True:
             try:
                 changes = await asyncio.to_thread(self.trust.read_log)
                 if changes:
                     await self.changed(changes)
+            except StoreUnavailable as exc:  # said once, in one line, until it recovers
+                if not failing:
+                    log.warning("revocation log unreadable (%s); retrying", _line(exc))
+                failing = True
             except Exception:  # a bad poll must not stop the next one
                 log.warning("revocation poll failed", exc_info=True)
+            else:
+                if failing:
+                    log.warning("revocation log readable again")
+                failing = False
             await asyncio.sleep(interval)
 
     # -- connections -------------------------------------------------------------------
@@ -432,3 +445,8 @@ async def _send_connack(writer: WriterAdapter, code: int) -> None:
 async def _close(writer: WriterAdapter) -> None:
     with contextlib.suppress(OSError, ConnectionError, AMQTTError, asyncio.TimeoutError):
         await writer.close()
+
+
+def _line(exc: Exception) -> str:
+    """The first line of a database error (SQLAlchemy appends the statement and a URL)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

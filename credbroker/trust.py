@@ -122,6 +122,8 @@ class CachedTrustStore:
 
     def is_jti_revoked(self, jti: str) -> bool:
         if self._deny_list_in_memory:
+            if self._last_entry is None:  # fail closed until the log has been read once
+                raise StoreUnavailable("the revocation log has not been read yet")
             return jti in self._denied
         return self._query(_JTI, jti=jti) is not None
 

@@ -4,32 +4,24 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from credbroker.claims import DEFAULT_AUDIENCE
+from credbroker.settings import CommonSettings
 
 DAY = 86_400
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CREDBROKER_", extra="ignore")
+class Settings(CommonSettings):
+    """The API's settings: the common ones (database, issuer, audience, leeway) and
+    what only the API needs."""
 
-    host: str = "127.0.0.1"
-    http_port: int = 8000
-    data_dir: Path = Path("./credbroker-data")
-    database_url: str | None = None
     master_key: SecretStr | None = None
     admin_key: SecretStr | None = None
     hook_key: SecretStr | None = None  # seeded with the broker:hook scope only
     # Comma-separated networks (e.g. "10.0.5.0/24") whose calls to /v1/hooks need no key:
     # for brokers that cannot present one (mosquitto-go-auth). Empty: keys only.
     hooks_trusted_networks: str = ""
-    issuer: str | None = Field(default=None, description="defaults to http://HOST:HTTP_PORT")
-    audience: str = DEFAULT_AUDIENCE
-    leeway: int = Field(default=30, ge=0, le=300)
     assertion_max_lifetime: int = 300  # RFC 7523 assertions expire at most 5 minutes ahead
     refresh_family_lifetime: int = 30 * DAY
     enrollment_token_ttl: int = 7 * DAY
@@ -44,15 +36,6 @@ class Settings(BaseSettings):
     failed_auth_window: int = Field(default=60, ge=1)
     log_level: str = "warning"
 
-    @property
-    def effective_issuer(self) -> str:
-        if self.issuer:
-            return self.issuer.rstrip("/")
-        host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.http_port}"
-
     @field_validator("hooks_trusted_networks")
     @classmethod
     def _networks_parse(cls, value: str) -> str:
@@ -63,12 +46,6 @@ class Settings(BaseSettings):
     def trusted_hook_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """Parsed once: hook calls without a key consult it on every request."""
         return _networks(self.hooks_trusted_networks)
-
-    @property
-    def effective_database_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{(self.data_dir / 'credbroker.db').resolve()}"
 
 
 def _networks(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -100,10 +100,10 @@ def broker(
     """Run a standalone MQTT broker on the API's database (CREDBROKER_DATABASE_URL); set
     CREDBROKER_ISSUER to the API's issuer. Learns revocations within 2 seconds."""
     from broker.factory import Listeners
-    from credbroker.cli.stack import run_broker
-    from provisioning import Settings
+    from broker.settings import BrokerSettings
+    from credbroker.cli.standalone import run_broker
 
-    settings = Settings(host=host, data_dir=data_dir)
+    settings = BrokerSettings(host=host, data_dir=data_dir)
     listeners = Listeners(
         host=host, mqtt_port=mqtt_port, mqtts_port=mqtts_port, tls_cert=tls_cert, tls_key=tls_key
     )

@@ -1,25 +1,24 @@
-"""Running processes: the embedded stack (API and broker on one event loop), the API
-alone, and a standalone broker."""
+"""Running processes with an API: the embedded stack (API and broker on one event loop)
+and the API alone (the standalone broker is `standalone.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 import uvicorn
+
+from credbroker.cli.lifecycle import start_broker, until_signal
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from broker.factory import Listeners
-    from broker.server import CredBroker
     from provisioning import Settings
 
 
@@ -70,35 +69,6 @@ def _uvicorn(app: FastAPI, settings: Settings) -> _Server:
     )
 
 
-async def _until_signal(*tasks: asyncio.Future[Any]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    waiter = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-
-
-async def _start(broker: CredBroker) -> None:
-    from amqtt.errors import BrokerError
-
-    amqtt_log = logging.getLogger("amqtt.broker")
-    level = amqtt_log.level
-    amqtt_log.setLevel(logging.CRITICAL)  # it logs a traceback for a port in use
-    try:
-        await broker.start()
-    except BrokerError as exc:  # a user's error, said in one line
-        typer.echo(
-            f"error: the MQTT broker cannot start: {exc.__cause__ or exc}\n"
-            "(is another broker on that port? choose one with --mqtt-port)",
-            err=True,
-        )
-        raise typer.Exit(1) from exc
-    finally:
-        amqtt_log.setLevel(level)
-
-
 async def run_embedded(
     settings: Settings, listeners: Listeners, *, max_queued_messages: int
 ) -> None:
@@ -126,7 +96,7 @@ async def run_embedded(
         loop.call_soon_threadsafe(lambda: asyncio.ensure_future(broker.changed(changes)))
 
     services.bus.subscribe(on_change)
-    await _start(broker)
+    await start_broker(broker)
     app.state.health["mqtt"] = True
     server = _uvicorn(app, settings)
     serving = asyncio.ensure_future(server.serve())
@@ -136,7 +106,7 @@ async def run_embedded(
         err=True,
     )
     try:
-        await _until_signal(serving)
+        await until_signal(serving)
     finally:
         server.should_exit = True
         await serving
@@ -151,7 +121,7 @@ async def run_api(settings: Settings) -> None:
     server = _uvicorn(app, settings)
     serving = asyncio.ensure_future(server.serve())
     try:
-        await _until_signal(serving)
+        await until_signal(serving)
     finally:
         server.should_exit = True
         await serving
@@ -184,26 +154,3 @@ def run_api_workers(settings: Settings, workers: int) -> None:
         server_header=False,
         date_header=False,
     )
-
-
-async def run_broker(settings: Settings, listeners: Listeners, *, max_queued_messages: int) -> None:
-    from broker.factory import build_broker
-    from credbroker.verifier import VerifyPolicy
-    from provisioning.db import create_db_engine
-
-    engine = create_db_engine(settings.effective_database_url)
-    policy = VerifyPolicy(
-        issuer=settings.effective_issuer, audience=settings.audience, leeway=settings.leeway
-    )
-    broker = build_broker(
-        engine=engine,
-        policy=policy,
-        listeners=listeners,
-        max_queued_messages=max_queued_messages,
-    )
-    await _start(broker)
-    typer.echo(f"credbroker broker: MQTT {listeners.host}:{listeners.mqtt_port}", err=True)
-    try:
-        await _until_signal()
-    finally:
-        await broker.shutdown()

@@ -20,6 +20,14 @@ def _loaded(imports: str, watched: set[str]) -> list[str]:
     [
         # The broker, embedded or standalone, runs without the API's web and ORM stack.
         ("import broker.server, broker.factory", {"fastapi", "sqlmodel", "provisioning"}),
+        # `credbroker broker`, its command line parsed and everything its run imports.
+        (
+            "import asyncio; asyncio.run = lambda main: main.close(); "
+            "import credbroker.cli, credbroker.cli.standalone, credbroker.database, "
+            "broker.factory, broker.settings; "
+            "credbroker.cli.app(['broker'], standalone_mode=False)",
+            {"fastapi", "sqlmodel", "provisioning", "uvicorn"},
+        ),
         # The API uses the shared decision, not the MQTT edge.
         ("import provisioning.app, provisioning.api.hooks", {"broker", "amqtt"}),
         # The contract package's decision needs neither a database nor a web framework.

@@ -216,3 +216,64 @@ def test_every_worker_process_learns_an_immediate_rotation(tmp_path: Path) -> No
         os.killpg(api.pid, signal.SIGTERM)
         assert api.wait(30) == 0
         log.close()
+
+
+def test_a_broker_started_before_the_api_waits_quietly_then_serves(tmp_path: Path) -> None:
+    """Before: `credbroker broker` on a database without the API's tables logged a
+    22-line traceback every second."""
+    import base64
+    import secrets
+
+    import httpx
+
+    from device_sdk import assertion_form, generate_key, public_pem
+    from tests.databases import postgres_database
+    from tests.e2e.points import connack
+
+    with postgres_database() as url:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
+        admin_key = "adm_" + secrets.token_hex(24)
+        env.update(
+            CREDBROKER_DATABASE_URL=url,
+            CREDBROKER_MASTER_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+            CREDBROKER_ADMIN_KEY=admin_key,
+            CREDBROKER_ISSUER="http://credbroker.test",
+        )
+        broker_port, api_port = free_port(), free_port()
+        broker_log, api_log = tmp_path / "broker.log", tmp_path / "api.log"
+        with broker_log.open("wb") as out:
+            broker = subprocess.Popen(
+                [str(BIN / "credbroker"), "broker", "--mqtt-port", str(broker_port)],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        api = None
+        try:
+            wait_for(lambda: port_open(broker_port), timeout=30, what="the broker")
+            wait_for(lambda: "not ready" in broker_log.read_text(), what="its one-line warning")
+            with api_log.open("wb") as out:
+                api = subprocess.Popen(
+                    [str(BIN / "credbroker"), "api", "--http-port", str(api_port),
+                     "--data-dir", str(tmp_path / "api")],
+                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                )  # fmt: skip
+            base, admin = f"http://127.0.0.1:{api_port}", {"Authorization": f"Bearer {admin_key}"}
+            wait_for(lambda: port_open(api_port), timeout=60, what="the API")
+            key = generate_key()
+            with httpx.Client(base_url=base, headers=admin) as http:
+                fleet = {"name": "late", "acl": {"publish": ["x/{device_id}"], "subscribe": []}}
+                assert http.post("/v1/fleets", json=fleet).status_code == 201
+                device = {"device_id": "late-1", "fleet": "late", "public_key": public_pem(key)}
+                assert http.post("/v1/devices", json=device).status_code == 201
+            form = assertion_form(
+                key, device_id="late-1", audience="http://credbroker.test/oauth2/token"
+            )
+            token = httpx.post(base + "/oauth2/token", data=form).json()["access_token"]
+            wait_for(lambda: connack(broker_port, "late-1", token) == 0, timeout=10,
+                     what="the broker to serve once the schema exists")  # fmt: skip
+            text = broker_log.read_text()
+            assert "Traceback" not in text and len(text.splitlines()) <= 4, text
+        finally:
+            for process in (broker, api):
+                if process is not None and process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(20)

@@ -1,0 +1,47 @@
+"""Engines for the database every process shares (SQLAlchemy only: the standalone
+broker runs without SQLModel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy's recipe for working SAVEPOINTs on pysqlite: take transaction control
+    # away from the driver and emit BEGIN ourselves (see `_sqlite_begin`).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; safe under WAL
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # Request transactions take the write lock up front (IMMEDIATE): a deferred one that
+    # reads, then writes, gets SQLITE_BUSY at once under concurrency instead of waiting.
+    mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_db_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            # Hashes and sealed keys live here: readable by this user only.
+            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            Path(path).touch(mode=0o600, exist_ok=True)
+        # One connection, handed from thread to thread: SQLite has one writer anyway,
+        # and waiting on the pool is a condition variable, where waiting on SQLite's
+        # busy handler is a sleep of up to 100 ms per retry.
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False}, pool_size=1, max_overflow=0
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
