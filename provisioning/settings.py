@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     issuer: str | None = Field(default=None, description="defaults to http://HOST:HTTP_PORT")
     audience: str = DEFAULT_AUDIENCE
     leeway: int = Field(default=30, ge=0, le=300)
-    assertion_max_lifetime: int = 300  # RFC 7523 assertions expire at most 5 minutes ahead
+    # RFC 7523 assertions: exp at most this far ahead of now and of iat; each jti is kept
+    # this long at most. An hour: what authlib and most clients send by default.
+    assertion_max_lifetime: int = Field(default=3600, ge=1, le=86_400)
     refresh_family_lifetime: int = 30 * DAY
     enrollment_token_ttl: int = 7 * DAY
     # Seconds a connection has to deliver a request (line, headers and body) once it opens

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from credbroker import jws
 from credbroker.claims import DEVICE_ID_PATTERN, SIGNING_ALG
 from provisioning import signing
 from provisioning.api.deps import AuditRead, ServicesDep, require
@@ -20,6 +21,8 @@ from provisioning.store import admin, audit, devices, enrollment
 from provisioning.store.admin import Admin
 
 router = APIRouter()
+# Every `alg` some credential key verifies (credbroker.jws): EdDSA, Ed25519, ES256.
+ASSERTION_ALGS = [name for names in jws.ALG_NAMES.values() for name in names]
 AUDIT_ACTION_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"  # "device.create", "refresh.family_revoke"
 
 
@@ -38,7 +41,7 @@ def metadata(services: ServicesDep) -> dict[str, Any]:
             "client_secret_basic",
             "client_secret_post",
         ],
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "revocation_endpoint_auth_methods_supported": ["none"],
         "introspection_endpoint_auth_methods_supported": ["bearer"],
         "response_types_supported": [],

@@ -5,12 +5,18 @@ introspection (RFC 7662 section 2.3)."""
 from __future__ import annotations
 
 import base64
+import json
+import uuid
 from typing import Any
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.support import Api
+from tests.stack import b64
+from tests.support import TOKEN_URL, Api
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
@@ -120,3 +126,77 @@ def test_every_invalid_client_of_the_token_endpoint_carries_a_challenge(
         oauth_error(refused, 401, "invalid_client")
         # Basic is the one HTTP scheme the token endpoint takes (RFC 6749 section 2.3.1).
         assert refused.headers["www-authenticate"] == 'Basic realm="credbroker", charset="UTF-8"'
+
+
+def _joserfc_key(device: Any) -> Any:
+    from joserfc.jwk import ECKey, OKPKey
+
+    pem = device.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return (OKPKey if isinstance(device.key, ed25519.Ed25519PrivateKey) else ECKey).import_key(pem)
+
+
+def test_authlib_assertions_as_shipped_get_a_token(api: Api, fleet: str) -> None:
+    """authlib's `PrivateKeyJWT` signs `exp = iat + 3600`: within the one-hour bound.
+    `Ed25519`, not `EdDSA`: joserfc warns that RFC 9864 deprecates the latter."""
+    from authlib.oauth2.rfc7523 import private_key_jwt_sign
+
+    device = api.device(fleet)
+    assertion = private_key_jwt_sign(
+        _joserfc_key(device), client_id=device.id, token_endpoint=TOKEN_URL, alg="Ed25519"
+    )
+    claims = jwt.decode(assertion, options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 3600
+    assert api.token(device.grant_form(assertion)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("iat", "exp", "why"),
+    [
+        (0, 3600 + 31, "ahead"),  # past the bound and the 30 s leeway
+        (-200, 3500, "lives more than"),  # made long before: exp - iat over the bound
+    ],
+)
+def test_assertion_lifetime_is_bounded(api: Api, fleet: str, iat: int, exp: int, why: str) -> None:
+    device = api.device(fleet)
+    now = int(api.clock())
+    refused = api.token(device.grant_form(device.assertion(iat=now + iat, exp=now + exp)))
+    assert why in oauth_error(refused, 401, "invalid_client")["error_description"]
+
+
+def test_rfc9864_ed25519_alg_is_accepted_for_an_ed25519_key(api: Api, fleet: str) -> None:
+    from joserfc import jwt as jose_jwt
+
+    device = api.device(fleet)
+    now = int(api.clock())
+    claims = {"iss": device.id, "sub": device.id, "aud": TOKEN_URL, "iat": now}
+    claims |= {"exp": now + 60, "jti": uuid.uuid4().hex}
+    assertion = jose_jwt.encode(
+        {"alg": "Ed25519"}, claims, _joserfc_key(device), algorithms=["Ed25519"]
+    )
+    assert api.token(device.grant_form(assertion)).status_code == 200
+    meta = api.client.get("/.well-known/oauth-authorization-server").json()
+    assert meta["token_endpoint_auth_signing_alg_values_supported"] == ["EdDSA", "Ed25519", "ES256"]
+
+
+def _with_header(token: str, header: dict[str, str]) -> str:
+    """The same claims and signature under another header: the alg is checked first."""
+    return b64(json.dumps(header).encode()) + "." + token.split(".", 1)[1]
+
+
+@pytest.mark.parametrize(("key_alg", "alg"), [("es256", "Ed25519"), ("ed25519", "ES256")])
+def test_an_alg_the_key_cannot_verify_is_unsupported_not_a_bad_signature(
+    api: Api, fleet: str, key_alg: str, alg: str
+) -> None:
+    device = api.device(fleet, alg=key_alg)
+    kid = device.created["credential_keys"][0]["kid"]
+    for header, which in (
+        ({"alg": alg}, "this device's keys"),
+        ({"alg": alg, "kid": kid}, "this key"),
+    ):
+        signed = _with_header(device.assertion(), header)
+        body = oauth_error(api.token(device.grant_form(signed)), 401, "invalid_client")
+        assert body["error_description"] == f"unsupported algorithm {alg!r} for {which}"
+    hs256 = device.assertion(key="k" * 32, alg="HS256")
+    assert "unsupported algorithm 'HS256'" in api.token(device.grant_form(hs256)).text
