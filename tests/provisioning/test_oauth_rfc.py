@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.stack import b64
+from tests.stack import b64, wait_for
 from tests.support import TOKEN_URL, Api
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -200,3 +200,22 @@ def test_an_alg_the_key_cannot_verify_is_unsupported_not_a_bad_signature(
         assert body["error_description"] == f"unsupported algorithm {alg!r} for {which}"
     hs256 = device.assertion(key="k" * 32, alg="HS256")
     assert "unsupported algorithm 'HS256'" in api.token(device.grant_form(hs256)).text
+
+
+def test_the_replay_cache_forgets_expired_assertions(api: Api, fleet: str) -> None:
+    """Each jti is kept until its assertion expires, and no longer: the table stays at
+    what the one-hour bound allows instead of growing with every grant."""
+    from sqlalchemy import text
+
+    def kept() -> int:
+        with api.engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM used_assertions")).scalar_one())
+
+    device = api.device(fleet)
+    with api.client:  # the lifespan: the loop that follows the revocation log prunes too
+        device.tokens()
+        assert kept() == 1
+        api.clock.advance(60 + 31)  # the assertion's exp plus leeway
+        wait_for(lambda: kept() == 0, 10, "the expired jti to be pruned")
+        device.tokens()
+        assert kept() == 1
