@@ -118,14 +118,18 @@ async def revoke(
     services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
-    """RFC 7009: revoke an access or refresh token. Holding the token is enough: an
-    admin key with `tokens:revoke` is recorded as the actor when sent."""
-    actor = "holder"
-    if authorization:
-        with _challenged(authorization, "Bearer"):
-            actor = _admin_for(services, authorization, "tokens:revoke").id
+    """RFC 7009: revoke an access or refresh token. Client authentication as at the token
+    endpoint (then only the client's own tokens), an admin key with `tokens:revoke`
+    (any token), or nothing: holding the token is enough."""
     form = await _form(request)
-    if not form.get("token"):
-        raise InvalidRequest("token is required")
-    await run_in_threadpool(introspection.revoke, services, form["token"], actor)
+    with _challenged(authorization, "Basic", "Bearer"):
+        if (authorization or "").partition(" ")[0].lower() == "bearer":
+            actor = _admin_for(services, authorization, "tokens:revoke").id
+            if not form.get("token"):
+                raise InvalidRequest("token is required")
+            await run_in_threadpool(introspection.revoke, services, form["token"], actor=actor)
+        else:
+            await run_in_threadpool(
+                introspection.revoke_request, services, form, authorization, _address(request)
+            )
     return JSONResponse({}, headers=NO_STORE)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.stack import b64, wait_for
-from tests.support import TOKEN_URL, Api
+from tests.support import ISSUER, TOKEN_URL, Api, make_api
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
@@ -219,3 +220,163 @@ def test_the_replay_cache_forgets_expired_assertions(api: Api, fleet: str) -> No
         wait_for(lambda: kept() == 0, 10, "the expired jti to be pruned")
         device.tokens()
         assert kept() == 1
+
+
+REVOKE_URL = ISSUER + "/oauth2/revoke"
+
+
+def _secret_device(api: Api) -> tuple[str, str]:
+    fleet = api.fleet(allow_client_secret=True)["name"]
+    device_id = f"s-{uuid.uuid4().hex[:8]}"
+    created = api.client.post(
+        "/v1/devices", json={"device_id": device_id, "fleet": fleet}, headers=api.admin
+    )
+    assert created.status_code == 201, created.text
+    return device_id, created.json()["client_secret"]
+
+
+def _secret_tokens(api: Api, device_id: str, secret: str) -> dict[str, Any]:
+    got = api.token({"grant_type": "client_credentials"}, headers=basic(device_id, secret))
+    assert got.status_code == 200, got.text
+    return dict(got.json())
+
+
+def _actors(api: Api, device_id: str) -> list[tuple[str, str | None]]:
+    events = api.client.get(f"/v1/audit?device_id={device_id}", headers=api.admin).json()
+    return [(e["action"], e["actor"]) for e in events["items"] if "revoke" in e["action"]]
+
+
+def test_a_client_secret_device_revokes_with_http_basic(api: Api) -> None:
+    """RFC 7009 section 2.1: the token endpoint's client authentication, HTTP Basic
+    included (authlib's default `revoke_token`)."""
+    device_id, secret = _secret_device(api)
+    tokens = _secret_tokens(api, device_id, secret)
+    for kind in ("access_token", "refresh_token"):
+        revoked = api.client.post(
+            "/oauth2/revoke", data={"token": tokens[kind]}, headers=basic(device_id, secret)
+        )
+        assert revoked.status_code == 200, revoked.text
+        assert revoked.headers["cache-control"] == "no-store"
+        assert api.introspect(tokens[kind]) == {"active": False}
+    assert ("token.revoke", f"client:{device_id}") in _actors(api, device_id)
+    assert ("refresh.family_revoke", f"client:{device_id}") in _actors(api, device_id)
+    posted = _secret_tokens(api, device_id, secret)["access_token"]
+    form = {"token": posted, "client_id": device_id, "client_secret": secret}
+    assert api.client.post("/oauth2/revoke", data=form).status_code == 200
+    assert api.introspect(posted) == {"active": False}
+
+
+def test_failed_client_authentication_on_revoke_is_a_challenged_401(api: Api) -> None:
+    device_id, secret = _secret_device(api)
+    access = _secret_tokens(api, device_id, secret)["access_token"]
+    wrong = api.client.post(
+        "/oauth2/revoke", data={"token": access}, headers=basic(device_id, "wrong")
+    )
+    oauth_error(wrong, 401, "invalid_client")
+    assert wrong.headers["www-authenticate"] == 'Basic realm="credbroker", charset="UTF-8"'
+    posted = api.client.post(
+        "/oauth2/revoke", data={"token": access, "client_id": device_id, "client_secret": "x"}
+    )
+    oauth_error(posted, 401, "invalid_client")
+    assert posted.headers["www-authenticate"].startswith("Basic ")
+    assert api.introspect(access)["active"] is True  # credentials that fail revoke nothing
+    both = api.client.post(
+        "/oauth2/revoke",
+        data={"token": access, "client_secret": secret},
+        headers=basic(device_id, secret),
+    )
+    oauth_error(both, 400, "invalid_request")  # RFC 6749 section 2.3: one method
+    events = api.client.get(f"/v1/audit?device_id={device_id}", headers=api.admin).json()
+    refusals = [e for e in events["items"] if e["action"] == "token.revoke"]
+    assert refusals and all(e["outcome"] == "refused" for e in refusals)
+
+
+@pytest.mark.parametrize("aud", [REVOKE_URL, TOKEN_URL, ISSUER])
+def test_a_key_device_revokes_with_private_key_jwt(api: Api, fleet: str, aud: str) -> None:
+    device = api.device(fleet)
+    tokens = device.tokens()
+    form = {**device.grant_form(device.assertion(aud=aud)), "token": tokens["access_token"]}
+    del form["grant_type"]
+    assert api.client.post("/oauth2/revoke", data=form).status_code == 200
+    assert api.introspect(tokens["access_token"]) == {"active": False}
+    replayed = api.client.post("/oauth2/revoke", data={**form, "token": tokens["refresh_token"]})
+    assert "replay" in oauth_error(replayed, 401, "invalid_client")["error_description"]
+    assert api.introspect(tokens["refresh_token"])["active"] is True
+
+
+def test_an_assertion_made_for_revocation_gets_no_token(api: Api, fleet: str) -> None:
+    device = api.device(fleet)
+    refused = api.token(device.grant_form(device.assertion(aud=REVOKE_URL)))
+    assert "aud" in oauth_error(refused, 401, "invalid_client")["error_description"]
+
+
+def test_an_authenticated_client_may_revoke_only_its_own_tokens(api: Api, fleet: str) -> None:
+    """RFC 7009 section 2.1: the server "verifies whether the token was issued to the
+    client making the revocation request. If this validation fails, the request is
+    refused" (RFC 6749 section 5.2: invalid_grant, "issued to another client")."""
+    device_id, secret = _secret_device(api)
+    other = api.device(fleet)
+    theirs = other.tokens()
+    for kind in ("access_token", "refresh_token"):
+        refused = api.client.post(
+            "/oauth2/revoke", data={"token": theirs[kind]}, headers=basic(device_id, secret)
+        )
+        assert "another client" in oauth_error(refused, 400, "invalid_grant")["error_description"]
+        assert api.introspect(theirs[kind])["active"] is True
+        # Naming a client without credentials holds the request to that client too.
+        named = api.client.post(
+            "/oauth2/revoke", data={"token": theirs[kind], "client_id": device_id}
+        )
+        oauth_error(named, 400, "invalid_grant")
+    # Unknown and dead tokens stay a quiet 200 (RFC 7009 section 2.2).
+    quiet = api.client.post(
+        "/oauth2/revoke", data={"token": "nope"}, headers=basic(device_id, secret)
+    )
+    assert quiet.status_code == 200
+    # Holding the token alone is still enough (README, Decisions), and so is an admin key.
+    assert (
+        api.client.post("/oauth2/revoke", data={"token": theirs["access_token"]}).status_code == 200
+    )
+    admin = api.client.post(
+        "/oauth2/revoke", data={"token": theirs["refresh_token"]}, headers=api.admin
+    )
+    assert admin.status_code == 200
+    assert api.introspect(theirs["refresh_token"]) == {"active": False}
+    assert ("refresh.family_revoke", "env") in _actors(api, other.id)
+
+
+def test_failed_revocations_count_against_the_same_limits(tmp_path: Path) -> None:
+    """A client secret accepted by revocation is no way around the token endpoint's
+    penalties; a penalty still never stands between the right secret and its answer."""
+    api = make_api(tmp_path, failed_auth_limit=3, failed_auth_window=60)
+    device_id, secret = _secret_device(api)
+    access = _secret_tokens(api, device_id, secret)["access_token"]
+    for _ in range(3):
+        wrong = api.client.post(
+            "/oauth2/revoke", data={"token": access}, headers=basic(device_id, "guess")
+        )
+        assert wrong.status_code == 401
+    guessing = api.token({"grant_type": "client_credentials"}, headers=basic(device_id, "g"))
+    oauth_error(guessing, 429, "invalid_client")
+    assert guessing.headers["retry-after"]
+    again = api.client.post(
+        "/oauth2/revoke", data={"token": access}, headers=basic(device_id, "guess")
+    )
+    oauth_error(again, 429, "invalid_client")
+    right = api.client.post(
+        "/oauth2/revoke", data={"token": access}, headers=basic(device_id, secret)
+    )
+    assert right.status_code == 200
+    assert api.introspect(access) == {"active": False}
+
+
+def test_metadata_names_what_each_endpoint_accepts(api: Api) -> None:
+    """RFC 8414 section 2, with names from the IANA registries it points to."""
+    meta = api.client.get("/.well-known/oauth-authorization-server").json()
+    methods = ["private_key_jwt", "client_secret_basic", "client_secret_post"]
+    assert meta["token_endpoint_auth_methods_supported"] == methods
+    assert meta["revocation_endpoint_auth_methods_supported"] == ["none", *methods]
+    algs = ["EdDSA", "Ed25519", "ES256"]
+    assert meta["revocation_endpoint_auth_signing_alg_values_supported"] == algs
+    assert meta["introspection_endpoint_auth_methods_supported"] == ["Bearer"]
+    assert meta["revocation_endpoint"] == REVOKE_URL
