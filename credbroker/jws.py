@@ -1,8 +1,9 @@
 """Compact JWS (RFC 7515) parsing, signing and verification, kept lean.
 
 Only what credbroker needs: ES256 (RFC 7518 section 3.4) and EdDSA with Ed25519
-(RFC 8037). The algorithm always comes from the caller, never from the header
-(RFC 8725 section 2.1); the header is only read for `kid` and `typ`.
+(RFC 8037), also by its fully-specified name `Ed25519` (RFC 9864 section 2.2). The
+algorithm always comes from the caller, never from the header (RFC 8725 section 2.1);
+the header is only read for `kid` and `typ`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 MAX_TOKEN_CHARS = 8192
+# The `alg` names a key of each kind verifies, by its `jwk.algorithm_for` name: RFC 9864
+# deprecates the polymorphic "EdDSA" for "Ed25519", and clients send either.
+ALG_NAMES: dict[str, tuple[str, ...]] = {"EdDSA": ("EdDSA", "Ed25519"), "ES256": ("ES256",)}
+_EDDSA = ALG_NAMES["EdDSA"]
 
 
 class JWSError(Exception):
@@ -109,7 +114,7 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
             if not isinstance(key.curve, ec.SECP256R1):
                 raise JWSError("bad_signature")
             verify_es256(key, signing_input, signature)
-        elif alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
+        elif alg in _EDDSA and isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, signing_input)
         else:
             raise JWSError("bad_signature")
@@ -118,14 +123,15 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
 
 
 def sign(header: dict[str, Any], payload: dict[str, Any], key: PrivateKey) -> str:
-    """Sign with ES256 (P-256 key) or EdDSA (Ed25519 key); `header["alg"]` must agree."""
+    """Sign with ES256 (P-256 key) or EdDSA/Ed25519 (Ed25519 key); `header["alg"]` must
+    agree."""
     signing_input = (
         b64url_encode(orjson.dumps(header)) + "." + b64url_encode(orjson.dumps(payload))
     ).encode("ascii")
     if isinstance(key, ec.EllipticCurvePrivateKey) and header.get("alg") == "ES256":
         r, s = decode_dss_signature(key.sign(signing_input, _ECDSA_SHA256))
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    elif isinstance(key, ed25519.Ed25519PrivateKey) and header.get("alg") == "EdDSA":
+    elif isinstance(key, ed25519.Ed25519PrivateKey) and header.get("alg") in _EDDSA:
         signature = key.sign(signing_input)
     else:
         raise JWSError("unsupported_key")

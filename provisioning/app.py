@@ -12,12 +12,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
+from sqlalchemy.exc import OperationalError
 
 from credbroker import __version__
 from credbroker.verifier import StoreUnavailable
 from provisioning import masterkey
 from provisioning.api import devices, fleets, hooks, meta, oauth, revocations
 from provisioning.db import create_db_engine, migrate, transaction
+from provisioning.grantstore import prune_used_assertions
 from provisioning.http import RequestGuard, install_error_handlers
 from provisioning.services import Services
 from provisioning.settings import Settings
@@ -65,19 +67,29 @@ def create_app(
     return app
 
 
+PRUNE_EVERY = 60  # seconds between prunings of the assertion replay cache
+
+
 def _following_revocations(
     services: Services, interval: float = 1.0
 ) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
     """While serving, read the revocation log every `interval` seconds: changes of
     standing made by other processes reach this one's caches through its own bus, as
-    its own changes do (and, embedded, the broker's sessions)."""
+    its own changes do (and, embedded, the broker's sessions). Every `PRUNE_EVERY`
+    seconds, drop expired assertion jtis too (off the token endpoint's hot path)."""
+    pruned_at = float("-inf")
 
     def follow_once() -> None:
+        nonlocal pruned_at
         try:
             changes = services.trust.read_log()
         except StoreUnavailable:
             return  # the next round reads what this one missed
         services.bus.publish(changes)
+        if services.clock() - pruned_at >= PRUNE_EVERY:
+            with contextlib.suppress(OperationalError):  # the next pruning catches up
+                prune_used_assertions(services.engine, services.now())
+                pruned_at = services.clock()
 
     async def follow() -> None:
         while True:

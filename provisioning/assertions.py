@@ -1,7 +1,13 @@
 """Client assertions, RFC 7523 section 3 (private_key_jwt, OpenID Connect Core 9).
 
 The algorithm is the registered key's, never the header's: an Ed25519 key verifies
-only EdDSA and a P-256 key only ES256 (RFC 8725 section 2.1).
+only EdDSA (by that name or RFC 9864's `Ed25519`) and a P-256 key only ES256 (RFC 8725
+section 2.1); a header naming another is told so.
+
+Lifetime: `exp` at most `max_lifetime` (3600 s) ahead of now and of `iat` (RFC 7523
+section 3 items 4 to 6 leave the bound to the server). One hour is what common clients
+send by default (authlib's `PrivateKeyJWT`: `exp = iat + 3600`); the replay cache keeps
+each jti until its `exp` (item 7), so that bound is also how long a jti is kept.
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ def _check_claims(
             or value > now + policy.leeway
         ):
             raise InvalidClient(f"assertion {name} is in the future or malformed")
+    iat = claims.get("iat")
+    if iat is not None and exp - iat > policy.max_lifetime:
+        raise InvalidClient(f"assertion lives more than {policy.max_lifetime} s (exp - iat)")
     jti = claims.get("jti")
     if not isinstance(jti, str) or not 0 < len(jti) <= 256 or not storable(jti):
         raise InvalidClient("assertion jti is required")
@@ -70,18 +79,22 @@ def verify_assertion(
     except jws.JWSError as exc:
         raise InvalidClient("malformed client assertion") from exc
     alg, kid = parsed.header.get("alg"), parsed.header.get("kid")
+    keys = [k for k in store.credential_keys(device_id, now) if kid is None or kid == k[0]]
     proven = None
-    for key_id, key_alg, key_jwk in store.credential_keys(device_id, now):
-        if key_alg != alg or (kid is not None and kid != key_id):
+    for key_id, key_alg, key_jwk in keys:
+        if alg not in jws.ALG_NAMES.get(key_alg, ()):
             continue
         try:
             public = jwk.from_jwk(key_jwk)
-            jws.verify_signature(key_alg, public, parsed.signing_input, parsed.signature)
+            jws.verify_signature(alg, public, parsed.signing_input, parsed.signature)
         except (jws.JWSError, jwk.JWKError):
             continue
         proven = key_id
         break
     if proven is None:
+        if keys and not any(alg in jws.ALG_NAMES.get(k[1], ()) for k in keys):
+            which = "this key" if kid is not None else "this device's keys"
+            raise InvalidClient(f"unsupported algorithm {str(alg)[:32]!r} for {which}")
         raise InvalidClient("client assertion signature does not verify with a device key")
     claims = parsed.payload
     _check_claims(claims, device_id, policy, now)

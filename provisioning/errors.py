@@ -11,11 +11,16 @@ ProvisioningError                problem+json (RFC 9457)
 ├── UnsupportedMediaType 415
 └── OAuthError                   RFC 6749 section 5.2 JSON {"error", "error_description"}
     ├── InvalidRequest   400
-    ├── InvalidClient    401
+    ├── InvalidClient    401     WWW-Authenticate added by the endpoint (RFC 6749 5.2)
     ├── InvalidGrant     400
     ├── UnauthorizedClient 400
     ├── UnsupportedGrantType 400
+    ├── InvalidToken     401     an admin key as a bearer token (RFC 6750 section 3.1)
+    ├── InsufficientScope 401    the same, lacking the scope (RFC 7662 section 2.3: 401)
     └── TooManyAttempts  429     a failure under a penalty, with Retry-After
+
+Every path under `/oauth2/` answers RFC 6749 JSON, framework errors included
+(`provisioning.http`).
 """
 
 from __future__ import annotations
@@ -104,6 +109,43 @@ class UnauthorizedClient(OAuthError):
 
 class UnsupportedGrantType(OAuthError):
     error, title = "unsupported_grant_type", "Unsupported grant type"
+
+
+class InvalidToken(OAuthError):
+    """An admin key that is unknown or revoked, sent as a bearer token (RFC 6750 3.1)."""
+
+    status_code, error, title = 401, "invalid_token", "Invalid admin API key"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": bearer_challenge(self.error)})
+
+
+class InsufficientScope(OAuthError):
+    """An admin key without the scope: 401, not RFC 6750's 403, because RFC 7662 section
+    2.3 answers a bearer token that "does not contain sufficient privileges" with 401."""
+
+    status_code, error, title = 401, "insufficient_scope", "Admin API key lacks the scope"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": bearer_challenge(self.error)})
+
+
+REALM = "credbroker"
+
+
+def bearer_challenge(error: str | None = None) -> str:
+    """RFC 6750 section 3: no error code when the request had no credentials."""
+    return f'Bearer realm="{REALM}"' + (f', error="{error}"' if error else "")
+
+
+def challenge(authorization: str | None, schemes: tuple[str, ...]) -> str:
+    """RFC 6749 section 5.2: a 401 `invalid_client` names the HTTP authentication scheme
+    the client tried, if the endpoint takes it, else the first one it takes."""
+    tried = (authorization or "").partition(" ")[0].lower()
+    scheme = next((s for s in schemes if s.lower() == tried), schemes[0])
+    if scheme == "Basic":
+        return f'Basic realm="{REALM}", charset="UTF-8"'  # RFC 7617 section 2.1
+    return bearer_challenge()
 
 
 class TooManyAttempts(OAuthError):

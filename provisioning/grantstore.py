@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from credbroker.trust import Change
@@ -78,9 +78,18 @@ _MARK_USED = (
     .values(used_at=bindparam("now"))
 )
 _INSERT_USED = insert(_used)
+_PRUNE_USED = delete(_used).where(_used.c.expires_at < bindparam("now"))
 _INSERT_FAMILY = insert(_families)
 _INSERT_REFRESH = insert(_refresh)
 _INSERT_AUDIT = insert(_audit)
+
+
+def prune_used_assertions(engine: Engine, now: int) -> int:
+    """Forget assertion jtis whose assertions have expired: a replay of one is refused
+    for its `exp` anyway. This keeps the replay cache at what the assertion lifetime
+    bounds (assertions of the last hour), where it would grow with every grant."""
+    with engine.begin() as conn:
+        return conn.execute(_PRUNE_USED, {"now": now}).rowcount
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,9 @@
-"""HTTP plumbing: error rendering, request guards (size, content type), Date header."""
+"""HTTP plumbing: error rendering, request guards (size, content type), Date header.
+
+Errors are problem+json (RFC 9457) everywhere except under `/oauth2/`, where every
+error, the framework's too (404, 405, 413, 422, a malformed form), is RFC 6749 section
+5.2 JSON with `Cache-Control: no-store`: OAuth clients parse nothing else.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,27 @@ log = logging.getLogger("credbroker.api")
 PROBLEM = "application/problem+json"
 _HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+OAUTH_PREFIX = "/oauth2/"
+# RFC 6749 section 5.2 has no code for a server fault; its section 4.1.2.1 has these two.
+_OAUTH_SERVER_ERRORS = {503: "temporarily_unavailable"}
+
+
+def oauth_error(
+    status: int, error: str, description: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """RFC 6749 section 5.2 error JSON, never cached (section 5.1)."""
+    body = {"error": error, "error_description": description}
+    return JSONResponse(body, status, headers={**NO_STORE, **(headers or {})})
+
+
+def _error(path: str, status: int, title: str, detail: str, error: str) -> JSONResponse:
+    """The answer to an error outside our tree: RFC 6749 JSON under `/oauth2/` (every
+    client error there is `invalid_request`), problem+json elsewhere."""
+    if path.startswith(OAUTH_PREFIX):
+        if status >= 500:
+            return oauth_error(status, _OAUTH_SERVER_ERRORS.get(status, "server_error"), detail)
+        return oauth_error(status, "invalid_request", detail)
+    return problem(status, title, detail, error)
 
 
 def problem(status: int, title: str, detail: str, error: str, **extra: Any) -> JSONResponse:
@@ -35,8 +61,7 @@ def problem(status: int, title: str, detail: str, error: str, **extra: Any) -> J
 
 def render(exc: ProvisioningError) -> JSONResponse:
     if isinstance(exc, OAuthError):
-        body = {"error": exc.error, "error_description": exc.detail}
-        return JSONResponse(body, exc.status_code, headers={**NO_STORE, **exc.headers})
+        return oauth_error(exc.status_code, exc.error, exc.detail, exc.headers)
     response = problem(exc.status_code, exc.title, exc.detail, exc.error, **exc.extra)
     response.headers.update(exc.headers)
     return response
@@ -55,31 +80,39 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ProvisioningError)  # noqa: S101
         return render(exc)
 
-    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101
+        detail = "the request does not match the schema"
+        if request.url.path.startswith(OAUTH_PREFIX):
+            return oauth_error(422, "invalid_request", detail)
         return problem(
-            422,
-            "Invalid request body",
-            "the request does not match the schema",
-            "validation_error",
-            errors=_clean(exc.errors()),
+            422, "Invalid request body", detail, "validation_error", errors=_clean(exc.errors())
         )
 
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101
         error = _HTTP_ERRORS.get(exc.status_code, "http_error")
-        return problem(exc.status_code, str(exc.detail), str(exc.detail), error)
+        detail = str(exc.detail)
+        response = _error(request.url.path, exc.status_code, detail, detail, error)
+        response.headers.update(exc.headers or {})  # 405's Allow
+        return response
 
-    async def integrity_error(_: Request, exc: Exception) -> JSONResponse:
-        return problem(
-            409, "Conflict", "a concurrent request changed the same data; retry", "conflict"
-        )
+    async def integrity_error(request: Request, exc: Exception) -> JSONResponse:
+        detail = "a concurrent request changed the same data; retry"
+        return _error(request.url.path, 409, "Conflict", detail, "conflict")
 
-    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.error("database unavailable: %s", type(exc).__name__)
-        return problem(503, "Unavailable", "the database cannot be reached", "unavailable")
+        detail = "the database cannot be reached"
+        return _error(request.url.path, 503, "Unavailable", detail, "unavailable")
+
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette's ServerErrorMiddleware calls this, then re-raises for the server's log.
+        detail = "the server failed to answer this request"
+        return _error(request.url.path, 500, "Internal error", detail, "internal_error")
 
     app.add_exception_handler(ProvisioningError, provisioning_error)
+    app.add_exception_handler(Exception, server_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(IntegrityError, integrity_error)
@@ -129,23 +162,19 @@ class RequestGuard:
 
         await self.app(scope, capped_receive, dated_send)
 
-    def _too_large(self) -> JSONResponse:
-        return problem(
-            413,
-            "Payload too large",
-            f"bodies are capped at {self.max_body} bytes",
-            "payload_too_large",
-        )
+    def _too_large(self, path: str) -> JSONResponse:
+        detail = f"bodies are capped at {self.max_body} bytes"
+        return _error(path, 413, "Payload too large", detail, "payload_too_large")
 
     def _refusal(self, scope: Scope) -> JSONResponse | None:
         if scope["method"] not in ("POST", "PATCH", "PUT"):
             return None
         headers = dict(scope["headers"])
         length = headers.get(b"content-length", b"0")
-        if length.isdigit() and int(length) > self.max_body:
-            return self._too_large()
-        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         path: str = scope["path"]
+        if length.isdigit() and int(length) > self.max_body:
+            return self._too_large(path)
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         expected = (
             b"application/x-www-form-urlencoded"
             if path.startswith(FORM_PATHS)
@@ -154,14 +183,9 @@ class RequestGuard:
         if length in (b"0", b"") and b"transfer-encoding" not in headers:
             return None  # no body at all: nothing to mistype
         if ctype != expected:
-            if path.startswith("/oauth2/"):
-                return JSONResponse(
-                    {
-                        "error": "invalid_request",
-                        "error_description": f"Content-Type must be {expected.decode()}",
-                    },
-                    400,
-                    headers=NO_STORE,
+            if path.startswith(OAUTH_PREFIX):  # RFC 6749 section 3.2: a form, or 400
+                return oauth_error(
+                    400, "invalid_request", f"Content-Type must be {expected.decode()}"
                 )
             return problem(
                 415,

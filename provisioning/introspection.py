@@ -1,13 +1,21 @@
-"""Token introspection (RFC 7662) and revocation (RFC 7009), for both token kinds."""
+"""Token introspection (RFC 7662) and revocation (RFC 7009), for both token kinds.
+
+Revocation takes the token endpoint's client authentication methods (`clientauth`), an
+admin key with `tokens:revoke` (the route's), or nothing but the token: holding a token
+is proof enough to kill it (README, Decisions).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlmodel import Session
 
 from credbroker.verifier import TokenRejected
-from provisioning import hashing
+from provisioning import attempts, clientauth, hashing
+from provisioning.errors import InvalidGrant, InvalidRequest
+from provisioning.grantstore import GrantStore
 from provisioning.models import Device, RefreshFamily, RefreshToken
 from provisioning.services import Services
 from provisioning.store import audit, revocations
@@ -53,14 +61,66 @@ def introspect(services: Services, token: str) -> dict[str, Any]:
         }
 
 
-def revoke(services: Services, token: str, actor: str) -> None:
-    """RFC 7009 section 2.2: unknown or invalid tokens are not an error."""
+def revoke_request(
+    services: Services, form: Mapping[str, str], authorization: str | None, address: str
+) -> None:
+    """RFC 7009 section 2.1: a revocation request with client authentication (any method
+    of the token endpoint) or none, the token's possession being proof enough.
+
+    The client's credentials are checked first, then that the token was issued to it; a
+    request that names its client without credentials (`client_id`, as a public client
+    does) is held to the same. Failed authentications count as at the token endpoint.
+    """
+    method = clientauth.presented(form, authorization)
+    if method is None:
+        revoke(services, _token(form), actor="holder", owner=form.get("client_id") or None)
+        return
+    with attempts.counted(
+        services,
+        action="token.revoke",
+        label="revoke",
+        client=clientauth.claimed_client(form, authorization),
+        address=address,
+        costly=method.costly,
+    ):
+        # IMMEDIATE: an assertion's jti is written, as at the token endpoint.
+        with services.engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+            authenticated = clientauth.authenticate(
+                GrantStore(conn),
+                form,
+                authorization,
+                policy=services.revocation_assertion_policy,
+                now=services.now(),
+            )
+        assert authenticated is not None  # noqa: S101 - a method was presented
+        device_id = authenticated.client.device_id
+        revoke(services, _token(form), actor=f"client:{device_id}", owner=device_id)
+
+
+def _token(form: Mapping[str, str]) -> str:
+    if not form.get("token"):
+        raise InvalidRequest("token is required")
+    return form["token"]
+
+
+def _own(device_id: str, owner: str | None) -> None:
+    """RFC 7009 section 2.1: "verifies whether the token was issued to the client making
+    the revocation request"; if not, "the request is refused". RFC 6749 section 5.2
+    defines `invalid_grant` for a grant that "was issued to another client"."""
+    if owner is not None and owner != device_id:
+        raise InvalidGrant("the token was issued to another client")
+
+
+def revoke(services: Services, token: str, *, actor: str, owner: str | None = None) -> None:
+    """RFC 7009 section 2.2: unknown or invalid tokens are not an error. `owner`: the
+    client the token must have been issued to (None: an admin's, any token)."""
     now = services.now()
     if "." in token:
         try:
             claims = services.verifier.verify(token)
         except TokenRejected:
             return
+        _own(claims["sub"], owner)
         with services.transaction() as session:
             revocations.revoke_jti(
                 session=session,
@@ -82,4 +142,7 @@ def revoke(services: Services, token: str, actor: str) -> None:
         found = _refresh_row(session, token)
         if found is None or found[1].revoked_at is not None:
             return
-        revocations.revoke_family(session=session, family=found[1], now=now, reason="revoked")
+        _own(found[0].device_id, owner)
+        revocations.revoke_family(
+            session=session, family=found[1], now=now, reason="revoked", actor=actor
+        )

@@ -13,7 +13,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.tokens = Counter(
             "credbroker_token_requests",
-            "Token endpoint requests by grant and result",
+            'Token endpoint requests by grant and result; grant "revoke": revocation'
+            " requests that authenticate a client",
             ["grant", "result"],
             registry=self.registry,
         )

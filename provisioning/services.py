@@ -26,6 +26,7 @@ from provisioning.standing import PENDING, Bus
 from provisioning.store.hookgrants import DatabaseGrants
 
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
+REVOCATION_PATH = "/oauth2/revoke"
 
 
 @dataclass
@@ -104,9 +105,24 @@ class Services:
         return self.issuer + TOKEN_PATH
 
     @property
+    def revocation_endpoint(self) -> str:
+        return self.issuer + REVOCATION_PATH
+
+    @property
     def assertion_policy(self) -> AssertionPolicy:
+        """For the token endpoint: `aud` the issuer or the token endpoint."""
+        return self._assertion_policy(self.issuer, self.token_endpoint)
+
+    @property
+    def revocation_assertion_policy(self) -> AssertionPolicy:
+        """For revocation, also the endpoint's own URL: a client that is not told the
+        token endpoint signs for the URL it posts to (authlib's `PrivateKeyJWT()`). An
+        assertion made for revocation is then no use at the token endpoint."""
+        return self._assertion_policy(self.issuer, self.token_endpoint, self.revocation_endpoint)
+
+    def _assertion_policy(self, *audiences: str) -> AssertionPolicy:
         return AssertionPolicy(
-            audiences=frozenset({self.issuer, self.token_endpoint}),
+            audiences=frozenset(audiences),
             max_lifetime=self.settings.assertion_max_lifetime,
             leeway=self.settings.leeway,
         )

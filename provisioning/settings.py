@@ -22,7 +22,9 @@ class Settings(CommonSettings):
     # Comma-separated networks (e.g. "10.0.5.0/24") whose calls to /v1/hooks need no key:
     # for brokers that cannot present one (mosquitto-go-auth). Empty: keys only.
     hooks_trusted_networks: str = ""
-    assertion_max_lifetime: int = 300  # RFC 7523 assertions expire at most 5 minutes ahead
+    # RFC 7523 assertions: exp at most this far ahead of now and of iat; each jti is kept
+    # this long at most. An hour: what authlib and most clients send by default.
+    assertion_max_lifetime: int = Field(default=3600, ge=1, le=86_400)
     refresh_family_lifetime: int = 30 * DAY
     enrollment_token_ttl: int = 7 * DAY
     # Seconds a connection has to deliver a request (line, headers and body) once it opens

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from credbroker import jws
 from credbroker.claims import DEVICE_ID_PATTERN, SIGNING_ALG
-from provisioning import signing
+from provisioning import clientauth, signing
 from provisioning.api.deps import AuditRead, ServicesDep, require
 from provisioning.metrics import Metrics
 from provisioning.models.admin import AdminKeyCreate, AdminKeyCreated
@@ -20,6 +21,8 @@ from provisioning.store import admin, audit, devices, enrollment
 from provisioning.store.admin import Admin
 
 router = APIRouter()
+# Every `alg` some credential key verifies (credbroker.jws): EdDSA, Ed25519, ES256.
+ASSERTION_ALGS = [name for names in jws.ALG_NAMES.values() for name in names]
 AUDIT_ACTION_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"  # "device.create", "refresh.family_revoke"
 
 
@@ -30,17 +33,19 @@ def metadata(services: ServicesDep) -> dict[str, Any]:
     return {
         "issuer": issuer,
         "token_endpoint": services.token_endpoint,
-        "revocation_endpoint": issuer + "/oauth2/revoke",
+        "revocation_endpoint": services.revocation_endpoint,
         "introspection_endpoint": issuer + "/oauth2/introspect",
         "grant_types_supported": ["client_credentials", "refresh_token"],
-        "token_endpoint_auth_methods_supported": [
-            "private_key_jwt",
-            "client_secret_basic",
-            "client_secret_post",
-        ],
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
-        "revocation_endpoint_auth_methods_supported": ["none"],
-        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "token_endpoint_auth_methods_supported": clientauth.NAMES,
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        # RFC 8414 section 2: names of the IANA "OAuth Token Endpoint Authentication
+        # Methods" registry only; "none" is possession alone. Admin keys (Bearer) are
+        # accepted too but have no name in that registry.
+        "revocation_endpoint_auth_methods_supported": ["none", *clientauth.NAMES],
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        # Here RFC 8414 section 2 also allows the "OAuth Access Token Types" registry:
+        # the admin key is a bearer token (RFC 6750), registered as "Bearer".
+        "introspection_endpoint_auth_methods_supported": ["Bearer"],
         "response_types_supported": [],
         "access_token_signing_alg_values_supported": [SIGNING_ALG],
     }

@@ -1,7 +1,13 @@
-"""OAuth endpoints: token (RFC 6749), revocation (RFC 7009), introspection (RFC 7662)."""
+"""OAuth endpoints: token (RFC 6749), revocation (RFC 7009), introspection (RFC 7662).
+
+Errors are RFC 6749 section 5.2 JSON; a 401 carries `WWW-Authenticate` with the scheme
+the client tried if the endpoint takes it (section 5.2), else the one it takes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -11,7 +17,16 @@ from starlette.datastructures import FormData
 
 from provisioning import grants, introspection
 from provisioning.api.deps import ServicesDep
-from provisioning.errors import InvalidRequest
+from provisioning.errors import (
+    Forbidden,
+    InsufficientScope,
+    InvalidClient,
+    InvalidRequest,
+    InvalidToken,
+    OAuthError,
+    Unauthorized,
+    challenge,
+)
 from provisioning.http import NO_STORE
 from provisioning.services import Services
 from provisioning.store import admin
@@ -35,6 +50,18 @@ def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+@contextmanager
+def _challenged(authorization: str | None, *schemes: str) -> Iterator[None]:
+    """RFC 6749 section 5.2 (and RFC 9110 section 15.5.2): every 401 says how to
+    authenticate."""
+    try:
+        yield
+    except OAuthError as exc:
+        if exc.status_code == 401:
+            exc.headers.setdefault("WWW-Authenticate", challenge(authorization, schemes))
+        raise
+
+
 @router.post("/oauth2/token")
 async def token(
     request: Request,
@@ -44,18 +71,28 @@ async def token(
     """Trade a client assertion, client secret or refresh token for tokens."""
     form = await _form(request)
     address = _address(request)
-    if services.local_database and "client_secret" not in form and not authorization:
-        # An embedded SQLite grant is ~1 ms of CPU with no I/O wait: a thread hop would
-        # only add to it. Secret grants (argon2, ~50 ms) and remote databases use threads.
-        issued = grants.token(services, form, authorization, address)
-    else:
-        issued = await run_in_threadpool(grants.token, services, form, authorization, address)
+    with _challenged(authorization, "Basic"):
+        if services.local_database and "client_secret" not in form and not authorization:
+            # An embedded SQLite grant is ~1 ms of CPU with no I/O wait: a thread hop would
+            # only add to it. Secret grants (argon2, ~50 ms) and remote databases use threads.
+            issued = grants.token(services, form, authorization, address)
+        else:
+            issued = await run_in_threadpool(grants.token, services, form, authorization, address)
     return JSONResponse(issued.response(), headers=NO_STORE)
 
 
 def _admin_for(services: Services, authorization: str | None, *scopes: str) -> admin.Admin:
-    with services.transaction() as session:
-        return admin.authenticate(session=session, authorization=authorization, scopes=scopes)
+    """An admin key, which is a bearer token here: RFC 7662 section 2.3 answers a bad or
+    underprivileged one as RFC 6750 section 3 does, with 401 (not problem+json)."""
+    try:
+        with services.transaction() as session:
+            return admin.authenticate(session=session, authorization=authorization, scopes=scopes)
+    except Forbidden as exc:
+        raise InsufficientScope(exc.detail) from exc
+    except Unauthorized as exc:
+        if (authorization or "").partition(" ")[0].lower() == "bearer":
+            raise InvalidToken(exc.detail) from exc
+        raise InvalidClient(exc.detail) from exc  # none sent, or another scheme
 
 
 @router.post("/oauth2/introspect")
@@ -66,7 +103,8 @@ async def introspect(
 ) -> JSONResponse:
     """RFC 7662: is this token active, and what does it say? Needs a `broker:hook` or
     `devices:read` admin key."""
-    _admin_for(services, authorization, "broker:hook", "devices:read")
+    with _challenged(authorization, "Bearer"):
+        _admin_for(services, authorization, "broker:hook", "devices:read")
     form = await _form(request)
     if not form.get("token"):
         raise InvalidRequest("token is required")
@@ -80,13 +118,18 @@ async def revoke(
     services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
-    """RFC 7009: revoke an access or refresh token. Holding the token is enough: an
-    admin key with `tokens:revoke` is recorded as the actor when sent."""
-    actor = "holder"
-    if authorization:
-        actor = _admin_for(services, authorization, "tokens:revoke").id
+    """RFC 7009: revoke an access or refresh token. Client authentication as at the token
+    endpoint (then only the client's own tokens), an admin key with `tokens:revoke`
+    (any token), or nothing: holding the token is enough."""
     form = await _form(request)
-    if not form.get("token"):
-        raise InvalidRequest("token is required")
-    await run_in_threadpool(introspection.revoke, services, form["token"], actor)
+    with _challenged(authorization, "Basic", "Bearer"):
+        if (authorization or "").partition(" ")[0].lower() == "bearer":
+            actor = _admin_for(services, authorization, "tokens:revoke").id
+            if not form.get("token"):
+                raise InvalidRequest("token is required")
+            await run_in_threadpool(introspection.revoke, services, form["token"], actor=actor)
+        else:
+            await run_in_threadpool(
+                introspection.revoke_request, services, form, authorization, _address(request)
+            )
     return JSONResponse({}, headers=NO_STORE)

@@ -45,7 +45,9 @@ def revoke_jti(*, session: Session, device_id: str, jti: str, exp: int, now: int
         standing.token_revoked(session=session, device_id=device_id, jti=jti, exp=exp, now=now)
 
 
-def revoke_family(*, session: Session, family: RefreshFamily, now: int, reason: str) -> None:
+def revoke_family(
+    *, session: Session, family: RefreshFamily, now: int, reason: str, actor: str | None = None
+) -> None:
     """Kill a refresh family and deny-list the access tokens it issued that still live."""
     family.revoked_at = now
     session.add(family)
@@ -66,6 +68,7 @@ def revoke_family(*, session: Session, family: RefreshFamily, now: int, reason: 
         now=now,
         action="refresh.family_revoke",
         device_id=family.device_id,
+        actor=actor,
         reason=reason,
         family=family.id,
     )
