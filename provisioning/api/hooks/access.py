@@ -1,0 +1,70 @@
+"""What every hook shares: the `broker:hook` key (or a trusted network) and the
+authority that decides."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict
+
+from provisioning import clientauth
+from provisioning.api.deps import ServicesDep
+from provisioning.brokerhooks import HookAuthority
+from provisioning.errors import InvalidClient
+from provisioning.services import Services
+from provisioning.store import admin
+
+
+async def hook_key(
+    services: ServicesDep,
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    """A `broker:hook` key; accepted keys are remembered for a few seconds, since every
+    publish check would otherwise cost a database transaction (revoking a hook key takes
+    effect within `KEY_TTL`)."""
+    if authorization and services.hooks.known_key(authorization):
+        return
+    if not authorization and _trusted(services, request):
+        return  # a broker on a network the operator trusts (CREDBROKER_HOOKS_TRUSTED_NETWORKS)
+    bearer = authorization
+    if (authorization or "").partition(" ")[0].lower() == "basic":
+        try:
+            bearer = f"Bearer {clientauth.basic(authorization or '')[1]}"
+        except InvalidClient:
+            bearer = "Bearer "  # malformed: refused below like any wrong key
+    await run_in_threadpool(_check_key, services, bearer)
+    services.hooks.remember_key(authorization or "")
+
+
+def _trusted(services: Services, request: Request) -> bool:
+    networks = services.settings.trusted_hook_networks
+    if not networks or request.client is None:
+        return False
+    try:
+        address = ipaddress.ip_address(request.client.host)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def _check_key(services: Services, bearer: str | None) -> None:
+    with services.transaction() as session:
+        admin.authenticate(session=session, authorization=bearer, scopes=("broker:hook",))
+
+
+async def _authority(services: ServicesDep) -> HookAuthority:
+    return services.hooks
+
+
+Authority = Annotated[HookAuthority, Depends(_authority)]
+# CONNECT hooks verify a token and save the grant (database work): plain `def`, on the
+# thread pool. Publish and subscribe hooks are dictionary lookups: `async def`, on the
+# loop (a cache miss reads one row, rare: once per client id and process).
+
+
+class Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # brokers send more than we read

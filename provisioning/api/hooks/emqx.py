@@ -1,0 +1,60 @@
+"""EMQX 5 (HTTP authentication and authorization): JSON."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+
+from credbroker.decision import Grant
+from provisioning.api.hooks.access import Authority, Loose
+
+router = APIRouter(prefix="/emqx")
+
+
+class EmqxAuthn(Loose):
+    clientid: str
+    username: str = ""
+    password: str = ""
+    peerhost: str = ""
+
+
+class EmqxAuthz(Loose):
+    clientid: str
+    username: str = ""
+    topic: str
+    action: Literal["publish", "subscribe", "all"]
+
+
+@router.post("/authn")
+def emqx_authn(body: EmqxAuthn, hooks: Authority) -> dict[str, Any]:
+    """The answer carries `expire_at` and the device's ACL (EMQX 5.8+), so EMQX need not
+    ask again per publish; the final rule denies everything else."""
+    decision = hooks.connect(
+        client_id=body.clientid,
+        username=body.username,
+        password=body.password,
+        address=body.peerhost or None,
+    )
+    if not isinstance(decision, Grant):
+        return {"result": "deny"}
+    acl = [{"permission": "allow", "action": "publish", "topic": t} for t in decision.pub]
+    acl += [{"permission": "allow", "action": "subscribe", "topic": t} for t in decision.sub]
+    acl.append({"permission": "deny", "action": "all", "topic": "#"})
+    return {
+        "result": "allow",
+        "is_superuser": False,
+        "expire_at": int(decision.exp),
+        "acl": acl,
+    }
+
+
+@router.post("/authz")
+async def emqx_authz(body: EmqxAuthz, hooks: Authority) -> dict[str, str]:
+    if body.action == "publish":
+        allowed = hooks.may_publish(body.clientid, body.topic, body.username)
+    elif body.action == "subscribe":
+        allowed = hooks.may_subscribe(body.clientid, body.topic, body.username)
+    else:
+        allowed = False
+    return {"result": "allow" if allowed else "deny"}

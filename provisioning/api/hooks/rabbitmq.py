@@ -1,0 +1,73 @@
+"""RabbitMQ (`rabbitmq_auth_backend_http`): form POSTs, plain `allow` or `deny`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form
+from fastapi.responses import PlainTextResponse
+
+from credbroker.decision import Grant
+from provisioning.api.hooks.access import Authority
+from provisioning.brokerhooks import routing_key_to_topic
+
+router = APIRouter(prefix="/rabbitmq")
+
+Text = Annotated[str, Form()]
+
+
+def _rabbit(allowed: object) -> PlainTextResponse:
+    return PlainTextResponse("allow" if allowed else "deny")
+
+
+@router.post("/user")
+def rabbitmq_user(
+    hooks: Authority, username: Text, password: Text, client_id: Text = "", ip: Text = ""
+) -> PlainTextResponse:
+    """Called on CONNECT with the MQTT client id (AMQP clients, which have none, are
+    refused: device credentials are for MQTT)."""
+    decision = hooks.connect(
+        client_id=client_id, username=username, password=password, address=ip or None
+    )
+    return _rabbit(isinstance(decision, Grant))
+
+
+@router.post("/vhost")
+async def rabbitmq_vhost(
+    hooks: Authority, username: Text, client_id: Text = ""
+) -> PlainTextResponse:
+    return _rabbit(hooks.grant(client_id, username))
+
+
+@router.post("/resource")
+async def rabbitmq_resource(
+    hooks: Authority,
+    username: Text,
+    resource: Text,
+    name: Text,
+    permission: Text,
+    client_id: Text = "",
+) -> PlainTextResponse:
+    """The MQTT plugin's exchange and the client's own subscription queues only."""
+    if not hooks.grant(client_id, username):
+        return _rabbit(False)
+    exchange = resource == "exchange" and name == "amq.topic" and permission in ("read", "write")
+    own_queue = resource == "queue" and name.startswith(f"mqtt-subscription-{client_id}qos")
+    return _rabbit(exchange or own_queue)
+
+
+@router.post("/topic")
+async def rabbitmq_topic(
+    hooks: Authority,
+    username: Text,
+    permission: Text,
+    routing_key: Text,
+    client_id: Annotated[str, Form(alias="variable_map.client_id")] = "",
+) -> PlainTextResponse:
+    """`write` is a publish to a topic, `read` a subscription to a filter."""
+    topic = routing_key_to_topic(routing_key)
+    if permission == "write":
+        return _rabbit(hooks.may_publish(client_id, topic, username))
+    if permission == "read":
+        return _rabbit(hooks.may_subscribe(client_id, topic, username))
+    return _rabbit(False)
