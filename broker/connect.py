@@ -14,19 +14,11 @@ import asyncio
 
 from amqtt.adapters import ReaderAdapter
 
+from broker.errors import BadConnect
+
 MAX_CONNECT_BYTES = 16 * 1024  # a token is under 1 KiB; nothing honest needs more
 CONNECT_TIMEOUT = 10.0
 MQTT_311 = 4
-
-
-class BadConnect(Exception):
-    """Not a CONNECT we can read; `kind` is a short label for metrics, `refuse_with` the
-    CONNACK code to send, if any."""
-
-    def __init__(self, reason: str, kind: str, refuse_with: int | None = None) -> None:
-        super().__init__(reason)
-        self.kind = kind
-        self.refuse_with = refuse_with
 
 
 class BufferReader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped

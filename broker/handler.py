@@ -27,13 +27,10 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.pubrel import PubrelPacket
 from amqtt.session import OUTGOING, Session
 
+from broker.errors import ConnectionEnded
+
 log = logging.getLogger("credbroker.broker")
 Waiters = dict[int, asyncio.Future[Any]]
-
-
-class ConnectionEnded(Exception):
-    """The connection ended before a message's flow could wait for its acknowledgement;
-    the message stays with the session for the next connection."""
 
 
 class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is untyped

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from amqtt.adapters import ReaderAdapter
 
+from broker.errors import Violation
 from credbroker.topics import is_valid_filter
 
 CONNECT, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 3, 4, 5, 6, 7
@@ -28,14 +29,6 @@ SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT = 8, 10, 12, 14
 FLAGS = {PUBACK: 0, PUBREC: 0, PUBREL: 0b0010, PUBCOMP: 0, SUBSCRIBE: 0b0010}
 FLAGS |= {UNSUBSCRIBE: 0b0010, PINGREQ: 0, DISCONNECT: 0}
 LENGTH = {PUBACK: 2, PUBREC: 2, PUBREL: 2, PUBCOMP: 2, PINGREQ: 0, DISCONNECT: 0}
-
-
-class Violation(Exception):
-    """A protocol violation; `reason` is a short label for metrics."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
 
 
 def _malformed(detail: str) -> Violation:

@@ -67,11 +67,12 @@ from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
 from broker.connack import RETURN_CODES
-from broker.connect import BadConnect, BufferReader, read_connect
+from broker.connect import BufferReader, read_connect
 from broker.delivery import MAX_QUEUED_MESSAGES, DeliveryBroker
+from broker.errors import BadConnect, Violation
 from broker.handler import CredHandler
 from broker.metrics import BrokerStats
-from broker.packets import PacketReader, Violation
+from broker.packets import PacketReader
 from credbroker.decision import Authenticator, Grant, Kind, Refusal
 from credbroker.trust import CachedTrustStore, Change
 from credbroker.verifier import StoreUnavailable
