@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from credbroker.claims import AccessClaims
 from credbroker.topics import any_contains, any_matches, is_valid_filter, is_valid_topic
-from credbroker.verifier import AUTHORIZATION_REASONS, UNAVAILABLE, TokenRejected, Verifier
+from credbroker.verifier import Reason, TokenRejected, Verifier
 
 
 class Kind(enum.Enum):
@@ -36,21 +36,15 @@ class Kind(enum.Enum):
     TRY_LATER = "try_later"
 
 
-# Refusals of tokens whose signature verified: a real device that is late or was cut
-# off, not someone guessing. They count against the client id only (a refresh storm
-# behind one NAT address must not lock the address out), and are answered truthfully
-# even under a penalty, so that the device renews its token instead of waiting.
-SIGNED_REASONS = frozenset(
-    {"expired", "not_yet_valid", "key_retired", "device_revoked", "device_disabled", "revoked"}
-)
+_KINDS = {
+    "credentials": Kind.BAD_CREDENTIALS,
+    "standing": Kind.NOT_AUTHORIZED,
+    "unavailable": Kind.UNAVAILABLE,
+}
 
 
-def kind_of(reason: str) -> Kind:
-    if reason == UNAVAILABLE:
-        return Kind.UNAVAILABLE
-    if reason in AUTHORIZATION_REASONS:
-        return Kind.NOT_AUTHORIZED
-    return Kind.BAD_CREDENTIALS
+def kind_of(reason: Reason) -> Kind:
+    return _KINDS[reason.denies]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +72,7 @@ class Grant:
 @dataclass(frozen=True, slots=True)
 class Refusal:
     kind: Kind
-    reason: str
+    reason: Reason
 
 
 Key = tuple[str, str]  # ("client", client id) or ("addr", address)
@@ -144,18 +138,22 @@ class Authenticator:
             keys.append(("client", client_id))
         penalized = self.penalties.penalized(*keys)
         if not client_id or not username or not password:
-            return self._failed(keys, penalized, "missing_credentials")
+            return self._failed(keys, penalized, Reason.MISSING_CREDENTIALS)
         try:
             claims, kid = self.verifier.check(password, client_id=client_id, username=username)
         except TokenRejected as exc:
-            if exc.reason == UNAVAILABLE:
+            if exc.reason is Reason.UNAVAILABLE:
                 return Refusal(Kind.UNAVAILABLE, exc.reason)
             return self._failed(keys, penalized, exc.reason)
         self.penalties.succeeded(client_id)
         return grant_from(claims, kid, self.leeway)
 
-    def _failed(self, keys: list[Key], penalized: bool, reason: str) -> Refusal:
-        if reason in SIGNED_REASONS:
+    def _failed(self, keys: list[Key], penalized: bool, reason: Reason) -> Refusal:
+        # A token whose signature verified is a real device's (late, or cut off), not a
+        # guess: it counts against the client id only (a refresh storm behind one NAT
+        # address must not lock the address out), and is told the truth even under a
+        # penalty, so that the device renews its token instead of waiting.
+        if reason.signed:
             self.penalties.failed(*(k for k in keys if k[0] == "client"))
             return Refusal(kind_of(reason), reason)
         self.penalties.failed(*keys)

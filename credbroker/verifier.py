@@ -6,10 +6,10 @@ key lookup, signature, registered claims, binding to the MQTT identity, then dev
 state and the deny list. Any failure raises `TokenRejected` with a machine-readable
 `reason`; nothing else escapes `Verifier.verify`.
 
-    TokenRejected
-    ├── reason in CREDENTIAL_REASONS    -> bad credentials
-    ├── reason in AUTHORIZATION_REASONS -> not authorized
-    └── reason "unavailable"            -> the trust store cannot answer
+    TokenRejected.reason: Reason
+    ├── .denies == "credentials"   the token is bad (malformed, expired, bad signature...)
+    ├── .denies == "standing"      the device or the token lost the right (disabled...)
+    └── .denies == "unavailable"   the trust store cannot answer
 
 `credbroker.decision` turns reasons into the kinds every enforcement point answers with.
 """
@@ -17,6 +17,7 @@ state and the deny list. Any failure raises `TokenRejected` with a machine-reada
 from __future__ import annotations
 
 import binascii
+import enum
 import re
 import time
 from collections.abc import Callable
@@ -28,33 +29,66 @@ import orjson
 from credbroker import jws
 from credbroker.claims import ACCESS_TOKEN_TYP, SIGNING_ALG, AccessClaims, parse_kid
 
-CREDENTIAL_REASONS = frozenset(
+
+class Reason(enum.StrEnum):
+    """Why a token was refused, in a word meant for machines (metrics, audit, tests).
+
+    `denies` says what the refusal means (`credentials`: the token is bad; `standing`:
+    the token is fine but its device or itself lost the right; `unavailable`: nobody
+    could tell); `signed` that the token's signature verified, so it is a real device's
+    token, not a guess.
+    """
+
+    MISSING_CREDENTIALS = "missing_credentials"  # no client id, username or password
+    MALFORMED = "malformed"
+    BAD_HEADER = "bad_header"
+    UNKNOWN_KID = "unknown_kid"
+    BAD_SIGNATURE = "bad_signature"
+    KEY_RETIRED = "key_retired"  # signed by the device's key before it was retired: renew
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    BAD_ISSUER = "bad_issuer"
+    BAD_AUDIENCE = "bad_audience"
+    MISSING_CLAIM = "missing_claim"
+    BAD_CLAIM = "bad_claim"
+    IDENTITY_MISMATCH = "identity_mismatch"
+    DEVICE_DISABLED = "device_disabled"
+    DEVICE_REVOKED = "device_revoked"
+    DEVICE_UNKNOWN = "device_unknown"
+    REVOKED = "revoked"
+    UNAVAILABLE = "unavailable"
+
+    @property
+    def denies(self) -> str:
+        if self is Reason.UNAVAILABLE:
+            return "unavailable"
+        return "standing" if self in _STANDING else "credentials"
+
+    @property
+    def signed(self) -> bool:
+        return self in _SIGNED
+
+
+_STANDING = frozenset(
+    {Reason.DEVICE_DISABLED, Reason.DEVICE_REVOKED, Reason.DEVICE_UNKNOWN, Reason.REVOKED}
+)
+_SIGNED = frozenset(
     {
-        "malformed",
-        "bad_header",
-        "unknown_kid",
-        "key_retired",  # signed by the device's key before it was retired: renew
-        "bad_signature",
-        "expired",
-        "not_yet_valid",
-        "bad_issuer",
-        "bad_audience",
-        "missing_claim",
-        "bad_claim",
-        "identity_mismatch",
+        Reason.KEY_RETIRED,
+        Reason.EXPIRED,
+        Reason.NOT_YET_VALID,
+        Reason.DEVICE_DISABLED,
+        Reason.DEVICE_REVOKED,
+        Reason.REVOKED,
     }
 )
-AUTHORIZATION_REASONS = frozenset(
-    {"device_disabled", "device_revoked", "device_unknown", "revoked"}
-)
-UNAVAILABLE = "unavailable"
 
 
 class TokenRejected(Exception):
     """The token was refused; `reason` says why in a word meant for machines."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.value)
         self.reason = reason
 
 
@@ -100,22 +134,22 @@ _COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{85}[A
 def _b64decode(segment: str) -> bytes:
     """base64url without padding; the alphabet was already checked by `_COMPACT`."""
     if len(segment) % 4 == 1:
-        raise TokenRejected("malformed")
+        raise TokenRejected(Reason.MALFORMED)
     try:
         return binascii.a2b_base64(
             segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4)
         )
     except binascii.Error as exc:
-        raise TokenRejected("malformed") from exc
+        raise TokenRejected(Reason.MALFORMED) from exc
 
 
 def _json_object(segment: str) -> dict[str, Any]:
     try:
         value = orjson.loads(_b64decode(segment))
     except orjson.JSONDecodeError as exc:
-        raise TokenRejected("malformed") from exc
+        raise TokenRejected(Reason.MALFORMED) from exc
     if not isinstance(value, dict):
-        raise TokenRejected("malformed")
+        raise TokenRejected(Reason.MALFORMED)
     return value
 
 
@@ -139,7 +173,7 @@ def _kid(header_b64: str) -> str:
         or not isinstance(kid, str)
         or parse_kid(kid) is None
     ):
-        raise TokenRejected("bad_header")
+        raise TokenRejected(Reason.BAD_HEADER)
     return kid
 
 
@@ -191,10 +225,10 @@ class Verifier:
         # One regex both splits and checks the alphabet (RFC 7515 section 7.1); an ES256
         # signature is 64 bytes, 86 base64url characters.
         if type(token) is not str or len(token) > jws.MAX_TOKEN_CHARS:
-            raise TokenRejected("malformed")
+            raise TokenRejected(Reason.MALFORMED)
         match = _COMPACT.fullmatch(token)
         if match is None:
-            raise TokenRejected("malformed")
+            raise TokenRejected(Reason.MALFORMED)
         header_b64, payload_b64, signature_b64 = match.groups()
         known = self._headers.get(header_b64)
         kid = known or _kid(header_b64)
@@ -203,13 +237,13 @@ class Verifier:
         try:
             key = self.store.signing_key(kid)
         except StoreUnavailable as exc:
-            raise TokenRejected(UNAVAILABLE) from exc
+            raise TokenRejected(Reason.UNAVAILABLE) from exc
         if key is None:
             raise TokenRejected(self._why_no_key(kid, signing_input, signature))
         try:
             jws.verify_es256(key, signing_input, signature)
         except jws.JWSError as exc:
-            raise TokenRejected("bad_signature") from exc
+            raise TokenRejected(Reason.BAD_SIGNATURE) from exc
         if known is None:
             # Only headers that signed something are remembered: anyone's made-up
             # headers would otherwise fill memory before any key lookup.
@@ -222,7 +256,7 @@ class Verifier:
         if (client_id is not None and client_id != sub) or (
             username is not None and username != sub
         ):
-            raise TokenRejected("identity_mismatch")
+            raise TokenRejected(Reason.IDENTITY_MISMATCH)
         self._check_state(sub, claims["iat"], claims["jti"])
         return cast(AccessClaims, claims), kid
 
@@ -232,25 +266,25 @@ class Verifier:
         try:
             if self.store.signing_key(kid) is None:
                 retired = self.store.retired_key(kid) is not None
-                raise TokenRejected("key_retired" if retired else "unknown_kid")
+                raise TokenRejected(Reason.KEY_RETIRED if retired else Reason.UNKNOWN_KID)
         except StoreUnavailable as exc:
-            raise TokenRejected(UNAVAILABLE) from exc
+            raise TokenRejected(Reason.UNAVAILABLE) from exc
         self._check_state(device_id, iat, jti)
 
-    def _why_no_key(self, kid: str, signing_input: bytes, signature: bytes) -> str:
+    def _why_no_key(self, kid: str, signing_input: bytes, signature: bytes) -> Reason:
         """A token of a retired key is a real device's, not a guess: it should renew,
         and its refusal must not count against the address it shares with others."""
         try:
             retired = self.store.retired_key(kid)
         except StoreUnavailable:
-            return UNAVAILABLE
+            return Reason.UNAVAILABLE
         if retired is not None:
             try:
                 jws.verify_es256(retired, signing_input, signature)
             except jws.JWSError:
-                return "bad_signature"
-            return "key_retired"
-        return "unknown_kid"
+                return Reason.BAD_SIGNATURE
+            return Reason.KEY_RETIRED
+        return Reason.UNKNOWN_KID
 
     def _check_claims(self, claims: dict[str, Any], kid: str, now: float) -> None:
         # Plain lookups and `type(...) in` tests: this runs on every CONNECT.
@@ -259,40 +293,40 @@ class Verifier:
             sub, client_id, iss = claims["sub"], claims["client_id"], claims["iss"]
             aud, jti, acl = claims["aud"], claims["jti"], claims["acl"]
         except KeyError as exc:
-            raise TokenRejected("missing_claim") from exc
+            raise TokenRejected(Reason.MISSING_CLAIM) from exc
         if not (type(exp) in _NUMBER and type(nbf) in _NUMBER and type(iat) in _NUMBER):
-            raise TokenRejected("bad_claim")  # bool is not a number here, unlike in Python
+            raise TokenRejected(Reason.BAD_CLAIM)  # bool is not a number here, unlike in Python
         if not (type(sub) is str and sub and type(jti) is str and jti):
-            raise TokenRejected("bad_claim")
+            raise TokenRejected(Reason.BAD_CLAIM)
         leeway = self.policy.leeway
         if exp <= now - leeway:
-            raise TokenRejected("expired")
+            raise TokenRejected(Reason.EXPIRED)
         if nbf > now + leeway or iat > now + leeway:
-            raise TokenRejected("not_yet_valid")
+            raise TokenRejected(Reason.NOT_YET_VALID)
         if iss != self.policy.issuer:
-            raise TokenRejected("bad_issuer")
+            raise TokenRejected(Reason.BAD_ISSUER)
         if aud != self.policy.audience and not (type(aud) is list and self.policy.audience in aud):
-            raise TokenRejected("bad_audience")
+            raise TokenRejected(Reason.BAD_AUDIENCE)
         # The kid names the device whose key signed: a token for one device can never
         # be passed off as another's, whatever its claims say.
         if client_id != sub or kid[: kid.rindex("#")] != sub:
-            raise TokenRejected("identity_mismatch")
+            raise TokenRejected(Reason.IDENTITY_MISMATCH)
         if not (
             type(acl) is dict and _is_str_list(acl.get("pub")) and _is_str_list(acl.get("sub"))
         ):
-            raise TokenRejected("bad_claim")
+            raise TokenRejected(Reason.BAD_CLAIM)
 
     def _check_state(self, device_id: str, iat: float, jti: str) -> None:
         try:
             state = self.store.device_state(device_id)
             revoked = state is not None and self.store.is_jti_revoked(jti)
         except StoreUnavailable as exc:
-            raise TokenRejected(UNAVAILABLE) from exc
+            raise TokenRejected(Reason.UNAVAILABLE) from exc
         if state is None:
-            raise TokenRejected("device_unknown")
+            raise TokenRejected(Reason.DEVICE_UNKNOWN)
         if state.status == "revoked":
-            raise TokenRejected("device_revoked")
+            raise TokenRejected(Reason.DEVICE_REVOKED)
         if state.status != "active":
-            raise TokenRejected("device_disabled")
+            raise TokenRejected(Reason.DEVICE_DISABLED)
         if iat < state.tokens_valid_after or revoked:
-            raise TokenRejected("revoked")
+            raise TokenRejected(Reason.REVOKED)
