@@ -8,7 +8,7 @@ credbroker's own `fleet` and `acl`.
 from __future__ import annotations
 
 import re
-from typing import Literal, TypedDict
+from typing import TypedDict
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type (RFC 9068 section 2.1)
 SIGNING_ALG = "ES256"
@@ -46,9 +46,6 @@ class AccessClaims(TypedDict):
     fleet: str
     acl: TopicAcl
     cnf: Confirmation
-
-
-Direction = Literal["pub", "sub"]
 
 
 def is_device_id(value: str) -> bool:

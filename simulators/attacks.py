@@ -10,7 +10,6 @@ trade-off of penalties, noted in README).
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import hmac
 import json
@@ -23,6 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 
 from credbroker.jwk import from_jwk
+from credbroker.jws import b64url_decode, b64url_encode
 from device_sdk import assertion_form
 from device_sdk._tokens import TokenSource
 from simulators.device import Backend, Context, fetch_token
@@ -68,21 +68,14 @@ class Kit:
         return (f"CONNACK {code}" if code >= 0 else "no CONNACK"), client
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _parts(token: str) -> tuple[dict[str, Any], dict[str, Any], str]:
     header, payload, signature = token.split(".")
-    return json.loads(_unb64(header)), json.loads(_unb64(payload)), signature
+    return json.loads(b64url_decode(header)), json.loads(b64url_decode(payload)), signature
 
 
 def _compact(header: dict[str, Any], payload: dict[str, Any], signature: str = "") -> str:
-    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}.{signature}"
+    head, body = (b64url_encode(json.dumps(part).encode()) for part in (header, payload))
+    return f"{head}.{body}.{signature}"
 
 
 async def _connect_with(kit: Kit, password: str) -> str:
@@ -124,7 +117,7 @@ async def hs256_with_public_key(kit: Kit) -> str:
     )
     forged_header = header | {"alg": "HS256"}
     unsigned = _compact(forged_header, claims).rstrip(".")
-    signature = _b64(hmac.new(secret, unsigned.encode(), hashlib.sha256).digest())
+    signature = b64url_encode(hmac.new(secret, unsigned.encode(), hashlib.sha256).digest())
     return await _connect_with(kit, f"{unsigned}.{signature}")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +9,7 @@ import orjson
 from sqlmodel import Session, col, delete, select
 
 from credbroker.claims import is_device_id
+from credbroker.jws import JWSError, b64url_decode, b64url_encode
 from provisioning import credentials, hashing, standing
 from provisioning.errors import BadRequest, Conflict, NotFound
 from provisioning.models import (
@@ -231,13 +230,13 @@ def rotate_signing_key(
 
 
 def _encode_cursor(device_id: str) -> str:
-    return base64.urlsafe_b64encode(device_id.encode()).decode().rstrip("=")
+    return b64url_encode(device_id.encode())
 
 
 def _decode_cursor(cursor: str) -> str:
     try:
-        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        value = b64url_decode(cursor).decode()
+    except (JWSError, UnicodeDecodeError) as exc:
         raise BadRequest("malformed cursor") from exc
     if not is_device_id(value):
         raise BadRequest("malformed cursor")
