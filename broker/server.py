@@ -79,6 +79,7 @@ from credbroker.verifier import StoreUnavailable
 
 log = logging.getLogger("credbroker.broker")
 GRANT = "credbroker.grant"
+CHANGES_SEEN = "credbroker.changes_seen"
 Audit = Callable[..., None]
 
 
@@ -107,6 +108,7 @@ class CredBroker(DeliveryBroker):
         self._ended: dict[str, asyncio.Event] = {}  # client id -> its connection has ended
         self._tasks: set[asyncio.Future[object]] = set()
         self._poller: asyncio.Task[None] | None = None
+        self._changes = 0  # batches of changes of standing heard (see `_run_session`)
 
     def _count(self, state: str) -> int:
         return sum(1 for s, _ in self._sessions.values() if s.transitions.state == state)
@@ -192,6 +194,7 @@ class CredBroker(DeliveryBroker):
             await _close(writer)
             raise AMQTTError(f"bad CONNECT: {exc}") from exc
         with self.stats.verify_seconds.time():
+            changes_seen = self._changes
             decision = self.authenticator.authenticate(
                 client_id=session.client_id,
                 username=session.username,
@@ -205,6 +208,7 @@ class CredBroker(DeliveryBroker):
         assert isinstance(decision, Grant)  # noqa: S101 - _refuse always raises
         self.stats.connects.labels("accepted", "ok").inc()
         session.attributes[GRANT] = decision
+        session.attributes[CHANGES_SEEN] = changes_seen
         session.keep_alive = math.ceil(session.keep_alive * 1.5)
         await self._take_over(session.client_id or "")
         return handler, await self._adopt(session)
@@ -297,7 +301,14 @@ class CredBroker(DeliveryBroker):
         handler.attach(client_session, PacketReader(reader, self._violation(client_id)), writer)
         self._sessions[client_id] = (client_session, handler)
         await handler.mqtt_connack_authorize(True)
-        self._arm_expiry(client_id, client_session.attributes[GRANT])
+        grant = client_session.attributes[GRANT]
+        self._arm_expiry(client_id, grant)
+        # A change of standing that arrived between this CONNECT's verification and its
+        # session being registered found no session to cut: check this one against it.
+        if client_session.attributes.pop(CHANGES_SEEN, self._changes) != self._changes:
+            refusal = self.authenticator.standing(grant)
+            if refusal is not None:
+                self._spawn(self.kick(client_id, refusal.reason))
         await self.plugins_manager.fire_event(
             BrokerEvents.CLIENT_CONNECTED, client_id=client_id, client_session=client_session
         )
@@ -423,6 +434,7 @@ class CredBroker(DeliveryBroker):
         """Changes of standing: a session whose token was revoked, or whose device's
         standing no longer holds its grant (disabled, revoked, deleted, key retired), is
         cut; any other session of those devices goes on."""
+        self._changes += 1
         self.trust.apply(changes)
         for change in changes:
             entry = self._sessions.get(change.device_id)
