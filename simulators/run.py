@@ -1,15 +1,5 @@
-"""A simulation: provision a fleet, run a scenario for a while, drain, report.
-
-Scenarios:
-- telemetry: every device publishes numbered QoS 1 messages at `rate`; one in ten also
-  subscribes to its command topic and gets two commands; tokens are short, so devices
-  refresh (reconnect with a new token) during the run.
-- refresh-storm: every device gets its first token at the same moment, so every token
-  expires together; the refresh spread shows what the SDK's jitter does with that.
-- revocation: halfway through, a share of the fleet is revoked; the report gives the
-  time from the revoke request to the disconnect, and whether those devices stopped.
-- attacks: a small honest fleet, and every attack of `simulators.attacks` tried.
-- mixed: all of it at once.
+"""A simulation: provision a fleet, run a scenario for a while, drain, report. What
+each scenario does is in `simulators.scenarios`, one table.
 """
 
 from __future__ import annotations
@@ -19,7 +9,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import httpx
 
@@ -28,9 +17,8 @@ from simulators.device import Backend, Context, VirtualDevice
 from simulators.fleet import Operator, Topics, run_id
 from simulators.mqtt import Driver
 from simulators.report import Report, Stats
+from simulators.scenarios import Scenario
 
-Scenario = Literal["telemetry", "refresh-storm", "revocation", "attacks", "mixed"]
-SCENARIOS: tuple[Scenario, ...] = ("telemetry", "refresh-storm", "revocation", "attacks", "mixed")
 COMMAND_SHARE = 10  # one device in ten subscribes to commands
 
 
@@ -117,19 +105,19 @@ async def _run(
         for n, identity in enumerate(identities)
     ]
     ctx.started = time.monotonic()
-    if scenario in ("refresh-storm", "mixed"):  # every first token at once
+    if scenario.tokens_together:
         await _bounded(64, [d.obtain_token for d in devices])
     end = time.monotonic() + options.duration
     # A fleet boots over a while, not in one instant (unless that is the scenario).
-    ramp = 0.0 if scenario in ("refresh-storm", "mixed") else options.ramp(len(devices))
+    ramp = 0.0 if scenario.tokens_together else options.ramp(len(devices))
     tasks = [asyncio.create_task(d.live(random.uniform(0, ramp))) for d in devices]  # noqa: S311
     tasks += [asyncio.create_task(d.publish_telemetry(end)) for d in devices]
     tasks.append(asyncio.create_task(_commands(ctx, backend, devices, options.duration)))
     revoked: list[VirtualDevice] = []
-    if scenario in ("revocation", "mixed"):
+    if scenario.revokes:
         tasks.append(asyncio.create_task(_revoke_later(ctx, operator, devices, options, revoked)))
     attacks = None
-    if scenario in ("attacks", "mixed"):
+    if scenario.attacks:
         kit = await _attack_kit(ctx, operator, fleet, run, backend, target.leeway)
         rounds = max(1, int(options.duration // 30))
         attacks = asyncio.create_task(run_attacks(kit, rounds, options.duration / rounds))
@@ -148,7 +136,7 @@ async def _run(
         device.client.close()
     lost = backend.missing(honest) + _commands_lost(honest)
     stats.commands_delivered = sum(len(d.commands_received) for d in devices)
-    return Report(scenario, time.monotonic() - ctx.started, stats, lost)
+    return Report(scenario.name, time.monotonic() - ctx.started, stats, lost)
 
 
 async def _bounded(limit: int, jobs: list[Callable[[], Awaitable[None]]]) -> None:

@@ -20,7 +20,7 @@ app.command("certs")(certs.certs)
 app.add_typer(operator.fleet_app, name="fleet")
 app.add_typer(operator.device_app, name="device")
 app.add_typer(operator.token_app, name="token")
-app.command("simulate")(simulate.simulate)
+app.command("simulate", epilog=simulate.EPILOG)(simulate.simulate)
 
 
 def main() -> None:

@@ -12,13 +12,16 @@ from typing import Annotated
 import typer
 
 from credbroker.cli.operator import ApiOpt, KeyOpt
+from simulators.scenarios import SCENARIOS
 
+# Scenarios, from the one table (typer's help joins lines of an epilog: one per paragraph).
+EPILOG = "Scenarios:\n\n" + "\n\n".join(f"{s.name}: {s.about}." for s in SCENARIOS.values())
 ScenarioOpt = Annotated[
     str,
     typer.Option(
         "--scenario",
         envvar="CREDBROKER_SCENARIO",
-        help="telemetry | refresh-storm | revocation | attacks | mixed",
+        help=" | ".join(SCENARIOS),
     ),
 ]
 
@@ -61,7 +64,7 @@ def simulate(
     revoked device kept going.
     """
     from simulators.embedded import embedded_stack
-    from simulators.run import SCENARIOS, Options, Target
+    from simulators.run import Options, Target
     from simulators.run import simulate as run_simulation
 
     if scenario not in SCENARIOS:
@@ -73,7 +76,7 @@ def simulate(
         raise typer.BadParameter("HOST:PORT", param_hint="--mqtt")
     _raise_file_limit()
     options = Options(
-        scenario=scenario,  # checked above
+        scenario=SCENARIOS[scenario],  # checked above
         devices=devices,
         duration=duration,
         rate=rate,

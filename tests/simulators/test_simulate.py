@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,3 +134,15 @@ def test_a_bad_scenario_is_a_usage_error(stack: Stack, tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--scenario" in done.stderr
+
+
+def test_the_help_lists_every_scenario_of_the_table() -> None:
+    from simulators.scenarios import SCENARIOS
+
+    done = subprocess.run(
+        [str(BIN / "credbroker"), "simulate", "--help"],
+        capture_output=True, text=True, timeout=60, check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    for scenario in SCENARIOS.values():
+        assert f"{scenario.name}: {scenario.about}" in " ".join(done.stdout.split())
