@@ -19,7 +19,7 @@ from provisioning.models.devices import (
     DeviceUpdate,
 )
 from provisioning.services import Services
-from provisioning.store import batch, devices, revocations
+from provisioning.store import batch, devices, keys, revocations
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -129,7 +129,7 @@ def add_key(
     """Register another credential public key (Ed25519 or P-256, PEM or JWK)."""
     with services.transaction() as session:
         device = devices.get_device(session=session, device_id=device_id)
-        return devices.add_key(
+        return keys.add_key(
             session=session,
             device=device,
             public_key=body.public_key,
@@ -144,9 +144,7 @@ def remove_key(device_id: str, kid: str, services: ServicesDep, actor: DevicesWr
     """Remove a credential key; tokens already issued live until they expire."""
     with services.transaction() as session:
         device = devices.get_device(session=session, device_id=device_id)
-        devices.remove_key(
-            session=session, device=device, kid=kid, now=services.now(), actor=actor.id
-        )
+        keys.remove_key(session=session, device=device, kid=kid, now=services.now(), actor=actor.id)
     return Response(status_code=204)
 
 
@@ -157,10 +155,10 @@ def rotate_signing_key(
     """New signing key version; the old one verifies until its tokens expire, or
     not at all with `immediate=true`."""
     with services.transaction() as session:
-        row = devices.rotate_signing_key(
+        row = keys.rotate_signing_key(
             session=session,
             keyring=services.keyring,
-            device_id=device_id,
+            device=devices.get_device(session=session, device_id=device_id),
             now=services.now(),
             leeway=services.settings.leeway,
             immediate=immediate,

@@ -20,16 +20,14 @@ from provisioning.models import (
     RefreshToken,
     SigningKey,
 )
-from provisioning.models.bounds import storable
 from provisioning.models.devices import (
     DeviceCreate,
     DevicePublic,
     DeviceUpdate,
-    PublicKeyInput,
 )
 from provisioning.models.fleets import AclTemplate
 from provisioning.signing import Keyring
-from provisioning.store import audit, fleets
+from provisioning.store import audit, fleets, keys
 
 _STATUS_ACTIONS = {"active": "device.enable", "disabled": "device.disable"}
 
@@ -113,7 +111,7 @@ def create_device(
     session.add(device)
     session.flush()  # the device row must exist before rows that refer to it
     if device_create.public_key is not None:
-        add_key(
+        keys.add_key(
             session=session,
             device=device,
             public_key=device_create.public_key,
@@ -141,92 +139,6 @@ def create_device(
         auth_method=method,
     )
     return created
-
-
-def add_key(
-    *,
-    session: Session,
-    device: Device,
-    public_key: PublicKeyInput,
-    expires_at: int | None,
-    now: int,
-    actor: str,
-) -> CredentialKey:
-    parsed = credentials.parse_public_key(public_key)
-    existing = credentials.all_keys(session=session, device_id=device.device_id)
-    if any(k.kid == parsed.kid for k in existing):
-        raise Conflict("this key is already registered for the device")
-    if len(existing) >= credentials.MAX_KEYS_PER_DEVICE:
-        raise Conflict(f"a device holds at most {credentials.MAX_KEYS_PER_DEVICE} keys")
-    if expires_at is not None and expires_at <= now:
-        raise BadRequest("expires_at is in the past")
-    row = CredentialKey(
-        device_id=device.device_id,
-        kid=parsed.kid,
-        alg=parsed.alg,
-        jwk=parsed.jwk,
-        expires_at=expires_at,
-        created_at=now,
-    )
-    session.add(row)
-    audit.record(
-        session=session,
-        now=now,
-        action="key.add",
-        device_id=device.device_id,
-        actor=actor,
-        kid=parsed.kid,
-        alg=parsed.alg,
-    )
-    return row
-
-
-def remove_key(*, session: Session, device: Device, kid: str, now: int, actor: str) -> None:
-    row = None
-    if storable(kid):
-        row = session.exec(
-            select(CredentialKey)
-            .where(CredentialKey.device_id == device.device_id)
-            .where(CredentialKey.kid == kid)
-        ).first()
-    if row is None:
-        raise NotFound(f"device {device.device_id!r} has no key {kid!r}")
-    session.delete(row)
-    audit.record(
-        session=session,
-        now=now,
-        action="key.remove",
-        device_id=device.device_id,
-        actor=actor,
-        kid=kid,
-    )
-
-
-def rotate_signing_key(
-    *,
-    session: Session,
-    keyring: Keyring,
-    device_id: str,
-    now: int,
-    leeway: int,
-    immediate: bool,
-    actor: str,
-) -> SigningKey:
-    device = get_device(session=session, device_id=device_id)
-    row = keyring.rotate(
-        session=session, device=device, now=now, leeway=leeway, immediate=immediate
-    )
-    audit.record(
-        session=session,
-        now=now,
-        action="signing_key.rotate",
-        device_id=device_id,
-        actor=actor,
-        kid=row.kid,
-        immediate=immediate,
-    )
-    standing.device_changed(session=session, device_id=device_id, now=now, cuts=immediate)
-    return row
 
 
 def _encode_cursor(device_id: str) -> str:

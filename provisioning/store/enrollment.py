@@ -8,7 +8,7 @@ from provisioning import hashing
 from provisioning.errors import BadRequest
 from provisioning.models import CredentialKey, Device, EnrollmentToken
 from provisioning.models.devices import PublicKeyInput
-from provisioning.store import audit, devices
+from provisioning.store import audit, devices, keys
 
 
 class InvalidEnrollmentToken(BadRequest):
@@ -26,7 +26,7 @@ def enroll(
         raise InvalidEnrollmentToken(f"device is {device.status}")
     row.used_at = now
     session.add(row)
-    key = devices.add_key(
+    key = keys.add_key(
         session=session,
         device=device,
         public_key=public_key,

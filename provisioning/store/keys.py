@@ -1,0 +1,100 @@
+"""A device's keys: its credential public keys (added and removed by operators, or by
+enrollment) and its server-made signing keys (rotated)."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from provisioning import credentials, standing
+from provisioning.errors import BadRequest, Conflict, NotFound
+from provisioning.models import CredentialKey, Device, SigningKey
+from provisioning.models.bounds import storable
+from provisioning.models.devices import PublicKeyInput
+from provisioning.signing import Keyring
+from provisioning.store import audit
+
+
+def add_key(
+    *,
+    session: Session,
+    device: Device,
+    public_key: PublicKeyInput,
+    expires_at: int | None,
+    now: int,
+    actor: str,
+) -> CredentialKey:
+    parsed = credentials.parse_public_key(public_key)
+    existing = credentials.all_keys(session=session, device_id=device.device_id)
+    if any(k.kid == parsed.kid for k in existing):
+        raise Conflict("this key is already registered for the device")
+    if len(existing) >= credentials.MAX_KEYS_PER_DEVICE:
+        raise Conflict(f"a device holds at most {credentials.MAX_KEYS_PER_DEVICE} keys")
+    if expires_at is not None and expires_at <= now:
+        raise BadRequest("expires_at is in the past")
+    row = CredentialKey(
+        device_id=device.device_id,
+        kid=parsed.kid,
+        alg=parsed.alg,
+        jwk=parsed.jwk,
+        expires_at=expires_at,
+        created_at=now,
+    )
+    session.add(row)
+    audit.record(
+        session=session,
+        now=now,
+        action="key.add",
+        device_id=device.device_id,
+        actor=actor,
+        kid=parsed.kid,
+        alg=parsed.alg,
+    )
+    return row
+
+
+def remove_key(*, session: Session, device: Device, kid: str, now: int, actor: str) -> None:
+    row = None
+    if storable(kid):
+        row = session.exec(
+            select(CredentialKey)
+            .where(CredentialKey.device_id == device.device_id)
+            .where(CredentialKey.kid == kid)
+        ).first()
+    if row is None:
+        raise NotFound(f"device {device.device_id!r} has no key {kid!r}")
+    session.delete(row)
+    audit.record(
+        session=session,
+        now=now,
+        action="key.remove",
+        device_id=device.device_id,
+        actor=actor,
+        kid=kid,
+    )
+
+
+def rotate_signing_key(
+    *,
+    session: Session,
+    keyring: Keyring,
+    device: Device,
+    now: int,
+    leeway: int,
+    immediate: bool,
+    actor: str,
+) -> SigningKey:
+    device_id = device.device_id
+    row = keyring.rotate(
+        session=session, device=device, now=now, leeway=leeway, immediate=immediate
+    )
+    audit.record(
+        session=session,
+        now=now,
+        action="signing_key.rotate",
+        device_id=device_id,
+        actor=actor,
+        kid=row.kid,
+        immediate=immediate,
+    )
+    standing.device_changed(session=session, device_id=device_id, now=now, cuts=immediate)
+    return row
