@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from credbroker import jws
 from credbroker.claims import DEVICE_ID_PATTERN, SIGNING_ALG
-from provisioning import clientauth, signing
+from provisioning import clientauth, grants, signing
 from provisioning.api.deps import AuditRead, ServicesDep, require
 from provisioning.metrics import Metrics
 from provisioning.models.admin import AdminKeyCreate, AdminKeyCreated
@@ -35,7 +35,7 @@ def metadata(services: ServicesDep) -> dict[str, Any]:
         "token_endpoint": services.token_endpoint,
         "revocation_endpoint": services.revocation_endpoint,
         "introspection_endpoint": issuer + "/oauth2/introspect",
-        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "grant_types_supported": list(grants.GRANTS),
         "token_endpoint_auth_methods_supported": clientauth.NAMES,
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         # RFC 8414 section 2: names of the IANA "OAuth Token Endpoint Authentication
