@@ -36,3 +36,9 @@ DevicesWrite = Annotated[Admin, Depends(require("devices:write"))]
 TokensRevoke = Annotated[Admin, Depends(require("tokens:revoke"))]
 AuditRead = Annotated[Admin, Depends(require("audit:read"))]
 BrokerHook = Annotated[Admin, Depends(require("broker:hook"))]
+
+
+def client_address(request: Request) -> str:
+    """The peer's address as this process sees it ("unknown" without one, as over some
+    ASGI test transports). No proxy headers are trusted."""
+    return request.client.host if request.client else "unknown"

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from provisioning import grants, introspection
-from provisioning.api.deps import ServicesDep
+from provisioning.api.deps import ServicesDep, client_address
 from provisioning.errors import (
     Forbidden,
     InsufficientScope,
@@ -46,10 +46,6 @@ async def _form(request: Request) -> dict[str, str]:
     return fields
 
 
-def _address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 @contextmanager
 def _challenged(authorization: str | None, *schemes: str) -> Iterator[None]:
     """RFC 6749 section 5.2 (and RFC 9110 section 15.5.2): every 401 says how to
@@ -70,7 +66,7 @@ async def token(
 ) -> JSONResponse:
     """Trade a client assertion, client secret or refresh token for tokens."""
     form = await _form(request)
-    address = _address(request)
+    address = client_address(request)
     with _challenged(authorization, "Basic"):
         if services.local_database and "client_secret" not in form and not authorization:
             # An embedded SQLite grant is ~1 ms of CPU with no I/O wait: a thread hop would
@@ -130,6 +126,6 @@ async def revoke(
             await run_in_threadpool(introspection.revoke, services, form["token"], actor=actor)
         else:
             await run_in_threadpool(
-                introspection.revoke_request, services, form, authorization, _address(request)
+                introspection.revoke_request, services, form, authorization, client_address(request)
             )
     return JSONResponse({}, headers=NO_STORE)

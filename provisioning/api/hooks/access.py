@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
 from provisioning import clientauth
-from provisioning.api.deps import ServicesDep
+from provisioning.api.deps import ServicesDep, client_address
 from provisioning.brokerhooks import HookAuthority
 from provisioning.errors import InvalidClient
 from provisioning.services import Services
@@ -42,11 +42,11 @@ async def hook_key(
 
 def _trusted(services: Services, request: Request) -> bool:
     networks = services.settings.trusted_hook_networks
-    if not networks or request.client is None:
+    if not networks:
         return False
     try:
-        address = ipaddress.ip_address(request.client.host)
-    except ValueError:
+        address = ipaddress.ip_address(client_address(request))
+    except ValueError:  # "unknown"
         return False
     return any(address in network for network in networks)
 
