@@ -45,6 +45,12 @@ tests/broker/ (test_faults.py unless the README says otherwise):
     session was starting (while amqtt resent the session's unacknowledged messages) left
     the session "connected" for good: the next CONNECT with its client id waited 5 s and
     got no CONNACK (handler.py).
+18. A CONNECT right after a DISCONNECT with the same client id got the wrong session: a
+    clean session lingered until amqtt's once-a-second monitor removed it, so a
+    persistent CONNECT meanwhile resumed it (session present, its messages not kept), and
+    the monitor then deleted the persistent session it had become. A clean session now
+    ends with its connection, and a CONNECT waits for the previous connection's end
+    (tests/broker/test_reconnect.py).
 """
 
 from __future__ import annotations
@@ -229,13 +235,18 @@ class CredBroker(DeliveryBroker):
         raise AMQTTError(f"CONNECT refused with {code}: {refusal.reason}")
 
     async def _take_over(self, client_id: str) -> None:
-        """MQTT 3.1.1 section 3.1.4: a second connection with a client id ends the first."""
+        """MQTT 3.1.1 section 3.1.4: a second connection with a client id ends the first.
+
+        It also waits for a previous connection that is still ending (a DISCONNECT just
+        read, its session not settled yet): the new CONNECT then finds the session as that
+        ending left it, a clean one gone, a persistent one with its subscriptions and queue
+        (issue 16; stock amqtt resumed whatever was there).
+        """
         entry = self._sessions.get(client_id)
         ended = self._ended.get(client_id)
-        if entry is None or not entry[0].transitions.is_connected():
-            return
-        entry[0].will_flag = False
-        await entry[1].handle_connection_closed()
+        if entry is not None and entry[0].transitions.is_connected():
+            entry[0].will_flag = False
+            await entry[1].handle_connection_closed()
         if ended is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ended.wait(), 5)
@@ -285,9 +296,20 @@ class CredBroker(DeliveryBroker):
         try:
             await self._run_session(reader, writer, client_session, handler, client_id)
         finally:
-            ended.set()
-            if self._ended.get(client_id) is ended:
-                del self._ended[client_id]
+            try:
+                await self._settle(client_id, client_session)
+            finally:
+                ended.set()
+                if self._ended.get(client_id) is ended:
+                    del self._ended[client_id]
+
+    async def _settle(self, client_id: str, client_session: Session) -> None:
+        """A clean session ends with its connection (MQTT-3.1.2-6): gone before the next
+        CONNECT with its client id is answered, where stock amqtt left it to a monitor
+        that runs every second, and a persistent CONNECT meanwhile resumed it."""
+        entry = self._sessions.get(client_id)
+        if client_session.clean_session and entry is not None and entry[0] is client_session:
+            await self._delete_session(client_id)
 
     async def _run_session(
         self,

@@ -11,6 +11,7 @@ from tests.stack import Device, Stack
 
 PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 3, 4, 5, 6, 7
 SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, PINGREQ, PINGRESP = 8, 9, 10, 11, 12, 13
+DISCONNECT = 14
 
 
 def encode(value: str | bytes) -> bytes:
@@ -85,12 +86,18 @@ class RawClient:
     """One connection, CONNECT accepted; every other packet is the test's business."""
 
     def __init__(
-        self, stack: Stack, device: Device, *, clean: bool = True, keepalive: int = 60
+        self,
+        stack: Stack,
+        device: Device,
+        *,
+        clean: bool = True,
+        keepalive: int = 60,
+        token: str | None = None,
     ) -> None:
         self.sock = socket.create_connection(("127.0.0.1", stack.mqtt_port), timeout=10)
         flags = 0xC0 | (0x02 if clean else 0)
         body = encode("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
-        body += encode(device.id) + encode(device.id) + encode(device.token())
+        body += encode(device.id) + encode(device.id) + encode(token or device.token())
         self.sock.sendall(packet(1, 0, body))
         connack = self.read()
         assert connack is not None and connack.kind == 2, connack
@@ -164,6 +171,11 @@ class RawClient:
             assert self.expect(PUBREC).packet_id == packet_id
             self.send(ack(PUBREL, packet_id))
             assert self.expect(PUBCOMP).packet_id == packet_id
+
+    def disconnect(self) -> None:
+        """DISCONNECT and close at once, as a client does that does not wait for the server."""
+        self.send(packet(DISCONNECT, 0, b""))
+        self.close()
 
     def ping(self) -> None:
         self.send(packet(PINGREQ, 0, b""))
