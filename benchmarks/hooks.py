@@ -1,5 +1,7 @@
-"""Broker hook decisions per second vs a bare FastAPI POST in the same run, and
-RabbitMQ's CONNECT rate through the hooks with and without its `cache` backend.
+"""Broker hook decisions per second vs a bare FastAPI POST and vs each hook's floor
+(floor.py) in the same run, and RabbitMQ's CONNECT rate through the hooks with and
+without its `cache` backend. A CONNECT hook's floor is the bare endpoint plus one raw
+P-256 verify (the access token); a cached publish check's is the bare endpoint.
 
 - CONNECT: `/v1/hooks/rabbitmq/user` with a different token each time (a verification,
   and the grant saved for the other API processes);
@@ -25,6 +27,7 @@ import paho.mqtt.client as mqtt
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
+from floor import crypto_costs, floor_rate  # noqa: E402
 from token_endpoint import ADMIN, BIN, HERE, free_port, provision, start, wrk  # noqa: E402
 
 from device_sdk import assertion_form  # noqa: E402
@@ -113,9 +116,17 @@ def main() -> None:
                 base + "/v1/hooks/rabbitmq/topic", topic, args.seconds, args.connections, AUTH
             ),
         }
+        costs = crypto_costs()
+        floors = {
+            "CONNECT (verify + shared grant)": floor_rate(bare_rps, costs, "p256 verify"),
+            "cached publish check": bare_rps,
+        }
         print(f"bare FastAPI POST: {bare_rps:,.0f} req/s (baseline)")
         for name, (rps, errors) in results.items():
-            print(f"{name}: {rps:,.0f} req/s, {errors} non-2xx, {rps / bare_rps:.2f}x bare")
+            print(
+                f"{name}: {rps:,.0f} req/s, {errors} non-2xx, {rps / bare_rps:.2f}x bare, "
+                f"{rps / floors[name]:.2f}x its floor ({floors[name]:,.0f}/s)"
+            )
         for label, cache in (("http backend", None), ("cache + http (30 s)", 30000)):
             node = start_rabbit(
                 work / f"rabbit-{cache}", api=base, hook_key=ADMIN, cache_ttl_ms=cache

@@ -1,9 +1,12 @@
-"""/oauth2/token throughput (private_key_jwt and refresh grants) vs a bare FastAPI POST.
+"""/oauth2/token throughput (private_key_jwt with Ed25519 and ES256 device keys, refresh)
+vs a bare FastAPI POST and vs each grant's floor (floor.py).
 
 Starts `credbroker up` and `benchmarks/bare_app.py` under the same uvicorn settings on
 free loopback ports, provisions devices, prepares single-use request bodies, and drives
 each endpoint with wrk (one thread, pinned to the other core when `taskset` exists).
-Prints req/s, errors, and ratios against the bare endpoint of the same run.
+Prints req/s, errors, and ratios against the bare endpoint and against the floor of the
+same run: a private_key_jwt grant checks one assertion signature (Ed25519 or P-256) and
+signs one ES256 access token; a refresh grant signs one (its refresh token is opaque).
 
     .venv/bin/python benchmarks/token_endpoint.py [--seconds 8] [--connections 16]
 """
@@ -25,6 +28,7 @@ import urllib.parse
 from pathlib import Path
 
 import httpx
+from floor import crypto_costs, describe, floor_rate  # benchmarks/, the script's directory
 
 from device_sdk import assertion_form, generate_key, public_pem
 
@@ -88,9 +92,10 @@ def wrk(
     return rps, int(errors.group(1)) if errors else 0
 
 
-def provision(base: str) -> list[tuple[str, object]]:
+def provision(base: str, alg: str = "ed25519") -> list[tuple[str, object]]:
+    """`DEVICES` devices with `alg` keys in the fleet "bench" (made by the first call)."""
     admin = {"Authorization": f"Bearer {ADMIN}"}
-    httpx.post(
+    fleet = httpx.post(
         base + "/v1/fleets",
         headers=admin,
         json={
@@ -100,20 +105,18 @@ def provision(base: str) -> list[tuple[str, object]]:
                 "subscribe": ["devices/{device_id}/cmd/#"],
             },
         },
-    ).raise_for_status()
+    )
+    if fleet.status_code != 409:
+        fleet.raise_for_status()
     devices = []
     for i in range(DEVICES):
-        key = generate_key()
+        key, device_id = generate_key(alg), f"bench-{alg}-{i}"  # type: ignore[arg-type]
         httpx.post(
             base + "/v1/devices",
             headers=admin,
-            json={
-                "device_id": f"bench-{i}",
-                "fleet": "bench",
-                "public_key": public_pem(key),
-            },
+            json={"device_id": device_id, "fleet": "bench", "public_key": public_pem(key)},
         ).raise_for_status()
-        devices.append((f"bench-{i}", key))
+        devices.append((device_id, key))
     return devices
 
 
@@ -187,17 +190,22 @@ def main() -> None:
     )
     try:
         devices = provision(base)
+        es256_devices = provision(base, "es256")
         refresh_bodies(devices, min(count, 6000), base, work / "refresh.txt")
-        # Assertions live 60 s: made last, just before their run.
+        # Assertions live an hour, but are single use: made last, just before their run.
         assertion_bodies(devices, count, base + "/oauth2/token", work / "assertions.txt")
+        assertion_bodies(es256_devices, count, base + "/oauth2/token", work / "es256.txt")
         bare_body = work / "bare.txt"
         bare_body.write_text((work / "assertions.txt").read_text().splitlines()[0] + "\n")
         results = {
             "bare FastAPI POST": wrk(
                 f"http://127.0.0.1:{bare_port}/bare", bare_body, args.seconds, args.connections
             ),
-            "private_key_jwt grant": wrk(
+            "private_key_jwt Ed25519": wrk(
                 base + "/oauth2/token", work / "assertions.txt", args.seconds, args.connections
+            ),
+            "private_key_jwt ES256": wrk(
+                base + "/oauth2/token", work / "es256.txt", args.seconds, args.connections
             ),
             "refresh_token grant": wrk(
                 base + "/oauth2/token",
@@ -211,10 +219,22 @@ def main() -> None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(20)
         shutil.rmtree(work, ignore_errors=True)
-    baseline = results["bare FastAPI POST"][0]
+    costs = crypto_costs()
+    bare_rps = results["bare FastAPI POST"][0]
+    floors = {
+        "bare FastAPI POST": bare_rps,
+        "private_key_jwt Ed25519": floor_rate(bare_rps, costs, "ed25519 verify", "p256 sign"),
+        "private_key_jwt ES256": floor_rate(bare_rps, costs, "p256 verify", "p256 sign"),
+        "refresh_token grant": floor_rate(bare_rps, costs, "p256 sign"),
+    }
     print(f"wrk -t1 -c{args.connections}, one uvicorn worker each (uvloop, httptools)")
+    print(f"raw cryptography: {describe(costs)}")
+    print(f"{'':24s} {'req/s':>8s}  {'non-2xx':>7s}  {'vs bare':>7s}  {'floor/s':>7s}  vs floor")
     for name, (rps, errors) in results.items():
-        print(f"{name:24s} {rps:8,.0f} req/s  non-2xx {errors:5d}  ratio {rps / baseline:.2f}x")
+        print(
+            f"{name:24s} {rps:8,.0f}  {errors:7d}  {rps / bare_rps:6.2f}x  "
+            f"{floors[name]:7,.0f}  {rps / floors[name]:.2f}x"
+        )
 
 
 if __name__ == "__main__":
