@@ -10,10 +10,12 @@ from device_sdk._errors import (
     DeviceRevoked,
     DeviceSDKError,
     EnrollmentError,
+    SubscriptionRefused,
     TokenError,
 )
 from device_sdk._keys import generate_key, load_private_key, public_pem, save_key_pair
 from device_sdk._policy import Backoff, Policy
+from device_sdk._subscriptions import Subscription
 
 __all__ = [
     "Backoff",
@@ -23,6 +25,8 @@ __all__ = [
     "DeviceSDKError",
     "EnrollmentError",
     "Policy",
+    "Subscription",
+    "SubscriptionRefused",
     "TokenError",
     "assertion_form",
     "client_assertion",

@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from device_sdk._errors import ConnectError, DeviceRevoked, DeviceSDKError, TokenError
 from device_sdk._keys import DevicePrivateKey
 from device_sdk._policy import Policy, Step, connack_code
+from device_sdk._subscriptions import Subscription
 from device_sdk._tokens import Token, TokenSource
 
 Handler = Callable[[str, bytes], None]
@@ -72,6 +73,10 @@ class DeviceClient:
         self.on_state = on_state or (lambda state, details: None)
         self.error: DeviceSDKError | None = None  # why the client stopped, if it did
         self._handlers: dict[str, Handler] = {}
+        self._subscriptions: dict[str, Subscription] = {}  # by filter: the latest of each
+        self._unanswered: dict[int, Subscription] = {}  # by SUBSCRIBE packet id, this connection
+        self._early: dict[int, list[int]] = {}  # SUBACKs that beat subscribe() to its mid
+        self._subscribe_lock = threading.Lock()
         self._token: Token | None = None
         self._token_lock = threading.Lock()
         self._connected = threading.Event()
@@ -91,6 +96,7 @@ class DeviceClient:
         self._paho.on_disconnect = self._on_disconnect
         self._paho.on_connect_fail = self._on_connect_fail
         self._paho.on_message = self._on_message
+        self._paho.on_subscribe = self._on_subscribe
 
     # -- public API ---------------------------------------------------------------------
 
@@ -135,15 +141,38 @@ class DeviceClient:
             info.rc = mqtt.MQTT_ERR_SUCCESS  # queued, not failed
         return info
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Call `handler(topic, payload)` for messages matching `topic_filter`."""
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> Subscription:
+        """Call `handler(topic, payload)` for messages matching `topic_filter`.
+
+        Subscribing while disconnected is fine: the SUBSCRIBE goes out at the connect.
+
+        Args:
+            topic_filter: an MQTT topic filter (`+` and `#` allowed).
+            handler: called on paho's network thread for every matching message.
+            qos: the QoS asked for; the broker may grant less.
+
+        Returns:
+            A `Subscription`: `wait(timeout)` returns the granted QoS, or raises
+            `SubscriptionRefused` when the broker refused the filter (SUBACK 0x80).
+        """
+        subscription = Subscription(topic_filter, qos)
+        with self._subscribe_lock:
+            previous = self._subscriptions.get(topic_filter)
+            self._subscriptions[topic_filter] = subscription
         self._handlers[topic_filter] = handler
-        self._paho.subscribe(topic_filter, qos=qos)
+        try:
+            self._send_subscribe(subscription)
+        except ValueError:  # a malformed filter: paho checks before sending
+            with self._subscribe_lock:
+                self._restore(topic_filter, previous)
+            raise
+        return subscription
 
     def close(self) -> None:
         self._stopping.set()
         if self._timer:
             self._timer.cancel()
+        self._abandon_subscriptions(self.error or ConnectError("client closed"))
         self._paho.disconnect()
         self._paho.loop_stop()
 
@@ -204,6 +233,51 @@ class DeviceClient:
                 return  # paho's network thread reconnects after its backoff
         self.on_state("refreshed", {"expires_in": self._token.expires_in if self._token else 0})
 
+    # -- subscriptions --------------------------------------------------------------------
+
+    def _send_subscribe(self, subscription: Subscription) -> None:
+        """SUBSCRIBE now if connected; else `_on_connect` sends it (it is unconfirmed)."""
+        subscription.confirmed = False
+        rc, mid = self._paho.subscribe(subscription.topic_filter, qos=subscription.qos)
+        if rc != mqtt.MQTT_ERR_SUCCESS or mid is None:
+            return
+        with self._subscribe_lock:
+            early = self._early.pop(mid, None)
+            if early is None:
+                self._unanswered[mid] = subscription
+        if early is not None:
+            subscription.answer(early)
+
+    def _restore(self, topic_filter: str, previous: Subscription | None) -> None:
+        if previous is None:
+            self._subscriptions.pop(topic_filter, None)
+            self._handlers.pop(topic_filter, None)
+        else:
+            self._subscriptions[topic_filter] = previous
+
+    def _resubscribe(self, session_present: bool) -> None:
+        """After a CONNACK: what the broker's session may lack goes out again.
+
+        A lost session (a new broker, a restart) has none of our subscriptions; a kept one
+        has every answered filter, but a SUBSCRIBE left unanswered when the last
+        connection dropped may or may not have reached it (re-subscribing is harmless,
+        MQTT-3.8.4-3). Packet ids of the old connection will never be answered.
+        """
+        with self._subscribe_lock:
+            self._unanswered.clear()
+            self._early.clear()
+            again = [
+                s for s in self._subscriptions.values() if not (session_present and s.confirmed)
+            ]
+        for subscription in again:
+            self._send_subscribe(subscription)
+
+    def _abandon_subscriptions(self, error: DeviceSDKError) -> None:
+        with self._subscribe_lock:
+            waiting = list(self._subscriptions.values())
+        for subscription in waiting:
+            subscription.abandon(error)
+
     # -- paho callbacks (paho's network thread) -------------------------------------------
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -214,9 +288,7 @@ class DeviceClient:
         self.policy.connected()
         self._connected.set()
         self._settled.set()
-        if not flags.session_present:  # a new broker or a lost session
-            for topic_filter in self._handlers:
-                client.subscribe(topic_filter, qos=1)
+        self._resubscribe(bool(flags.session_present))
         self.on_state("connected", {"session_present": bool(flags.session_present)})
 
     def _on_disconnect(
@@ -237,8 +309,19 @@ class DeviceClient:
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self._follow(self.policy.lost(token_expired=self._token_expired()))
 
+    def _on_subscribe(
+        self, client: Any, userdata: Any, mid: int, codes: list[Any], props: Any
+    ) -> None:
+        values = [int(code.value) for code in codes]  # MQTT 3.1.1: granted QoS or 0x80
+        with self._subscribe_lock:
+            subscription = self._unanswered.pop(mid, None)
+            if subscription is None:
+                self._early[mid] = values  # subscribe() has not seen its mid yet
+        if subscription is not None:
+            subscription.answer(values)
+
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        for topic_filter, handler in self._handlers.items():
+        for topic_filter, handler in list(self._handlers.items()):  # subscribe() may add
             if mqtt.topic_matches_sub(topic_filter, message.topic):
                 handler(message.topic, bytes(message.payload))
 
@@ -272,5 +355,6 @@ class DeviceClient:
             isinstance(error, ConnectError) and error.return_code == 5
         )
         self.on_state("revoked" if revoked else "stopped", {"error": str(error)})
+        self._abandon_subscriptions(error)
         self._settled.set()
         self._paho.disconnect()

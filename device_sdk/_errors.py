@@ -4,6 +4,7 @@ DeviceSDKError
 ├── TokenError          the token endpoint refused or could not be reached
 │   └── DeviceRevoked   refused for good (revoked, disabled, unknown): stop trying
 ├── ConnectError        the broker refused or could not be reached
+├── SubscriptionRefused the broker refused a topic filter (SUBACK 0x80)
 └── EnrollmentError     the enrollment token was refused
 """
 
@@ -42,3 +43,16 @@ class EnrollmentError(DeviceSDKError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class SubscriptionRefused(DeviceSDKError):
+    """The broker refused to subscribe to `topic_filter` (MQTT 3.1.1 SUBACK 0x80).
+
+    credbroker refuses a filter that its token's `acl.sub` does not contain (MQTT 3.1.1
+    section 4.7 containment), a `$` filter such as `$SYS/#`, and any SUBSCRIBE after the
+    token expired.
+    """
+
+    def __init__(self, topic_filter: str) -> None:
+        super().__init__(f"subscription to {topic_filter!r} refused by the broker")
+        self.topic_filter = topic_filter

@@ -67,14 +67,18 @@ def _refused(
     services.limiter.failed(*(k for k in keys if not (genuine and k[0] == "addr")))
     if penalized and not genuine:
         return
+    detail = dict(exc.audit_detail)
+    if exc.device_id is not None and client is not None and client != exc.device_id:
+        detail["claimed_client"] = client  # someone else's refresh token, say
     with services.transaction() as session:
         audit.record(
             session=session,
             now=services.now(),
             action=action,
             outcome="refused",
-            device_id=client,
+            device_id=exc.device_id or client,
             error=exc.error,
             reason=exc.detail,
             address=address,
+            **detail,
         )

@@ -25,7 +25,7 @@ Every path under `/oauth2/` answers RFC 6749 JSON, framework errors included
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 
 class ProvisioningError(Exception):
@@ -76,9 +76,23 @@ class UnsupportedMediaType(ProvisioningError):
 
 
 class OAuthError(ProvisioningError):
-    """Rendered as RFC 6749 section 5.2 error JSON, not problem+json."""
+    """Rendered as RFC 6749 section 5.2 error JSON, not problem+json.
+
+    `device_id` and `audit_detail` name whom a refusal concerns when the credential
+    presented is known though refused (a refresh token of a known family): for the
+    audit log only, never for the response.
+    """
 
     status_code, error, title = 400, "invalid_request", "Invalid request"
+
+    def __init__(self, detail: str = "", *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail, headers=headers)
+        self.device_id: str | None = None
+        self.audit_detail: dict[str, Any] = {}
+
+    def concerning(self, device_id: str, **detail: Any) -> Self:
+        self.device_id, self.audit_detail = device_id, detail
+        return self
 
 
 class InvalidRequest(OAuthError):

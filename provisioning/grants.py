@@ -28,7 +28,7 @@ from provisioning.errors import (
     OAuthError,
     UnsupportedGrantType,
 )
-from provisioning.grantstore import GrantStore
+from provisioning.grantstore import GrantStore, RefreshState
 from provisioning.models import RefreshFamily
 from provisioning.services import Services
 from provisioning.store import revocations
@@ -125,7 +125,25 @@ def _refresh(
     digest = hashing.token_hash(presented)
     state = store.refresh_state(digest)
     if state is None:
-        raise InvalidGrant("unknown refresh token")
+        raise InvalidGrant("unknown refresh token")  # no family: no device to name
+    try:
+        return _rotate(services, store, form, state, digest, now)
+    except (OAuthError, _RefuseAfterCommit) as exc:
+        # The token is known, so its refusal is about its device (theft shows there).
+        refusal = exc.error if isinstance(exc, _RefuseAfterCommit) else exc
+        refusal.concerning(state.device_id, family=state.family_id)
+        raise
+
+
+def _rotate(
+    services: Services,
+    store: GrantStore,
+    form: Mapping[str, str],
+    state: RefreshState,
+    digest: str,
+    now: int,
+) -> Issued:
+    """Spend a known refresh token once and issue the next pair of its family."""
     if state.family_revoked_at is not None:
         raise DeadGrant("refresh token was revoked")
     if state.used_at is not None or not store.mark_used(digest, now):

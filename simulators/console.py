@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console as RichConsole
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 
 class Console:
@@ -33,59 +35,100 @@ class Console:
             self._live.stop()
 
     def report(self, report: dict[str, Any]) -> None:
+        """The report as aligned "name  value" lines; `--json` keeps the machines' copy."""
         verdict = "[green]OK[/]" if report["ok"] else "[red]FAILED[/]"
-        summary = Table(title=f"credbroker simulate: {report['scenario']} {verdict}")
-        summary.add_column("what")
-        summary.add_column("figures")
-        messages, latency, revocation = (
-            report["messages"],
-            report["latency_ms"],
-            report["revocation"],
-        )
-        summary.add_row("devices", str(report["devices"]))
-        summary.add_row("duration", f"{report['duration_s']} s")
-        summary.add_row(
-            "connects", f"{report['connects']['ok']} ok, refused {report['connects']['refused']}"
-        )
-        summary.add_row(
-            "messages",
-            f"{messages['sent']} sent, {messages['delivered']} delivered, "
-            f"{messages['lost']} lost, {messages['duplicates']} duplicates",
-        )
-        summary.add_row(
-            "commands",
-            f"{messages['commands_sent']} sent, {messages['commands_delivered']} delivered",
-        )
-        summary.add_row("refreshes", f"{report['refreshes']} {report['refresh_spread']}")
-        for name in ("token", "connect"):
-            summary.add_row(f"{name} latency", _latency(latency[name]))
-        if revocation["revoked"]:
-            summary.add_row(
-                "revocation",
-                f"{revocation['revoked']} revoked, {revocation['disconnected']} cut "
-                f"({_latency(revocation['latency_ms'])}), {revocation['stopped']} stopped",
-            )
-        if report["honest_devices_stopped"]:
-            summary.add_row("honest devices stopped", str(report["honest_devices_stopped"]))
+        self.out.print(f"[bold]credbroker simulate: {report['scenario']}[/] {verdict}")
+        summary = Table.grid(padding=(0, 2))
+        summary.add_column(style="bold", no_wrap=True)
+        summary.add_column()
+        for name, value in _summary(report):
+            # Text, not markup: answers and device ids are data and may hold "[".
+            summary.add_row(name, Text(value))
         self.out.print(summary)
         if report["attacks"]:
-            attacks = Table(title="attacks")
-            for column in ("attack", "expected", "tried", "stopped", "answers"):
-                attacks.add_column(column)
-            for name, attack in report["attacks"].items():
-                style = "" if attack["stopped"] == attack["tried"] else "red"
-                attacks.add_row(
-                    name,
-                    attack["expected"],
-                    str(attack["tried"]),
-                    str(attack["stopped"]),
-                    str(attack["answers"]),
-                    style=style,
-                )
-            self.out.print(attacks)
+            self.out.print()
+            self.out.print(_attacks(report["attacks"]))
+
+
+def _summary(report: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    messages, latency, revocation = (
+        report["messages"],
+        report["latency_ms"],
+        report["revocation"],
+    )
+    connects = report["connects"]
+    yield "devices", str(report["devices"])
+    yield "duration", f"{report['duration_s']} s"
+    yield "connects", f"{connects['ok']} ok, " + _refused(connects["refused"])
+    yield (
+        "messages",
+        f"{messages['sent']} sent, {messages['delivered']} delivered, "
+        f"{messages['lost']} lost, {messages['duplicates']} duplicates",
+    )
+    if messages["lost_sample"]:
+        yield "lost (sample)", _counts(messages["lost_sample"])
+    yield (
+        "commands",
+        f"{messages['commands_sent']} sent, {messages['commands_delivered']} delivered",
+    )
+    yield "refreshes", _refreshes(report["refreshes"], report["refresh_spread"])
+    for name in ("token", "connect"):
+        yield f"{name} latency", _latency(latency[name])
+    if revocation["revoked"]:
+        yield (
+            "revocation",
+            f"{revocation['revoked']} revoked, {revocation['disconnected']} cut "
+            f"({_latency(revocation['latency_ms'])}), {revocation['stopped']} stopped",
+        )
+    if report["honest_devices_stopped"]:
+        yield "honest devices stopped", _counts(report["honest_devices_stopped"])
+    if report["attacks"]:
+        attacks = report["attacks"].values()
+        tried, stopped = sum(a["tried"] for a in attacks), sum(a["stopped"] for a in attacks)
+        yield "attacks", f"{tried} tried, {stopped} stopped"
+
+
+def _attacks(attacks: dict[str, dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold", padding=(0, 2))
+    table.add_column("attack")
+    table.add_column("expected")
+    table.add_column("tried", justify="right", no_wrap=True)
+    table.add_column("stopped", justify="right", no_wrap=True)
+    table.add_column("answers")
+    for name, attack in attacks.items():
+        table.add_row(
+            Text(name),
+            Text(attack["expected"]),
+            str(attack["tried"]),
+            str(attack["stopped"]),
+            Text(_counts(attack["answers"])),
+            style="" if attack["stopped"] == attack["tried"] else "red",
+        )
+    return table
+
+
+def _counts(counted: dict[str, Any]) -> str:
+    """{"4 bad credentials": 3} as "4 bad credentials: 3", never as a dict."""
+    return ", ".join(f"{what}: {count}" for what, count in counted.items())
+
+
+def _refused(refused: dict[str, int]) -> str:
+    total = sum(refused.values())
+    return f"{total} refused" + (f" ({_counts(refused)})" if refused else "")
+
+
+def _refreshes(count: int, spread: dict[str, Any]) -> str:
+    if not count:
+        return "0"
+    return (
+        f"{count}, from {spread['first_s']} s to {spread['last_s']} s, "
+        f"busiest second {spread['busiest_second']}"
+    )
 
 
 def _latency(figures: dict[str, Any]) -> str:
+    if not figures["n"]:
+        return "no samples"
     return f"p50 {figures['p50']} ms, p99 {figures['p99']} ms (n={figures['n']})"
 
 

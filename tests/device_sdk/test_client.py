@@ -19,6 +19,8 @@ EXPECTED_ALL = [
     "DeviceSDKError",
     "EnrollmentError",
     "Policy",
+    "Subscription",
+    "SubscriptionRefused",
     "TokenError",
     "assertion_form",
     "client_assertion",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _simulate(stack: Stack, out: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    done, report = _run(stack, out, *args)
+    return done.returncode, report
+
+
+def _run(
+    stack: Stack, out: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """The run, its terminal output (on a wide terminal: no wrapping) and its JSON."""
     report = out / "report.json"
     done = subprocess.run(
         [
@@ -43,9 +52,54 @@ def _simulate(stack: Stack, out: Path, *args: str) -> tuple[int, dict[str, Any]]
         text=True,
         timeout=300,
         check=False,
+        env={**os.environ, "COLUMNS": "200"},
     )
     assert report.exists(), done.stdout + done.stderr
-    return done.returncode, json.loads(report.read_text())
+    return done, json.loads(report.read_text())
+
+
+def _line(shown: str, name: str) -> str:
+    found = re.search(rf"^{re.escape(name)}  +(.+?)\s*$", shown, re.MULTILINE)
+    assert found is not None, f"no {name!r} line in:\n{shown}"
+    return found.group(1)
+
+
+def test_the_terminal_report_is_readable_lines_and_the_json_stays_json(
+    stack: Stack, tmp_path: Path
+) -> None:
+    done, report = _run(
+        stack, tmp_path, "--scenario", "mixed", "--devices", "10", "--duration", "6",
+        "--token-ttl", "3", "--revoke-share", "0.2",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    shown = done.stdout
+    assert "{" not in shown and "'" not in shown and "Counter(" not in shown, shown
+    assert _line(shown, "devices") == "10"
+    connects = report["connects"]
+    refused = sum(connects["refused"].values())
+    assert _line(shown, "connects").startswith(f"{connects['ok']} ok, {refused} refused")
+    for reason, count in connects["refused"].items():
+        assert f"{reason}: {count}" in _line(shown, "connects")
+    messages = report["messages"]
+    assert _line(shown, "messages") == (
+        f"{messages['sent']} sent, {messages['delivered']} delivered, "
+        f"{messages['lost']} lost, {messages['duplicates']} duplicates"
+    )
+    spread = report["refresh_spread"]
+    assert _line(shown, "refreshes") == (
+        f"{report['refreshes']}, from {spread['first_s']} s to {spread['last_s']} s, "
+        f"busiest second {spread['busiest_second']}"
+    )
+    revocation = report["revocation"]
+    assert revocation["revoked"] == 2
+    assert _line(shown, "revocation").startswith(
+        f"{revocation['revoked']} revoked, {revocation['disconnected']} cut"
+    )
+    tried = sum(a["tried"] for a in report["attacks"].values())
+    assert _line(shown, "attacks") == f"{tried} tried, {tried} stopped"
+    assert re.search(r"^reused refresh token +HTTP 400 invalid_grant +1 +1 +HTTP 400", shown, re.M)
+    # --json is the machines' copy, as before: the same figures, as JSON.
+    assert isinstance(connects["refused"], dict) and report["ok"] is True
 
 
 def test_telemetry_with_refreshes_loses_nothing(stack: Stack, tmp_path: Path) -> None:
