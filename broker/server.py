@@ -73,12 +73,13 @@ from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
 from broker.connack import RETURN_CODES
-from broker.connect import BufferReader, read_connect
+from broker.connect import read_connect
 from broker.delivery import MAX_QUEUED_MESSAGES, DeliveryBroker
 from broker.errors import BadConnect, Violation
 from broker.handler import CredHandler
 from broker.metrics import BrokerStats
 from broker.packets import PacketReader
+from broker.session import session_from_connect
 from credbroker.decision import Authenticator, Grant, Kind, Refusal
 from credbroker.trust import CachedTrustStore, Change
 from credbroker.verifier import StoreUnavailable
@@ -193,12 +194,11 @@ class CredBroker(DeliveryBroker):
             await _close(writer)
             raise AMQTTError(str(exc)) from exc
         try:
-            handler, session = await CredHandler.init_from_connect(
-                BufferReader(raw), writer, self.plugins_manager
-            )
+            session = await session_from_connect(raw, writer)
         except (AMQTTError, MQTTError, NoDataError, OSError) as exc:
             await _close(writer)
             raise AMQTTError(f"bad CONNECT: {exc}") from exc
+        handler = CredHandler(self.plugins_manager)
         with self.stats.verify_seconds.time():
             changes_seen = self._changes
             decision = self.authenticator.authenticate(
