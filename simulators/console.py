@@ -60,6 +60,7 @@ def _summary(report: dict[str, Any]) -> Iterator[tuple[str, str]]:
     yield "devices", str(report["devices"])
     yield "duration", f"{report['duration_s']} s"
     yield "connects", f"{connects['ok']} ok, " + _refused(connects["refused"])
+    yield "sessions lost on reconnect", str(connects["sessions_lost"])
     yield (
         "messages",
         f"{messages['sent']} sent, {messages['delivered']} delivered, "

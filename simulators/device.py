@@ -181,6 +181,8 @@ class VirtualDevice:
             # A refresh drops the old connection while the new one connects: that loss
             # is not this connection's.
             self._lost_event.clear()
+            if self._ready.is_set() and not self.client.session_present:
+                self.ctx.stats.sessions_lost += 1  # its persistent session should be there
             self.ctx.stats.connects_ok += 1
             self.ctx.stats.connect_latency.append(time.monotonic() - began)
         else:

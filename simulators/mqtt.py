@@ -70,6 +70,7 @@ class AsyncClient:
         self.on_message = on_message
         self.on_lost = on_lost
         self.connected = False
+        self.session_present = False  # of the last CONNACK
         self._connack: asyncio.Future[int] | None = None
         self._acks: dict[int, asyncio.Future[list[int]]] = {}
         self.paho = _HandedSocketClient(
@@ -180,6 +181,7 @@ class AsyncClient:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         code = connack_code(reason)
         self.connected = code == 0
+        self.session_present = bool(getattr(flags, "session_present", False))
         self._settle(code)
 
     def _settle(self, code: int) -> None:

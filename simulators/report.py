@@ -53,6 +53,7 @@ class Stats:
 
     devices: int = 0
     connects_ok: int = 0
+    sessions_lost: int = 0  # persistent sessions not present on a reconnect (expected 0)
     refused: Counter[str] = field(default_factory=Counter)
     sent: int = 0
     delivered: int = 0
@@ -91,9 +92,15 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """No honest message lost, no attack through, every revoked device stopped."""
+        """No honest message lost, no persistent session lost across a reconnect, no
+        attack through, every revoked device stopped."""
         s = self.stats
-        return self.lost == 0 and self.attacks_through == 0 and s.revoked_stopped == s.revoked
+        return (
+            self.lost == 0
+            and s.sessions_lost == 0
+            and self.attacks_through == 0
+            and s.revoked_stopped == s.revoked
+        )
 
     def as_dict(self) -> dict[str, Any]:
         s = self.stats
@@ -102,7 +109,11 @@ class Report:
             "scenario": self.scenario,
             "duration_s": round(self.duration, 1),
             "devices": s.devices,
-            "connects": {"ok": s.connects_ok, "refused": dict(s.refused)},
+            "connects": {
+                "ok": s.connects_ok,
+                "refused": dict(s.refused),
+                "sessions_lost": s.sessions_lost,
+            },
             "messages": {
                 "sent": s.sent,
                 "delivered": s.delivered,
