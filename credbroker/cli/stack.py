@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import typer
 import uvicorn
 
+from credbroker.cli.datadir import prepare
 from credbroker.cli.lifecycle import start_broker, until_signal
 
 if TYPE_CHECKING:
@@ -31,7 +32,10 @@ class _Server(uvicorn.Server):
 
 
 def bootstrap_admin_key(app: FastAPI, data_dir: Path) -> None:
-    """With no admin key configured or stored, make one, print it once, save it 0600."""
+    """With no admin key configured or stored, make one, print it once, save it 0600.
+
+    The key is saved and shown before its transaction commits: if either fails, the key
+    is not kept, so no operator is locked out by a key nobody saw."""
     from provisioning.models.admin import ALL_SCOPES, AdminKeyCreate
     from provisioning.store import admin
 
@@ -45,11 +49,11 @@ def bootstrap_admin_key(app: FastAPI, data_dir: Path) -> None:
             actor=None,
             admin_key_create=AdminKeyCreate(name="bootstrap", scopes=list(ALL_SCOPES)),
         )
-    path = data_dir / "admin.key"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    typer.echo(f"admin API key (shown once, also saved to {path}):\n{key}", err=True)
+        path = data_dir / "admin.key"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        typer.echo(f"admin API key (shown once, also saved to {path}):\n{key}", err=True)
 
 
 def _uvicorn(app: FastAPI, settings: Settings) -> _Server:
@@ -76,7 +80,7 @@ async def run_embedded(
     from credbroker.trust import Change
     from provisioning import create_app
 
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    prepare(settings.data_dir)
     app = create_app(settings)
     bootstrap_admin_key(app, settings.data_dir)
     services = app.state.services
@@ -116,6 +120,7 @@ async def run_embedded(
 async def run_api(settings: Settings) -> None:
     from provisioning import create_app
 
+    prepare(settings.data_dir)
     app = create_app(settings)
     bootstrap_admin_key(app, settings.data_dir)
     server = _uvicorn(app, settings)
@@ -132,6 +137,7 @@ def run_api_workers(settings: Settings, workers: int) -> None:
     admin key are settled here first, so the workers never race to create them."""
     from provisioning import create_app, httpprotocol
 
+    prepare(settings.data_dir)
     app = create_app(settings)
     bootstrap_admin_key(app, settings.data_dir)
     app.state.services.engine.dispose()

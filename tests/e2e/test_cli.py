@@ -1,0 +1,92 @@
+"""The `credbroker` command as a newcomer meets it: real processes, real files, real ports."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import signal
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.databases import postgres_database
+from tests.stack import BIN, free_port, wait_for
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
+    env.update(extra)
+    return env
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "credbroker"), *args],
+        capture_output=True,
+        text=True,
+        env=env if env is not None else _env(),
+        timeout=60,
+        check=False,
+    )
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(base + "/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(20)
+
+
+@pytest.fixture
+def scaled_env() -> Iterator[dict[str, str]]:
+    """The scaled shape's settings: a database of the test's own, a configured master key
+    (so nothing but the admin key would be written to the data directory)."""
+    with postgres_database() as url:
+        yield _env(
+            CREDBROKER_DATABASE_URL=url,
+            CREDBROKER_MASTER_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+        )
+
+
+@pytest.mark.parametrize("command", ["api", "up"])
+def test_a_missing_data_dir_is_made_and_the_admin_key_shown_once(
+    tmp_path: Path, scaled_env: dict[str, str], command: str
+) -> None:
+    data_dir = tmp_path / "not" / "there" / "yet"
+    port = free_port()
+    args = [command, "--http-port", str(port), "--data-dir", str(data_dir)]
+    if command == "up":
+        args += ["--mqtt-port", str(free_port())]
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [str(BIN / "credbroker"), *args],
+            env=scaled_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: server.poll() is not None or _healthy(base), 60, "the API")
+        assert server.poll() is None, log.read_text()
+        key = (data_dir / "admin.key").read_text().strip()
+        assert log.read_text().count(key) == 1  # shown, once
+        assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE((data_dir / "admin.key").stat().st_mode) == 0o600
+        listed = httpx.get(base + "/v1/devices", headers={"Authorization": f"Bearer {key}"})
+        assert listed.status_code == 200, listed.text
+    finally:
+        _stop(server)
+    assert "Traceback" not in log.read_text()
