@@ -90,3 +90,23 @@ def test_a_missing_data_dir_is_made_and_the_admin_key_shown_once(
     finally:
         _stop(server)
     assert "Traceback" not in log.read_text()
+
+
+def test_keygen_refuses_to_overwrite_a_key_pair_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "keys"
+    assert _cli("keygen", "--out", str(out)).returncode == 0
+    before = {name: (out / name).read_bytes() for name in ("device.key", "device.pub")}
+
+    again = _cli("keygen", "--out", str(out))
+    assert again.returncode != 0
+    assert len(again.stderr.strip().splitlines()) == 1 and "--force" in again.stderr
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+    (out / "device.key").unlink()  # half a pair is a pair too: the public key stays
+    assert _cli("keygen", "--out", str(out)).returncode != 0
+    assert (out / "device.pub").read_bytes() == before["device.pub"]
+
+    forced = _cli("keygen", "--out", str(out), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (out / "device.pub").read_bytes() != before["device.pub"]
+    assert stat.S_IMODE((out / "device.key").stat().st_mode) == 0o600
