@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ import typer
 import uvicorn
 
 from credbroker.cli.datadir import prepare
-from credbroker.cli.lifecycle import start_broker, until_signal
+from credbroker.cli.lifecycle import bind_http, start_broker, until_signal
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -24,11 +25,29 @@ if TYPE_CHECKING:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the stack stops API and broker together."""
+    """uvicorn without its own signal handling (the stack stops API and broker together),
+    saying when it listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening.set()
+
+    async def serving(self, sockets: list[socket.socket]) -> asyncio.Future[None]:
+        """Serve on bound sockets; returns once they listen (or serving ended)."""
+        serving = asyncio.ensure_future(self.serve(sockets=sockets))
+        listening = asyncio.ensure_future(self.listening.wait())
+        await asyncio.wait([serving, listening], return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
+        return serving
 
 
 def bootstrap_admin_key(app: FastAPI, data_dir: Path) -> None:
@@ -81,8 +100,8 @@ async def run_embedded(
     from provisioning import create_app
 
     prepare(settings.data_dir)
+    http_sockets = bind_http(settings.host, settings.http_port)
     app = create_app(settings)
-    bootstrap_admin_key(app, settings.data_dir)
     services = app.state.services
     app.state.health = {"api": True, "mqtt": False}
     broker = build_broker(
@@ -101,19 +120,24 @@ async def run_embedded(
 
     services.bus.subscribe(on_change)
     await start_broker(broker)
-    app.state.health["mqtt"] = True
     server = _uvicorn(app, settings)
-    serving = asyncio.ensure_future(server.serve())
-    typer.echo(
-        f"credbroker: API http://{settings.host}:{settings.http_port}, MQTT "
-        f"{listeners.host}:{listeners.mqtt_port}, data in {settings.data_dir}",
-        err=True,
-    )
+    serving: asyncio.Future[None] | None = None
     try:
-        await until_signal(serving)
+        # Both ports are ours now: a clash has stopped the process before any key is made.
+        bootstrap_admin_key(app, settings.data_dir)
+        app.state.health["mqtt"] = True
+        serving = await server.serving(http_sockets)
+        if server.listening.is_set():
+            typer.echo(
+                f"credbroker: API http://{settings.host}:{settings.http_port}, MQTT "
+                f"{listeners.host}:{listeners.mqtt_port}, data in {settings.data_dir}",
+                err=True,
+            )
+            await until_signal(serving)
     finally:
         server.should_exit = True
-        await serving
+        if serving is not None:
+            await serving
         await broker.shutdown()
 
 
@@ -121,10 +145,11 @@ async def run_api(settings: Settings) -> None:
     from provisioning import create_app
 
     prepare(settings.data_dir)
+    http_sockets = bind_http(settings.host, settings.http_port)
     app = create_app(settings)
     bootstrap_admin_key(app, settings.data_dir)
     server = _uvicorn(app, settings)
-    serving = asyncio.ensure_future(server.serve())
+    serving = await server.serving(http_sockets)
     try:
         await until_signal(serving)
     finally:
@@ -138,6 +163,8 @@ def run_api_workers(settings: Settings, workers: int) -> None:
     from provisioning import create_app, httpprotocol
 
     prepare(settings.data_dir)
+    for sock in bind_http(settings.host, settings.http_port):  # a clash said in one line
+        sock.close()  # uvicorn's supervisor binds it again for its workers
     app = create_app(settings)
     bootstrap_admin_key(app, settings.data_dir)
     app.state.services.engine.dispose()

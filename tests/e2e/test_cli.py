@@ -6,6 +6,7 @@ import base64
 import os
 import secrets
 import signal
+import socket
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -110,3 +111,25 @@ def test_keygen_refuses_to_overwrite_a_key_pair_without_force(tmp_path: Path) ->
     assert forced.returncode == 0, forced.stderr
     assert (out / "device.pub").read_bytes() != before["device.pub"]
     assert stat.S_IMODE((out / "device.key").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("command", "taken"),
+    [("up", "--http-port"), ("up", "--mqtt-port"), ("api", "--http-port")],
+)
+def test_a_taken_port_is_one_line_and_no_banner(tmp_path: Path, command: str, taken: str) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = str(holder.getsockname()[1])
+        ports = {"--http-port": str(free_port())}
+        if command == "up":
+            ports["--mqtt-port"] = str(free_port())
+        ports[taken] = port
+        args = [arg for pair in ports.items() for arg in pair]
+        done = _cli(command, *args, "--data-dir", str(tmp_path / "data"))
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "address already in use" in done.stderr.lower() and taken in done.stderr
+    assert "Traceback" not in done.stderr and "credbroker:" not in done.stderr
+    assert "admin API key" not in done.stderr + done.stdout  # nothing made, nothing shown
