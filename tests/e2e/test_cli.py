@@ -133,3 +133,24 @@ def test_a_taken_port_is_one_line_and_no_banner(tmp_path: Path, command: str, ta
     assert "address already in use" in done.stderr.lower() and taken in done.stderr
     assert "Traceback" not in done.stderr and "credbroker:" not in done.stderr
     assert "admin API key" not in done.stderr + done.stdout  # nothing made, nothing shown
+
+
+def test_missing_or_bad_key_files_are_one_line_errors(tmp_path: Path) -> None:
+    # Said before any request: no API runs, and none is reached.
+    env = _env(CREDBROKER_API=f"http://127.0.0.1:{free_port()}", CREDBROKER_ADMIN_KEY="adm_x")
+    not_a_key = tmp_path / "notes.txt"
+    not_a_key.write_text("hello\n")
+    missing = tmp_path / "missing.pem"
+    runs = [
+        (["device", "create", "--fleet", "f", "--public-key", str(missing)], "No such file"),
+        (["device", "create", "--fleet", "f", "--public-key", str(tmp_path)], "directory"),
+        (["token", "get", "--device", "d", "--key", str(missing)], "No such file"),
+        (["token", "get", "--device", "d", "--key", str(tmp_path)], "directory"),
+        (["token", "get", "--device", "d", "--key", str(not_a_key)], "not a device private key"),
+    ]
+    for args, says in runs:
+        done = _cli(*args, env=env)
+        assert done.returncode == 1, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
+        assert done.stderr.startswith("error: ") and args[-1] in done.stderr
+        assert says in done.stderr and "Traceback" not in done.stderr
