@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 import uvicorn
 
-from credbroker.cli.datadir import prepare
+from credbroker.cli.datadir import claim
 from credbroker.cli.lifecycle import bind_http, start_broker, until_signal
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ async def run_embedded(
     from credbroker.trust import Change
     from provisioning import create_app
 
-    prepare(settings.data_dir)
+    claim(settings.data_dir)
     http_sockets = bind_http(settings.host, settings.http_port)
     app = create_app(settings)
     services = app.state.services
@@ -144,7 +144,7 @@ async def run_embedded(
 async def run_api(settings: Settings) -> None:
     from provisioning import create_app
 
-    prepare(settings.data_dir)
+    claim(settings.data_dir)
     http_sockets = bind_http(settings.host, settings.http_port)
     app = create_app(settings)
     bootstrap_admin_key(app, settings.data_dir)
@@ -162,7 +162,7 @@ def run_api_workers(settings: Settings, workers: int) -> None:
     admin key are settled here first, so the workers never race to create them."""
     from provisioning import create_app, httpprotocol
 
-    prepare(settings.data_dir)
+    claim(settings.data_dir)
     for sock in bind_http(settings.host, settings.http_port):  # a clash said in one line
         sock.close()  # uvicorn's supervisor binds it again for its workers
     app = create_app(settings)

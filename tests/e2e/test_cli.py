@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.databases import postgres_database
-from tests.stack import BIN, free_port, wait_for
+from tests.stack import BIN, free_port, start_stack, wait_for
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -154,3 +154,23 @@ def test_missing_or_bad_key_files_are_one_line_errors(tmp_path: Path) -> None:
         assert len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
         assert done.stderr.startswith("error: ") and args[-1] in done.stderr
         assert says in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("second", ["up", "api"])
+def test_a_second_server_on_one_data_dir_is_refused(tmp_path: Path, second: str) -> None:
+    first = start_stack(tmp_path)
+    try:
+        args = [second, "--http-port", str(free_port()), "--data-dir", str(first.data_dir)]
+        if second == "up":
+            args += ["--mqtt-port", str(free_port())]
+        done = _cli(*args)
+        assert done.returncode == 1
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert str(first.data_dir) in done.stderr and "in use" in done.stderr
+        assert "admin API key" not in done.stderr
+        assert first.http.get(first.base + "/healthz").status_code == 200  # untouched
+    finally:
+        first.stop()
+    # The lock dies with its process: the directory is free again.
+    again = start_stack(tmp_path)
+    again.stop()
