@@ -34,7 +34,10 @@ def _admin_key(key: str | None, data_dir: Path) -> str:
     path = data_dir / "admin.key"
     if path.exists():
         return path.read_text().strip()
-    raise typer.BadParameter("no admin key: pass --admin-key or set CREDBROKER_ADMIN_KEY")
+    _fail(
+        f"no admin key: {path} does not exist; pass --admin-key, set CREDBROKER_ADMIN_KEY, "
+        "or point --data-dir (CREDBROKER_DATA_DIR) at the stack's data directory"
+    )
 
 
 def _fail(message: str) -> NoReturn:

@@ -174,3 +174,12 @@ def test_a_second_server_on_one_data_dir_is_refused(tmp_path: Path, second: str)
     # The lock dies with its process: the directory is free again.
     again = start_stack(tmp_path)
     again.stop()
+
+
+def test_no_admin_key_says_where_it_looked_in_one_line(tmp_path: Path) -> None:
+    env = _env(CREDBROKER_API=f"http://127.0.0.1:{free_port()}")
+    done = _cli("device", "list", "--data-dir", str(tmp_path / "nowhere"), env=env)
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert str(tmp_path / "nowhere" / "admin.key") in done.stderr
+    assert "CREDBROKER_DATA_DIR" in done.stderr
