@@ -18,7 +18,7 @@ def keygen(
     out: Annotated[
         Path,
         typer.Option(
-            "--out", help="directory for device.key and device.pub", envvar="CREDBROKER_OUT"
+            "--out", help="directory for device.key and device.pub", envvar="CREDBROKER_KEYS_OUT"
         ),
     ],
     alg: Annotated[KeyAlg, typer.Option("--alg", envvar="CREDBROKER_ALG")] = KeyAlg.ed25519,

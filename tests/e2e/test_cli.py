@@ -10,11 +10,15 @@ import socket
 import stat
 import subprocess
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import typer
 
+from credbroker.cli import app as cli_app
 from tests.databases import postgres_database
 from tests.stack import BIN, free_port, start_stack, wait_for
 
@@ -183,3 +187,41 @@ def test_no_admin_key_says_where_it_looked_in_one_line(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert str(tmp_path / "nowhere" / "admin.key") in done.stderr
     assert "CREDBROKER_DATA_DIR" in done.stderr
+
+
+def _commands() -> Iterator[tuple[str, Any]]:
+    """Every command of `credbroker`, by its path ("device create"), as typer built it."""
+    stack: list[tuple[str, Any]] = [("", typer.main.get_command(cli_app))]
+    while stack:
+        path, command = stack.pop()
+        if hasattr(command, "commands"):  # a group (typer vendors its own click)
+            stack += [(f"{path} {name}".strip(), sub) for name, sub in command.commands.items()]
+        else:
+            yield path, command
+
+
+def test_version() -> None:
+    done = _cli("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"credbroker {version('credbroker')}"
+
+
+def test_no_flag_shows_a_value_hint_in_help() -> None:
+    for path in ["", *(p for p, _ in _commands())]:
+        done = _cli(*path.split(), "--help")
+        assert done.returncode == 0, (path, done.stderr)
+        assert "<bool>" not in done.stdout, (path, done.stdout)
+
+
+def test_no_environment_variable_has_two_meanings() -> None:
+    meanings: dict[str, set[tuple[str, str]]] = {}
+    for path, command in _commands():
+        for param in command.params:
+            envvars = param.envvar if isinstance(param.envvar, list | tuple) else [param.envvar]
+            for envvar in filter(None, envvars):
+                help_text = getattr(param, "help", None) or ""
+                meanings.setdefault(envvar, set()).add((param.opts[0], help_text))
+                assert envvar.startswith("CREDBROKER_"), (path, envvar)
+    assert "CREDBROKER_OUT" not in meanings  # keygen's keys and certs' certificates
+    shared = {envvar: seen for envvar, seen in meanings.items() if len(seen) > 1}
+    assert shared == {}
