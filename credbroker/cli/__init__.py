@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
+from typing import Annotated, Any
+
 import typer
+from typer.core import TyperOption
 
 from credbroker.cli import certs, keys, operator, server, simulate
+
+_display_type_rich = TyperOption.display_type_rich
+
+
+def _flag_takes_no_value(self: TyperOption, ctx: Any) -> str | None:
+    # typer 0.2x shows `<bool>` after every flag (`--help <bool>`), as if it took a value.
+    return None if self.is_flag else _display_type_rich(self, ctx)
+
+
+TyperOption.display_type_rich = _flag_takes_no_value  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="credbroker",
@@ -12,6 +26,26 @@ app = typer.Typer(
     add_completion=False,
     help="Credential broker for IoT fleets on MQTT.",
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"credbroker {version('credbroker')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _main(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Credential broker for IoT fleets on MQTT."""
+
+
 app.command("up")(server.up)
 app.command("api")(server.api)
 app.command("broker")(server.broker)

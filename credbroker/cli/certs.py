@@ -31,7 +31,14 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
 
 
 def certs(
-    out: Annotated[Path, typer.Option("--out", envvar="CREDBROKER_OUT")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="directory for ca.pem, server.pem and server.key",
+            envvar="CREDBROKER_CERTS_OUT",
+        ),
+    ],
     host: Annotated[list[str], typer.Option("--host", help="DNS name or IP (repeat)")] = [  # noqa: B006
         "localhost",
         "127.0.0.1",

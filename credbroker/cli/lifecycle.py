@@ -1,12 +1,13 @@
-"""What every server process does: start its broker with a one-line error for a user's
-mistake, and run until SIGTERM or SIGINT. Imports nothing of the API."""
+"""What every server process does: claim its listening ports with a one-line error for a
+user's mistake, and run until SIGTERM or SIGINT. Imports nothing of the API."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from typing import TYPE_CHECKING, Any
+import socket
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -24,6 +25,36 @@ async def until_signal(*tasks: asyncio.Future[Any]) -> None:
     waiter.cancel()
 
 
+def cannot_listen(what: str, reason: object, flag: str) -> NoReturn:
+    """A port clash (or any failure to listen) is a user's error, said in one line."""
+    typer.echo(
+        f"error: {what} cannot listen: {reason} (is the port taken? choose another with {flag})",
+        err=True,
+    )
+    raise typer.Exit(1)
+
+
+def bind_http(host: str, port: int) -> list[socket.socket]:
+    """Bound sockets for the API on every address of HOST (as asyncio's create_server
+    would), made before anything else starts so that a taken port stops the process
+    cleanly; uvicorn turns its own bind failure into a traceback and exit 3."""
+    bound: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in bound:
+            sock.close()
+        cannot_listen("the API", f"{host}:{port}: {exc.strerror or exc}", "--http-port")
+    return bound
+
+
 async def start_broker(broker: CredBroker) -> None:
     from amqtt.errors import BrokerError
 
@@ -32,12 +63,7 @@ async def start_broker(broker: CredBroker) -> None:
     amqtt_log.setLevel(logging.CRITICAL)  # it logs a traceback for a port in use
     try:
         await broker.start()
-    except BrokerError as exc:  # a user's error, said in one line
-        typer.echo(
-            f"error: the MQTT broker cannot start: {exc.__cause__ or exc}\n"
-            "(is another broker on that port? choose one with --mqtt-port)",
-            err=True,
-        )
-        raise typer.Exit(1) from exc
+    except BrokerError as exc:
+        cannot_listen("the MQTT broker", exc.__cause__ or exc, "--mqtt-port")
     finally:
         amqtt_log.setLevel(level)

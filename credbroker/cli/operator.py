@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -34,7 +34,22 @@ def _admin_key(key: str | None, data_dir: Path) -> str:
     path = data_dir / "admin.key"
     if path.exists():
         return path.read_text().strip()
-    raise typer.BadParameter("no admin key: pass --admin-key or set CREDBROKER_ADMIN_KEY")
+    _fail(
+        f"no admin key: {path} does not exist; pass --admin-key, set CREDBROKER_ADMIN_KEY, "
+        "or point --data-dir (CREDBROKER_DATA_DIR) at the stack's data directory"
+    )
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}")
 
 
 def _call(
@@ -109,7 +124,7 @@ def device_create(
     if device_id:
         body["device_id"] = device_id
     if public_key:
-        body["public_key"] = public_key.read_text()
+        body["public_key"] = _read_text(public_key, "the public key")
     _print(_call("POST", api, "/v1/devices", key=_admin_key(admin_key, data_dir), json_body=body))
 
 
@@ -195,10 +210,14 @@ def token_get(
     """Get tokens with a client assertion signed by the device key (RFC 7523)."""
     from device_sdk import assertion_form, load_private_key
 
+    try:
+        private_key = load_private_key(key)
+    except OSError as exc:
+        _fail(f"cannot read the device key {key}: {exc.strerror or exc}")
+    except ValueError as exc:  # not a PEM private key, or not one a device may use
+        _fail(f"{key} is not a device private key: {exc}")
     meta = _call("GET", api, "/.well-known/oauth-authorization-server")
-    form = assertion_form(
-        load_private_key(key), device_id=device_id, audience=meta["token_endpoint"]
-    )
+    form = assertion_form(private_key, device_id=device_id, audience=meta["token_endpoint"])
     _print(_call("POST", api, "/oauth2/token", form=form))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING
 import typer
 import uvicorn
 
-from credbroker.cli.lifecycle import start_broker, until_signal
+from credbroker.cli.datadir import claim
+from credbroker.cli.lifecycle import bind_http, start_broker, until_signal
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -23,15 +25,36 @@ if TYPE_CHECKING:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the stack stops API and broker together."""
+    """uvicorn without its own signal handling (the stack stops API and broker together),
+    saying when it listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening.set()
+
+    async def serving(self, sockets: list[socket.socket]) -> asyncio.Future[None]:
+        """Serve on bound sockets; returns once they listen (or serving ended)."""
+        serving = asyncio.ensure_future(self.serve(sockets=sockets))
+        listening = asyncio.ensure_future(self.listening.wait())
+        await asyncio.wait([serving, listening], return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
+        return serving
+
 
 def bootstrap_admin_key(app: FastAPI, data_dir: Path) -> None:
-    """With no admin key configured or stored, make one, print it once, save it 0600."""
+    """With no admin key configured or stored, make one, print it once, save it 0600.
+
+    The key is saved and shown before its transaction commits: if either fails, the key
+    is not kept, so no operator is locked out by a key nobody saw."""
     from provisioning.models.admin import ALL_SCOPES, AdminKeyCreate
     from provisioning.store import admin
 
@@ -45,11 +68,11 @@ def bootstrap_admin_key(app: FastAPI, data_dir: Path) -> None:
             actor=None,
             admin_key_create=AdminKeyCreate(name="bootstrap", scopes=list(ALL_SCOPES)),
         )
-    path = data_dir / "admin.key"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    typer.echo(f"admin API key (shown once, also saved to {path}):\n{key}", err=True)
+        path = data_dir / "admin.key"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        typer.echo(f"admin API key (shown once, also saved to {path}):\n{key}", err=True)
 
 
 def _uvicorn(app: FastAPI, settings: Settings) -> _Server:
@@ -76,9 +99,9 @@ async def run_embedded(
     from credbroker.trust import Change
     from provisioning import create_app
 
-    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    claim(settings.data_dir)
+    http_sockets = bind_http(settings.host, settings.http_port)
     app = create_app(settings)
-    bootstrap_admin_key(app, settings.data_dir)
     services = app.state.services
     app.state.health = {"api": True, "mqtt": False}
     broker = build_broker(
@@ -97,29 +120,36 @@ async def run_embedded(
 
     services.bus.subscribe(on_change)
     await start_broker(broker)
-    app.state.health["mqtt"] = True
     server = _uvicorn(app, settings)
-    serving = asyncio.ensure_future(server.serve())
-    typer.echo(
-        f"credbroker: API http://{settings.host}:{settings.http_port}, MQTT "
-        f"{listeners.host}:{listeners.mqtt_port}, data in {settings.data_dir}",
-        err=True,
-    )
+    serving: asyncio.Future[None] | None = None
     try:
-        await until_signal(serving)
+        # Both ports are ours now: a clash has stopped the process before any key is made.
+        bootstrap_admin_key(app, settings.data_dir)
+        app.state.health["mqtt"] = True
+        serving = await server.serving(http_sockets)
+        if server.listening.is_set():
+            typer.echo(
+                f"credbroker: API http://{settings.host}:{settings.http_port}, MQTT "
+                f"{listeners.host}:{listeners.mqtt_port}, data in {settings.data_dir}",
+                err=True,
+            )
+            await until_signal(serving)
     finally:
         server.should_exit = True
-        await serving
+        if serving is not None:
+            await serving
         await broker.shutdown()
 
 
 async def run_api(settings: Settings) -> None:
     from provisioning import create_app
 
+    claim(settings.data_dir)
+    http_sockets = bind_http(settings.host, settings.http_port)
     app = create_app(settings)
     bootstrap_admin_key(app, settings.data_dir)
     server = _uvicorn(app, settings)
-    serving = asyncio.ensure_future(server.serve())
+    serving = await server.serving(http_sockets)
     try:
         await until_signal(serving)
     finally:
@@ -132,6 +162,9 @@ def run_api_workers(settings: Settings, workers: int) -> None:
     admin key are settled here first, so the workers never race to create them."""
     from provisioning import create_app, httpprotocol
 
+    claim(settings.data_dir)
+    for sock in bind_http(settings.host, settings.http_port):  # a clash said in one line
+        sock.close()  # uvicorn's supervisor binds it again for its workers
     app = create_app(settings)
     bootstrap_admin_key(app, settings.data_dir)
     app.state.services.engine.dispose()

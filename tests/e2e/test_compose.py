@@ -7,6 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = (
     "POSTGRES_PASSWORD",
@@ -38,6 +40,16 @@ def test_the_compose_file_is_valid_and_wires_rabbitmq_to_the_hooks() -> None:
     for hook in ("user", "vhost", "resource", "topic"):
         assert f"@api:8000/v1/hooks/rabbitmq/{hook}" in conf
     assert (ROOT / "Dockerfile").exists()
+
+
+def test_the_brokers_wait_for_a_healthy_api() -> None:
+    done = _config(**dict.fromkeys(SECRETS, "x" * 48))
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    probe = services["api"]["healthcheck"]["test"]
+    assert "http://127.0.0.1:8000/healthz" in " ".join(probe)
+    for waiting in ("broker", "rabbitmq"):
+        assert services[waiting]["depends_on"]["api"] == {"condition": "service_healthy"}
 
 
 def test_the_compose_file_refuses_to_start_without_its_secrets() -> None:

@@ -6,63 +6,64 @@ import json
 import os
 import signal
 import stat
+import subprocess
+from pathlib import Path
 
 import httpx
 
-from tests.stack import Stack
+from tests.stack import BIN, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
-def _ok(result) -> dict:  # type: ignore[no-untyped-def]
-    assert result.returncode == 0, result.stderr + result.stdout
-    return json.loads(result.stdout) if result.stdout.strip().startswith(("{", "[")) else {}
+def _walkthrough() -> str:
+    """README's walk-through block, as a user copies it."""
+    section = (ROOT / "README.md").read_text().split("## Walk-through", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
 
 
-def test_readme_walkthrough(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_readme_walkthrough(stack: Stack, tmp_path: Path) -> None:
     admin_key_file = stack.data_dir / "admin.key"
     assert stat.S_IMODE(admin_key_file.stat().st_mode) == 0o600
     assert admin_key_file.read_text().strip() in stack.log.read_text()  # printed once at start
 
-    keys = tmp_path / "keys"
-    assert stack.cli("keygen", "--out", str(keys)).returncode == 0
-    assert stat.S_IMODE((keys / "device.key").stat().st_mode) == 0o600
-    _ok(
-        stack.cli(
-            "fleet",
-            "create",
-            "sensors",
-            "--publish",
-            "devices/{device_id}/#",
-            "--subscribe",
-            "devices/{device_id}/cmd/#",
-        )
+    # A checkout as README's user has it: .venv, and the running stack's credbroker-data.
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / ".venv").symlink_to(BIN.parent)
+    (checkout / "credbroker-data").symlink_to(stack.data_dir)
+    before = sorted(os.listdir(checkout))
+    scratch = tmp_path / "scratch"  # where mktemp makes its directory
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
+    # The one difference from README: the test's stack is not on port 8000.
+    env.update(CREDBROKER_API=stack.base, TMPDIR=str(scratch))
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", _walkthrough()],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
-    device = _ok(
-        stack.cli(
-            "device",
-            "create",
-            "--fleet",
-            "sensors",
-            "--id",
-            "dev-1",
-            "--public-key",
-            str(keys / "device.pub"),
-        )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert '"active": true' in done.stdout and '"active": false' in done.stdout
+    assert '"status": "revoked"' in done.stdout
+
+    assert sorted(os.listdir(checkout)) == before  # no keys, tokens.json, refreshed.json
+    [work] = scratch.iterdir()
+    assert {p.name for p in work.iterdir()} == {"keys", "tokens.json", "refreshed.json"}
+    key = work / "keys" / "dev-1" / "device.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    refreshed = json.loads((work / "refreshed.json").read_text())
+    assert (
+        refreshed["refresh_token"]
+        != json.loads((work / "tokens.json").read_text())["refresh_token"]
     )
-    assert device["device_id"] == "dev-1" and device["status"] == "active"
-    tokens = _ok(stack.cli("token", "get", "--device", "dev-1", "--key", str(keys / "device.key")))
-    refreshed = _ok(stack.cli("token", "refresh", tokens["refresh_token"]))
-    assert refreshed["refresh_token"] != tokens["refresh_token"]
-    access = refreshed["access_token"]
-    assert _ok(stack.cli("token", "introspect", access))["active"] is True
-    _ok(stack.cli("token", "revoke", access))
-    assert _ok(stack.cli("token", "introspect", access)) == {"active": False}
-    listed = _ok(stack.cli("device", "list", "--fleet", "sensors"))
-    assert [d["device_id"] for d in listed] == ["dev-1"]
-    disabled = _ok(stack.cli("device", "disable", "dev-1"))
-    assert disabled["status"] == "disabled"
-    revoked = _ok(stack.cli("device", "revoke", "dev-1"))
-    assert revoked["status"] == "revoked"
-    refused = stack.cli("token", "get", "--device", "dev-1", "--key", str(keys / "device.key"))
+    listed = json.loads(stack.cli("device", "list", "--fleet", "sensors").stdout)
+    assert [(d["device_id"], d["status"]) for d in listed] == [("dev-1", "revoked")]
+    refused = stack.cli("token", "get", "--device", "dev-1", "--key", str(key))
     assert refused.returncode == 1 and "invalid_client" in refused.stderr
 
 
