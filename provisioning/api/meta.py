@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from credbroker import jws
 from credbroker.claims import DEVICE_ID_PATTERN, SIGNING_ALG
@@ -15,7 +15,7 @@ from provisioning.api.deps import AuditRead, ServicesDep, require
 from provisioning.metrics import Metrics
 from provisioning.models.admin import AdminKeyCreate, AdminKeyCreated
 from provisioning.models.audit import AuditPage
-from provisioning.models.bounds import INT32_MAX
+from provisioning.models.bounds import INT32_MAX, STRICT_BODY
 from provisioning.models.devices import CredentialKeyPublic, PublicKeyInput
 from provisioning.store import admin, audit, devices, enrollment
 from provisioning.store.admin import Admin
@@ -61,7 +61,7 @@ def device_jwks(device_id: str, services: ServicesDep) -> dict[str, Any]:
 
 
 class EnrollRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     enrollment_token: str = Field(min_length=1, max_length=200)
     public_key: PublicKeyInput

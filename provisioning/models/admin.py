@@ -3,10 +3,10 @@
 from typing import Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from sqlmodel import JSON, Field, SQLModel
 
-from provisioning.models.bounds import LABEL_PATTERN
+from provisioning.models.bounds import LABEL_PATTERN, STRICT_BODY
 
 Scope = Literal["devices:read", "devices:write", "tokens:revoke", "audit:read", "broker:hook"]
 ALL_SCOPES: tuple[Scope, ...] = (
@@ -19,7 +19,7 @@ ALL_SCOPES: tuple[Scope, ...] = (
 
 
 class AdminKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     name: str = pydantic.Field(default="", max_length=128, pattern=LABEL_PATTERN)
     scopes: list[Scope] = pydantic.Field(min_length=1)

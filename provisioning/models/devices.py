@@ -3,11 +3,11 @@
 from typing import Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, field_validator
 from sqlmodel import JSON, Field, LargeBinary, SQLModel, UniqueConstraint
 
 from credbroker.claims import DEVICE_ID_PATTERN, FLEET_NAME_PATTERN
-from provisioning.models.bounds import JsonObject, UnixTime
+from provisioning.models.bounds import STRICT_BODY, JsonObject, UnixTime
 from provisioning.models.fleets import AclTemplate, check_filters
 
 DeviceStatus = Literal["active", "disabled", "revoked"]
@@ -18,7 +18,7 @@ PublicKeyInput = str | dict[str, Any]
 class DeviceAcl(BaseModel):
     """A device's own ACL, replacing its fleet's (service clients, backends)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     publish: list[str] = []
     subscribe: list[str] = []
@@ -27,7 +27,7 @@ class DeviceAcl(BaseModel):
 
 
 class DeviceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     device_id: str | None = pydantic.Field(default=None, pattern=f"^{DEVICE_ID_PATTERN}$")
     fleet: str = pydantic.Field(pattern=f"^{FLEET_NAME_PATTERN}$")
@@ -39,7 +39,7 @@ class DeviceCreate(BaseModel):
 
 
 class DeviceUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     status: Literal["active", "disabled"] | None = None
     metadata: JsonObject | None = None
@@ -47,7 +47,7 @@ class DeviceUpdate(BaseModel):
 
 
 class CredentialKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     public_key: PublicKeyInput
     expires_at: UnixTime | None = None

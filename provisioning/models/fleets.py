@@ -3,11 +3,12 @@
 from typing import Any
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, field_validator
 from sqlmodel import JSON, Field, SQLModel
 
 from credbroker.claims import DEFAULT_TOKEN_TTL, FLEET_NAME_PATTERN, MAX_TOKEN_TTL, PLACEHOLDERS
 from credbroker.topics import is_valid_filter
+from provisioning.models.bounds import STRICT_BODY
 
 MAX_ACL_ENTRIES = 64
 
@@ -28,7 +29,7 @@ def check_filters(filters: list[str]) -> list[str]:
 
 
 class AclTemplate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     publish: list[str] = []
     subscribe: list[str] = []
@@ -37,7 +38,7 @@ class AclTemplate(BaseModel):
 
 
 class FleetCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     name: str = pydantic.Field(pattern=f"^{FLEET_NAME_PATTERN}$")
     acl: AclTemplate = AclTemplate()
@@ -46,7 +47,7 @@ class FleetCreate(BaseModel):
 
 
 class FleetUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     acl: AclTemplate | None = None
     token_ttl: int | None = pydantic.Field(default=None, ge=1, le=MAX_TOKEN_TTL)

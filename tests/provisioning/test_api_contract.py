@@ -1,0 +1,124 @@
+"""The API answers by its schema: strict bodies, unknown query parameters refused, 405
+with `Allow`, authentication before validation, every answer documented (issue 10)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device_sdk import generate_key, public_pem
+from tests.support import Api, make_api
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    """HTTP-level behaviour: the database does not matter here, SQLite will do."""
+    api = make_api(tmp_path)
+    yield api
+    api.engine.dispose()
+
+
+@pytest.fixture
+def fleet(api: Api) -> str:
+    return str(api.fleet()["name"])
+
+
+# (method, path, body, loc of the error): values a lax parser would coerce. FLEET and
+# DEVICE are filled in per test, KEY with a fresh public key.
+NOT_COERCED = {
+    "batch atomic 0": (
+        "POST",
+        "/v1/devices:batch",
+        {"atomic": 0, "devices": [{"fleet": "FLEET"}]},
+        ["body", "atomic"],
+    ),
+    "batch atomic 'false'": (
+        "POST",
+        "/v1/devices:batch",
+        {"atomic": "false", "devices": [{"fleet": "FLEET"}]},
+        ["body", "atomic"],
+    ),
+    "fleet token_ttl '900'": (
+        "POST",
+        "/v1/fleets",
+        {"name": "strict-ttl", "token_ttl": "900"},
+        ["body", "token_ttl"],
+    ),
+    "fleet allow_client_secret 1": (
+        "POST",
+        "/v1/fleets",
+        {"name": "strict-secret", "allow_client_secret": 1},
+        ["body", "allow_client_secret"],
+    ),
+    "fleet patch token_ttl '60'": (
+        "PATCH",
+        "/v1/fleets/FLEET",
+        {"token_ttl": "60"},
+        ["body", "token_ttl"],
+    ),
+    "fleet patch allow_client_secret 'yes'": (
+        "PATCH",
+        "/v1/fleets/FLEET",
+        {"allow_client_secret": "yes"},
+        ["body", "allow_client_secret"],
+    ),
+    "device key_expires_at '2000000000'": (
+        "POST",
+        "/v1/devices",
+        {"fleet": "FLEET", "public_key": "KEY", "key_expires_at": "2000000000"},
+        ["body", "key_expires_at"],
+    ),
+    "batch row key_expires_at true": (
+        "POST",
+        "/v1/devices:batch",
+        {"devices": [{"fleet": "FLEET", "public_key": "KEY", "key_expires_at": True}]},
+        ["body", "devices", 0, "key_expires_at"],
+    ),
+    "key expires_at '2000000000'": (
+        "POST",
+        "/v1/devices/DEVICE/keys",
+        {"public_key": "KEY", "expires_at": "2000000000"},
+        ["body", "expires_at"],
+    ),
+}
+
+
+def _fill(value: Any, names: dict[str, str]) -> Any:
+    text = json.dumps(value)
+    for placeholder, name in names.items():
+        text = text.replace(placeholder, name)
+    return json.loads(text)
+
+
+@pytest.mark.parametrize("case", NOT_COERCED.values(), ids=NOT_COERCED.keys())
+def test_bodies_are_not_coerced(api: Api, fleet: str, case: tuple[Any, ...]) -> None:
+    method, path, body, loc = case
+    key = public_pem(generate_key("ed25519")).replace("\n", "\\n")
+    names = {"FLEET": fleet, "DEVICE": api.device(fleet).id, "KEY": key}
+    response = api.client.request(
+        method, _fill(path, names), json=_fill(body, names), headers=api.admin
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert loc in [e["loc"] for e in response.json()["errors"]]
+
+
+def test_what_the_contract_promises_is_still_accepted(api: Api) -> None:
+    body = {
+        "name": "contract",
+        "acl": {"publish": ["devices/{device_id}/#"], "subscribe": []},
+        "token_ttl": 900,
+        "allow_client_secret": False,
+    }
+    assert api.client.post("/v1/fleets", json=body, headers=api.admin).status_code == 201
+    patch = {"token_ttl": 60, "allow_client_secret": True}
+    assert api.client.patch("/v1/fleets/contract", json=patch, headers=api.admin).status_code == 200
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    batch = {"atomic": False, "devices": [{"fleet": "contract", "public_key": jwk}]}
+    response = api.client.post("/v1/devices:batch", json=batch, headers=api.admin)
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["status"] == "created"
