@@ -9,13 +9,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from credbroker import jws
-from credbroker.claims import DEVICE_ID_PATTERN, SIGNING_ALG
+from credbroker.claims import SIGNING_ALG
 from provisioning import clientauth, grants, signing
 from provisioning.api.deps import AuditRead, ServicesDep, require
 from provisioning.metrics import Metrics
 from provisioning.models.admin import AdminKeyCreate, AdminKeyCreated
-from provisioning.models.audit import AuditPage
-from provisioning.models.bounds import INT32_MAX, STRICT_BODY
+from provisioning.models.audit import AuditFilter, AuditPage
+from provisioning.models.bounds import STRICT_BODY
 from provisioning.models.devices import CredentialKeyPublic, PublicKeyInput
 from provisioning.store import admin, audit, devices, enrollment
 from provisioning.store.admin import Admin
@@ -23,7 +23,6 @@ from provisioning.store.admin import Admin
 router = APIRouter()
 # Every `alg` some credential key verifies (credbroker.jws): EdDSA, Ed25519, ES256.
 ASSERTION_ALGS = [name for names in jws.ALG_NAMES.values() for name in names]
-AUDIT_ACTION_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"  # "device.create", "refresh.family_revoke"
 
 
 @router.get("/.well-known/oauth-authorization-server", tags=["meta"])
@@ -87,18 +86,20 @@ def enroll(body: EnrollRequest, services: ServicesDep) -> dict[str, Any]:
 def read_audit(
     services: ServicesDep,
     _: AuditRead,
-    device_id: Annotated[str | None, Query(pattern=f"^{DEVICE_ID_PATTERN}$")] = None,
-    action: Annotated[str | None, Query(pattern=AUDIT_ACTION_PATTERN)] = None,
-    cursor: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,  # ids are INTEGER columns
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    query: Annotated[AuditFilter, Query()],
 ) -> AuditPage:
     """Audit events, oldest first; filter by device and action, page with `cursor`."""
     with services.transaction() as session:
         rows = audit.list_events(
-            session=session, device_id=device_id, action=action, after=cursor, limit=limit
+            session=session,
+            device_id=query.device_id,
+            action=query.action,
+            after=query.cursor,
+            limit=query.limit,
         )
     items = [r.public() for r in rows]
-    return AuditPage(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)
+    full = len(items) == query.limit
+    return AuditPage(items=items, next_cursor=str(items[-1].id) if full else None)
 
 
 @router.post("/v1/admin-keys", status_code=201, tags=["admin"])

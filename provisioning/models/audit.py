@@ -2,8 +2,14 @@
 
 from typing import Any
 
+import pydantic
 from pydantic import BaseModel
 from sqlmodel import JSON, Field, SQLModel
+
+from credbroker.claims import DEVICE_ID_PATTERN
+from provisioning.models.bounds import INT32_MAX, STRICT_QUERY
+
+ACTION_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"  # "device.create", "refresh.family_revoke"
 
 
 class AuditEventPublic(BaseModel):
@@ -14,6 +20,17 @@ class AuditEventPublic(BaseModel):
     device_id: str | None
     actor: str | None
     detail: dict[str, Any]
+
+
+class AuditFilter(BaseModel):
+    """The query of `GET /v1/audit`."""
+
+    model_config = STRICT_QUERY
+
+    device_id: str | None = pydantic.Field(default=None, pattern=f"^{DEVICE_ID_PATTERN}$")
+    action: str | None = pydantic.Field(default=None, pattern=ACTION_PATTERN)
+    cursor: int = pydantic.Field(default=0, ge=0, le=INT32_MAX)  # ids are INTEGER columns
+    limit: int = pydantic.Field(default=100, ge=1, le=1000)
 
 
 class AuditPage(BaseModel):

@@ -75,3 +75,6 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
 # (strict mode), so a body means what its schema says: `"atomic": 0` is not a boolean and
 # `"token_ttl": "900"` not an integer. Broker hooks keep their brokers' own formats.
 STRICT_BODY = ConfigDict(extra="forbid", strict=True)
+# The config of every set of query parameters of a list: a parameter the endpoint does
+# not know is a 422 naming it, not a filter silently ignored (`/v1/audit?device=x`).
+STRICT_QUERY = ConfigDict(extra="forbid")

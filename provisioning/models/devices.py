@@ -7,7 +7,7 @@ from pydantic import BaseModel, field_validator
 from sqlmodel import JSON, Field, LargeBinary, SQLModel, UniqueConstraint
 
 from credbroker.claims import DEVICE_ID_PATTERN, FLEET_NAME_PATTERN
-from provisioning.models.bounds import STRICT_BODY, JsonObject, UnixTime
+from provisioning.models.bounds import STRICT_BODY, STRICT_QUERY, JsonObject, UnixTime
 from provisioning.models.fleets import AclTemplate, check_filters
 
 DeviceStatus = Literal["active", "disabled", "revoked"]
@@ -80,6 +80,17 @@ class DeviceCreated(DevicePublic):
 
     client_secret: str | None = None
     enrollment_token: str | None = None
+
+
+class DeviceFilter(BaseModel):
+    """The query of `GET /v1/devices`."""
+
+    model_config = STRICT_QUERY
+
+    fleet: str | None = pydantic.Field(default=None, pattern=f"^{FLEET_NAME_PATTERN}$")
+    status: DeviceStatus | None = None
+    cursor: str | None = pydantic.Field(default=None, max_length=200)
+    limit: int = pydantic.Field(default=100, ge=1, le=1000)
 
 
 class DevicePage(BaseModel):

@@ -122,3 +122,34 @@ def test_what_the_contract_promises_is_still_accepted(api: Api) -> None:
     response = api.client.post("/v1/devices:batch", json=batch, headers=api.admin)
     assert response.status_code == 200, response.text
     assert response.json()["results"][0]["status"] == "created"
+
+
+UNKNOWN_QUERY = {
+    "audit device (the filter is device_id)": ("/v1/audit?device=d-1", "device"),
+    "audit typo": ("/v1/audit?actoin=device.create", "actoin"),
+    "devices": ("/v1/devices?fleet_name=x", "fleet_name"),
+    "revocations": ("/v1/revocations?since=3", "since"),
+}
+
+
+@pytest.mark.parametrize("case", UNKNOWN_QUERY.values(), ids=UNKNOWN_QUERY.keys())
+def test_unknown_query_parameters_of_lists_are_a_422_naming_them(
+    api: Api, case: tuple[str, str]
+) -> None:
+    path, name = case
+    response = api.client.get(path, headers=api.admin)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert ["query", name] in [e["loc"] for e in response.json()["errors"]]
+
+
+def test_known_filters_still_filter(api: Api, fleet: str) -> None:
+    device = api.device(fleet).id
+    api.device(fleet)
+    events = api.client.get(f"/v1/audit?device_id={device}&limit=5", headers=api.admin).json()
+    assert {e["device_id"] for e in events["items"]} == {device}
+    page = api.client.get(f"/v1/devices?fleet={fleet}&status=active&limit=1", headers=api.admin)
+    assert page.status_code == 200, page.text
+    assert len(page.json()["items"]) == 1 and page.json()["next_cursor"]
+    feed = api.client.get("/v1/revocations?after=0&limit=10", headers=api.admin)
+    assert feed.status_code == 200, feed.text
