@@ -153,3 +153,31 @@ def test_known_filters_still_filter(api: Api, fleet: str) -> None:
     assert len(page.json()["items"]) == 1 and page.json()["next_cursor"]
     feed = api.client.get("/v1/revocations?after=0&limit=10", headers=api.admin)
     assert feed.status_code == 200, feed.text
+
+
+NOT_ALLOWED = {
+    "device: PUT": ("PUT", "/v1/devices/d-1", "GET, PATCH, DELETE"),
+    "fleets: DELETE": ("DELETE", "/v1/fleets", "POST"),
+    "fleet: PUT": ("PUT", "/v1/fleets/f-1", "GET, PATCH"),
+    "credential key: GET": ("GET", "/v1/devices/d-1/keys/k", "DELETE"),
+    "health: POST": ("POST", "/healthz", "GET"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_ALLOWED.values(), ids=NOT_ALLOWED.keys())
+def test_405_names_every_method_of_the_path(api: Api, case: tuple[str, str, str]) -> None:
+    method, path, allow = case
+    response = api.client.request(method, path, headers=api.admin)
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == allow
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == 405
+
+
+@pytest.mark.parametrize("path", ["/oauth2/token", "/oauth2/revoke", "/oauth2/introspect"])
+def test_405_on_oauth_endpoints_is_rfc_6749_json_with_allow(api: Api, path: str) -> None:
+    response = api.client.get(path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"] == "invalid_request"
