@@ -95,9 +95,16 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, ProvisioningError)  # noqa: S101
         return render(exc)
 
+    from provisioning.api.deps import authenticate_first  # the API's routes, not plumbing
+
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101
         detail = "the request does not match the schema"
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            try:
+                await authenticate_first(request)  # decoded before the key was checked
+            except ProvisioningError as refusal:
+                return render(refusal)
         if request.url.path.startswith(OAUTH_PREFIX):
             return oauth_error(422, "invalid_request", detail)
         return problem(

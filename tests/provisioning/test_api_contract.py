@@ -181,3 +181,44 @@ def test_405_on_oauth_endpoints_is_rfc_6749_json_with_allow(api: Api, path: str)
     assert response.headers["allow"] == "POST"
     assert response.headers["content-type"] == "application/json"
     assert response.json()["error"] == "invalid_request"
+
+
+MALFORMED = {
+    "fleet create": ("POST", "/v1/fleets"),
+    "fleet update": ("PATCH", "/v1/fleets/f-1"),
+    "device create": ("POST", "/v1/devices"),
+    "batch": ("POST", "/v1/devices:batch"),
+    "device update": ("PATCH", "/v1/devices/d-1"),
+    "key add": ("POST", "/v1/devices/d-1/keys"),
+    "admin key create": ("POST", "/v1/admin-keys"),
+    "hook": ("POST", "/v1/hooks/emqx/authn"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED.values(), ids=MALFORMED.keys())
+@pytest.mark.parametrize("authorization", [None, "Bearer adm_wrong"])
+def test_admin_endpoints_authenticate_before_reading_the_body(
+    api: Api, case: tuple[str, str], authorization: str | None
+) -> None:
+    method, path = case
+    headers = {"content-type": "application/json"}
+    if authorization:
+        headers["authorization"] = authorization
+    for body in (b"{not json", b'{"name": 5, "token_ttl": "x"}'):
+        response = api.client.request(method, path, content=body, headers=headers)
+        assert response.status_code == 401, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "www-authenticate" in response.headers
+
+
+def test_with_the_key_a_malformed_body_is_a_422(api: Api) -> None:
+    headers = {**api.admin, "content-type": "application/json"}
+    response = api.client.post("/v1/fleets", content=b"{not json", headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["type"] == "json_invalid"
+    reader = api.client.post(
+        "/v1/admin-keys", json={"scopes": ["devices:read"]}, headers=api.admin
+    ).json()["key"]
+    lacking = {"authorization": f"Bearer {reader}", "content-type": "application/json"}
+    response = api.client.post("/v1/fleets", content=b"{not json", headers=lacking)
+    assert response.status_code == 403, response.text
