@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from credbroker import jws
@@ -116,7 +116,11 @@ def create_admin_key(
         return AdminKeyCreated(**row.public().model_dump(), key=key)
 
 
-@router.get("/healthz", tags=["meta"])
+@router.get(
+    "/healthz",
+    tags=["meta"],
+    responses={503: {"description": "starting", "content": {"application/json": {}}}},
+)
 def healthz(request: Request) -> JSONResponse:
     """Liveness: 200 once every part of this process accepts connections."""
     checks: dict[str, bool] = dict(request.app.state.health)
@@ -125,7 +129,7 @@ def healthz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", tags=["meta"])
+@router.get("/metrics", tags=["meta"], response_class=PlainTextResponse)
 def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     registry: Metrics = request.app.state.services.metrics

@@ -222,3 +222,59 @@ def test_with_the_key_a_malformed_body_is_a_422(api: Api) -> None:
     lacking = {"authorization": f"Bearer {reader}", "content-type": "application/json"}
     response = api.client.post("/v1/fleets", content=b"{not json", headers=lacking)
     assert response.status_code == 403, response.text
+
+
+def _documented(api: Api, method: str, template: str) -> dict[str, Any]:
+    document = api.client.get("/openapi.json").json()
+    return dict(document["paths"][template][method.lower()]["responses"])
+
+
+# (method, path template, path, request keywords) of answers a user can get.
+ANSWERS = [
+    ("GET", "/v1/devices/{device_id}", "/v1/devices/nobody", {"admin": True}),
+    ("GET", "/v1/devices/{device_id}", "/v1/devices/nobody", {}),
+    ("GET", "/v1/fleets/{name}", "/v1/fleets/nothing", {"admin": True}),
+    ("POST", "/v1/fleets", "/v1/fleets", {"admin": True, "json": {"name": "FLEET"}}),
+    ("POST", "/v1/fleets", "/v1/fleets", {"admin": True, "data": {"name": "x"}}),
+    ("POST", "/v1/devices", "/v1/devices", {"admin": True, "json": {"fleet": "FLEET", "x": 1}}),
+    (
+        "POST",
+        "/v1/devices",
+        "/v1/devices",
+        {"admin": True, "json": {"fleet": "FLEET", "public_key": "not a key"}},
+    ),
+    ("GET", "/v1/audit", "/v1/audit?limit=0", {"admin": True}),
+    ("GET", "/v1/devices/{device_id}/jwks.json", "/v1/devices/nobody/jwks.json", {}),
+    ("POST", "/v1/enroll", "/v1/enroll", {"json": {"enrollment_token": "x", "public_key": "y"}}),
+    ("POST", "/oauth2/token", "/oauth2/token", {"data": {"grant_type": "password"}}),
+    ("POST", "/oauth2/token", "/oauth2/token", {"data": {"grant_type": "client_credentials"}}),
+    ("POST", "/oauth2/introspect", "/oauth2/introspect", {"data": {"token": "x"}}),
+    ("POST", "/v1/hooks/emqx/authn", "/v1/hooks/emqx/authn", {"json": {"clientid": "c"}}),
+]
+
+
+@pytest.mark.parametrize("answer", ANSWERS, ids=lambda a: f"{a[0]} {a[2]} {sorted(a[3])}")
+def test_every_answer_is_documented_with_its_media_type(
+    api: Api, fleet: str, answer: tuple[str, str, str, dict[str, Any]]
+) -> None:
+    method, template, path, kw = answer
+    kw = _fill(kw, {"FLEET": fleet})
+    headers = api.admin if kw.pop("admin", False) else {}
+    response = api.client.request(method, path, headers=headers, **kw)
+    assert response.status_code >= 400, response.text
+    documented = _documented(api, method, template)
+    assert str(response.status_code) in documented, (response.status_code, sorted(documented))
+    media = response.headers["content-type"].split(";")[0]
+    assert media in documented[str(response.status_code)]["content"]
+
+
+def test_error_schemas_are_problem_json_on_v1_and_rfc_6749_on_oauth(api: Api) -> None:
+    fleet = _documented(api, "POST", "/v1/fleets")
+    assert set(fleet) >= {"201", "400", "401", "403", "409", "413", "415", "422", "503"}
+    for status in ("401", "422"):
+        assert list(fleet[status]["content"]) == ["application/problem+json"]
+        schema = fleet[status]["content"]["application/problem+json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/Problem"}
+    token = _documented(api, "POST", "/oauth2/token")
+    assert set(token) >= {"200", "400", "401", "429"}
+    assert token["400"]["content"]["application/json"]["schema"]["$ref"].endswith("OAuthErrorBody")
