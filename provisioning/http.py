@@ -97,14 +97,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
     from provisioning.api.deps import authenticate_first  # the API's routes, not plumbing
 
+    async def refused_first(request: Request) -> JSONResponse | None:
+        """The route's 401 or 403, if its authentication refuses the request."""
+        try:
+            await authenticate_first(request)
+        except ProvisioningError as refusal:
+            return render(refusal)
+        return None
+
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101
         detail = "the request does not match the schema"
-        if any(e.get("type") == "json_invalid" for e in exc.errors()):
-            try:
-                await authenticate_first(request)  # decoded before the key was checked
-            except ProvisioningError as refusal:
-                return render(refusal)
+        invalid_json = any(e.get("type") == "json_invalid" for e in exc.errors())
+        if invalid_json and (refusal := await refused_first(request)):
+            return refusal  # decoded before the key was checked
         if request.url.path.startswith(OAUTH_PREFIX):
             return oauth_error(422, "invalid_request", detail)
         return problem(
@@ -115,6 +121,8 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101
         error = _HTTP_ERRORS.get(exc.status_code, "http_error")
         detail, headers = str(exc.detail), dict(exc.headers or {})
+        if exc.status_code == 400 and (refusal := await refused_first(request)):
+            return refusal  # FastAPI's 400: a body it could not decode, before the key
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(allowed_methods(request))
             detail = f"{request.method} is not allowed here; Allow: {headers['Allow']}"

@@ -74,6 +74,10 @@ def _writes(path: str, method: str, op: Operation) -> bool:
     return method != "get" and path.startswith("/v1/") and not path.startswith("/v1/hooks/")
 
 
+def _lists(path: str, method: str, op: Operation) -> bool:
+    return any(p["name"] == "cursor" for p in op.get("parameters", []))
+
+
 def _reads_the_database(path: str, method: str, op: Operation) -> bool:
     return path not in ("/healthz", "/metrics", "/.well-known/oauth-authorization-server")
 
@@ -89,8 +93,11 @@ ERROR_RULES: tuple[tuple[tuple[int, ...], Rule], ...] = (
     ((413,), _has_body),  # RequestGuard's cap on bodies
     ((415,), lambda path, method, op: _has_body(path, method, op) and not _oauth(path, method, op)),
     ((401, 403), _admin),  # admin and hook keys: none or unknown; lacking the scope
+    ((400,), _has_body),  # a body that is not UTF-8 (RFC 8259 section 8.1)
     ((404,), _reads_a_resource),  # a device, fleet or key that does not exist
+    ((404,), _writes),  # a fleet named in the body that does not exist
     ((400, 409), _writes),  # a refused value (a key, a batch); a concurrent change
+    ((400,), _lists),  # a malformed cursor
     ((400, 401, 429), _oauth),  # RFC 6749 section 5.2; a penalty (Retry-After)
     ((503,), _reads_the_database),  # the database cannot be reached
 )

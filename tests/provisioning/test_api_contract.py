@@ -204,7 +204,7 @@ def test_admin_endpoints_authenticate_before_reading_the_body(
     headers = {"content-type": "application/json"}
     if authorization:
         headers["authorization"] = authorization
-    for body in (b"{not json", b'{"name": 5, "token_ttl": "x"}'):
+    for body in (b"{not json", b"\xff\xfe", b'{"name": 5, "token_ttl": "x"}'):
         response = api.client.request(method, path, content=body, headers=headers)
         assert response.status_code == 401, response.text
         assert response.headers["content-type"] == "application/problem+json"
