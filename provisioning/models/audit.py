@@ -46,7 +46,7 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(index=True, max_length=64)
     outcome: str = Field(max_length=16)  # "ok" or "refused"
     device_id: str | None = Field(default=None, index=True, max_length=128)
-    actor: str | None = Field(default=None, max_length=64)
+    actor: str | None = Field(default=None, max_length=160)  # "client:" + a device id
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
     def public(self) -> AuditEventPublic:
