@@ -12,14 +12,17 @@ from provisioning.models.bounds import INT32_MAX, STRICT_QUERY
 ACTION_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"  # "device.create", "refresh.family_revoke"
 
 
-class AuditEventPublic(BaseModel):
+class AuditEventBase(SQLModel):
+    at: float = Field(index=True)
+    action: str = Field(index=True, max_length=64)
+    outcome: str = Field(max_length=16)  # "ok" or "refused"
+    device_id: str | None = Field(index=True, max_length=128)
+    actor: str | None = Field(max_length=160)  # "client:" + a device id
+    detail: dict[str, Any] = Field(sa_type=JSON)
+
+
+class AuditEventPublic(AuditEventBase):
     id: int
-    at: float
-    action: str
-    outcome: str
-    device_id: str | None
-    actor: str | None
-    detail: dict[str, Any]
 
 
 class AuditFilter(BaseModel):
@@ -38,25 +41,10 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
-class AuditEvent(SQLModel, table=True):
+class AuditEvent(AuditEventBase, table=True):
     __tablename__ = "audit_events"
 
     id: int | None = Field(default=None, primary_key=True)
-    at: float = Field(index=True)
-    action: str = Field(index=True, max_length=64)
-    outcome: str = Field(max_length=16)  # "ok" or "refused"
-    device_id: str | None = Field(default=None, index=True, max_length=128)
-    actor: str | None = Field(default=None, max_length=160)  # "client:" + a device id
-    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
     def public(self) -> AuditEventPublic:
-        assert self.id is not None  # noqa: S101 - persisted rows always have one
-        return AuditEventPublic(
-            id=self.id,
-            at=self.at,
-            action=self.action,
-            outcome=self.outcome,
-            device_id=self.device_id,
-            actor=self.actor,
-            detail=self.detail,
-        )
+        return AuditEventPublic.model_validate(self)

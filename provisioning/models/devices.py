@@ -53,12 +53,16 @@ class CredentialKeyCreate(BaseModel):
     expires_at: UnixTime | None = None
 
 
-class CredentialKeyPublic(BaseModel):
-    kid: str
-    alg: str
-    jwk: dict[str, Any]
+class CredentialKeyBase(SQLModel):
+    kid: str = Field(max_length=64)
+    alg: str = Field(max_length=16)
+    jwk: dict[str, Any] = Field(sa_type=JSON)
     expires_at: int | None
     created_at: int
+
+
+class CredentialKeyPublic(CredentialKeyBase):
+    pass
 
 
 class DevicePublic(BaseModel):
@@ -115,7 +119,7 @@ class Device(SQLModel, table=True):
     updated_at: int
 
 
-class CredentialKey(SQLModel, table=True):
+class CredentialKey(CredentialKeyBase, table=True):
     """A device's own public key; `kid` is its RFC 7638 thumbprint."""
 
     __tablename__ = "credential_keys"
@@ -123,20 +127,9 @@ class CredentialKey(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     device_id: str = Field(foreign_key="devices.device_id", index=True, max_length=128)
-    kid: str = Field(max_length=64)
-    alg: str = Field(max_length=16)
-    jwk: dict[str, Any] = Field(sa_type=JSON)
-    expires_at: int | None = None
-    created_at: int
 
     def public(self) -> CredentialKeyPublic:
-        return CredentialKeyPublic(
-            kid=self.kid,
-            alg=self.alg,
-            jwk=self.jwk,
-            expires_at=self.expires_at,
-            created_at=self.created_at,
-        )
+        return CredentialKeyPublic.model_validate(self)
 
 
 class SigningKey(SQLModel, table=True):

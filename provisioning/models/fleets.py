@@ -54,32 +54,27 @@ class FleetUpdate(BaseModel):
     allow_client_secret: bool | None = None
 
 
-class FleetPublic(BaseModel):
-    name: str
-    acl: AclTemplate
+class FleetBase(SQLModel):
+    name: str = Field(max_length=64)
     token_ttl: int
     allow_client_secret: bool
     created_at: int
 
 
-class Fleet(SQLModel, table=True):
+class FleetPublic(FleetBase):
+    acl: AclTemplate
+
+
+class Fleet(FleetBase, table=True):
     __tablename__ = "fleets"
 
     name: str = Field(primary_key=True, max_length=64)
     acl_publish: list[str] = Field(default_factory=list, sa_type=JSON)
     acl_subscribe: list[str] = Field(default_factory=list, sa_type=JSON)
-    token_ttl: int = DEFAULT_TOKEN_TTL
-    allow_client_secret: bool = False
-    created_at: int
 
     def public(self) -> FleetPublic:
-        return FleetPublic(
-            name=self.name,
-            acl=AclTemplate(publish=self.acl_publish, subscribe=self.acl_subscribe),
-            token_ttl=self.token_ttl,
-            allow_client_secret=self.allow_client_secret,
-            created_at=self.created_at,
-        )
+        acl = AclTemplate(publish=self.acl_publish, subscribe=self.acl_subscribe)
+        return FleetPublic.model_validate(self, update={"acl": acl})
 
 
 def acl_columns(acl: AclTemplate) -> dict[str, Any]:
