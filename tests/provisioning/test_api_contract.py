@@ -278,3 +278,18 @@ def test_error_schemas_are_problem_json_on_v1_and_rfc_6749_on_oauth(api: Api) ->
     token = _documented(api, "POST", "/oauth2/token")
     assert set(token) >= {"200", "400", "401", "429"}
     assert token["400"]["content"]["application/json"]["schema"]["$ref"].endswith("OAuthErrorBody")
+
+
+def test_oauth_forms_and_answers_are_documented(api: Api) -> None:
+    document = api.client.get("/openapi.json").json()
+    token = document["paths"]["/oauth2/token"]["post"]
+    form = token["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    metadata = api.client.get("/.well-known/oauth-authorization-server").json()
+    assert form["properties"]["grant_type"]["enum"] == metadata["grant_types_supported"]
+    assert form["required"] == ["grant_type"]
+    answer = token["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    fields = document["components"]["schemas"][answer.rsplit("/", 1)[1]]["properties"]
+    assert set(fields) == {"access_token", "token_type", "expires_in", "refresh_token"}
+    for path in ("/oauth2/introspect", "/oauth2/revoke"):
+        body = document["paths"][path]["post"]["requestBody"]["content"]
+        assert body["application/x-www-form-urlencoded"]["schema"]["required"] == ["token"]
