@@ -1,4 +1,9 @@
-"""Devices, their credential public keys and their per-device signing keys."""
+"""Devices, their credential public keys and their per-device signing keys.
+
+Credential keys are a schema family (`CredentialKeyBase`). Devices are not: what a
+create takes (an optional id, `metadata`, one `acl`) and what the table keeps (`meta`,
+since SQLModel reserves `metadata`; the ACL as two columns; status as text) differ in
+name, type or optionality field by field, and `to_public` maps them."""
 
 from typing import Any, Literal
 
