@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from credbroker import __version__
 from credbroker.verifier import StoreUnavailable
-from provisioning import masterkey
+from provisioning import masterkey, openapi
 from provisioning.api import devices, fleets, hooks, meta, oauth, revocations
 from provisioning.db import create_db_engine, migrate, transaction
 from provisioning.grantstore import prune_used_assertions
@@ -64,6 +64,7 @@ def create_app(
     routers = (fleets, devices, oauth, meta, revocations, hooks)
     for module in routers:
         app.include_router(module.router)
+    openapi.install(app)
     return app
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,12 +17,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from provisioning.errors import OAuthError, ProvisioningError
 
 log = logging.getLogger("credbroker.api")
 PROBLEM = "application/problem+json"
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 OAUTH_PREFIX = "/oauth2/"
@@ -75,14 +78,39 @@ def _clean(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path answers (RFC 9110 section 15.5.6: a 405
+    carries `Allow`). Starlette's own header names only the first route that matched the
+    path, while here one path often has a route per method: ask every route, per method."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def provisioning_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ProvisioningError)  # noqa: S101
         return render(exc)
 
+    from provisioning.api.deps import authenticate_first  # the API's routes, not plumbing
+
+    async def refused_first(request: Request) -> JSONResponse | None:
+        """The route's 401 or 403, if its authentication refuses the request."""
+        try:
+            await authenticate_first(request)
+        except ProvisioningError as refusal:
+            return render(refusal)
+        return None
+
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # noqa: S101
         detail = "the request does not match the schema"
+        invalid_json = any(e.get("type") == "json_invalid" for e in exc.errors())
+        if invalid_json and (refusal := await refused_first(request)):
+            return refusal  # decoded before the key was checked
         if request.url.path.startswith(OAUTH_PREFIX):
             return oauth_error(422, "invalid_request", detail)
         return problem(
@@ -92,9 +120,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101
         error = _HTTP_ERRORS.get(exc.status_code, "http_error")
-        detail = str(exc.detail)
-        response = _error(request.url.path, exc.status_code, detail, detail, error)
-        response.headers.update(exc.headers or {})  # 405's Allow
+        detail, headers = str(exc.detail), dict(exc.headers or {})
+        if exc.status_code == 400 and (refusal := await refused_first(request)):
+            return refusal  # FastAPI's 400: a body it could not decode, before the key
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+            detail = f"{request.method} is not allowed here; Allow: {headers['Allow']}"
+        title = HTTPStatus(exc.status_code).phrase
+        response = _error(request.url.path, exc.status_code, title, detail, error)
+        response.headers.update(headers)
         return response
 
     async def integrity_error(request: Request, exc: Exception) -> JSONResponse:

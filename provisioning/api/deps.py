@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 
 from provisioning.services import Services
 from provisioning.store import admin
@@ -19,6 +21,8 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+Check = Callable[[Request], Awaitable[None]]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def require(scope: str) -> Callable[..., Admin]:
@@ -28,7 +32,34 @@ def require(scope: str) -> Callable[..., Admin]:
         with services.transaction() as session:
             return admin.authenticate(session=session, authorization=authorization, scopes=(scope,))
 
+    async def check(request: Request) -> None:
+        services = await get_services(request)
+        await run_in_threadpool(dependency, services, request.headers.get("authorization"))
+
+    return checked_first(dependency, check)
+
+
+def checked_first(dependency: F, check: Check) -> F:
+    """Mark an authenticating dependency with the check `authenticate_first` runs."""
+    dependency.check_first = check  # type: ignore[attr-defined]
     return dependency
+
+
+async def authenticate_first(request: Request) -> None:
+    """Run the authentication checks of the route `request` matched (raising its 401 or
+    403), as its dependencies would have.
+
+    FastAPI decodes a JSON body before it solves a route's dependencies, so a malformed
+    body would be answered 422 before the key is looked at: an anonymous caller would
+    learn what the endpoint takes. The validation error handler calls this first."""
+    route = request.scope.get("route")
+    pending = list(route.dependant.dependencies) if isinstance(route, APIRoute) else []
+    while pending:
+        dependant = pending.pop()
+        pending.extend(dependant.dependencies)
+        check = getattr(dependant.call, "check_first", None)
+        if check is not None:
+            await check(request)
 
 
 DevicesRead = Annotated[Admin, Depends(require("devices:read"))]

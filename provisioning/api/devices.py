@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from credbroker.claims import FLEET_NAME_PATTERN
 from provisioning.api.deps import DevicesRead, DevicesWrite, ServicesDep, TokensRevoke
 from provisioning.errors import BadRequest
 from provisioning.models.devices import (
@@ -14,6 +13,7 @@ from provisioning.models.devices import (
     CredentialKeyPublic,
     DeviceCreate,
     DeviceCreated,
+    DeviceFilter,
     DevicePage,
     DevicePublic,
     DeviceUpdate,
@@ -71,18 +71,11 @@ def create_devices(
 
 @router.get("")
 def list_devices(
-    services: ServicesDep,
-    _: DevicesRead,
-    fleet: Annotated[str | None, Query(pattern=f"^{FLEET_NAME_PATTERN}$")] = None,
-    status: Literal["active", "disabled", "revoked"] | None = None,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    services: ServicesDep, _: DevicesRead, query: Annotated[DeviceFilter, Query()]
 ) -> DevicePage:
     """List devices by id, `limit` at a time; pass `next_cursor` back for the next page."""
     with services.transaction() as session:
-        rows, next_cursor = devices.list_devices(
-            session=session, fleet=fleet, status=status, cursor=cursor, limit=limit
-        )
+        rows, next_cursor = devices.list_devices(session=session, **query.model_dump())
         items = [devices.to_public(session=session, device=d) for d in rows]
     return DevicePage(items=items, next_cursor=next_cursor)
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
 
 from credbroker import jws
-from credbroker.claims import DEVICE_ID_PATTERN, SIGNING_ALG
+from credbroker.claims import SIGNING_ALG
 from provisioning import clientauth, grants, signing
 from provisioning.api.deps import AuditRead, ServicesDep, require
 from provisioning.metrics import Metrics
 from provisioning.models.admin import AdminKeyCreate, AdminKeyCreated
-from provisioning.models.audit import AuditPage
-from provisioning.models.bounds import INT32_MAX
+from provisioning.models.audit import AuditFilter, AuditPage
+from provisioning.models.bounds import STRICT_BODY
 from provisioning.models.devices import CredentialKeyPublic, PublicKeyInput
 from provisioning.store import admin, audit, devices, enrollment
 from provisioning.store.admin import Admin
@@ -23,7 +23,6 @@ from provisioning.store.admin import Admin
 router = APIRouter()
 # Every `alg` some credential key verifies (credbroker.jws): EdDSA, Ed25519, ES256.
 ASSERTION_ALGS = [name for names in jws.ALG_NAMES.values() for name in names]
-AUDIT_ACTION_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"  # "device.create", "refresh.family_revoke"
 
 
 @router.get("/.well-known/oauth-authorization-server", tags=["meta"])
@@ -61,7 +60,7 @@ def device_jwks(device_id: str, services: ServicesDep) -> dict[str, Any]:
 
 
 class EnrollRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     enrollment_token: str = Field(min_length=1, max_length=200)
     public_key: PublicKeyInput
@@ -87,18 +86,20 @@ def enroll(body: EnrollRequest, services: ServicesDep) -> dict[str, Any]:
 def read_audit(
     services: ServicesDep,
     _: AuditRead,
-    device_id: Annotated[str | None, Query(pattern=f"^{DEVICE_ID_PATTERN}$")] = None,
-    action: Annotated[str | None, Query(pattern=AUDIT_ACTION_PATTERN)] = None,
-    cursor: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,  # ids are INTEGER columns
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    query: Annotated[AuditFilter, Query()],
 ) -> AuditPage:
     """Audit events, oldest first; filter by device and action, page with `cursor`."""
     with services.transaction() as session:
         rows = audit.list_events(
-            session=session, device_id=device_id, action=action, after=cursor, limit=limit
+            session=session,
+            device_id=query.device_id,
+            action=query.action,
+            after=query.cursor,
+            limit=query.limit,
         )
     items = [r.public() for r in rows]
-    return AuditPage(items=items, next_cursor=str(items[-1].id) if len(items) == limit else None)
+    full = len(items) == query.limit
+    return AuditPage(items=items, next_cursor=str(items[-1].id) if full else None)
 
 
 @router.post("/v1/admin-keys", status_code=201, tags=["admin"])
@@ -115,7 +116,11 @@ def create_admin_key(
         return AdminKeyCreated(**row.public().model_dump(), key=key)
 
 
-@router.get("/healthz", tags=["meta"])
+@router.get(
+    "/healthz",
+    tags=["meta"],
+    responses={503: {"description": "starting", "content": {"application/json": {}}}},
+)
 def healthz(request: Request) -> JSONResponse:
     """Liveness: 200 once every part of this process accepts connections."""
     checks: dict[str, bool] = dict(request.app.state.health)
@@ -124,7 +129,7 @@ def healthz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", tags=["meta"])
+@router.get("/metrics", tags=["meta"], response_class=PlainTextResponse)
 def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     registry: Metrics = request.app.state.services.metrics

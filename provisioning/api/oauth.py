@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
@@ -33,9 +34,46 @@ from provisioning.store import admin
 
 router = APIRouter(tags=["oauth"])
 MAX_FIELDS = 16
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"  # RFC 7523 section 2.2
+TEXT: dict[str, Any] = {"type": "string"}
+CLIENT_AUTH = {  # RFC 6749 section 2.3.1 (HTTP Basic goes in `Authorization`), RFC 7523
+    "client_id": TEXT,
+    "client_secret": TEXT,
+    "client_assertion_type": {"type": "string", "enum": [JWT_BEARER]},
+    "client_assertion": TEXT,
+}
 
 
-async def _form(request: Request) -> dict[str, str]:
+def _form(*required: str, **fields: dict[str, Any]) -> dict[str, Any]:
+    """`openapi_extra` for a form read by hand (RFC 6749 section 3.2: one value each;
+    parameters the endpoint does not know are ignored, section 3.1)."""
+    schema = {"type": "object", "properties": fields, "required": list(required)}
+    content = {"application/x-www-form-urlencoded": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+class TokenResponse(BaseModel):
+    """RFC 6749 section 5.1."""
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    refresh_token: str
+
+
+class IntrospectionResponse(BaseModel):
+    """RFC 7662 section 2.2: `active`, and the token's claims when it is."""
+
+    model_config = ConfigDict(extra="allow")
+
+    active: bool
+
+
+def _answer(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": model}}
+
+
+async def _read_form(request: Request) -> dict[str, str]:
     """The form, with single-valued string fields only (RFC 6749 section 3.2)."""
     form: FormData = await request.form(max_files=0, max_fields=MAX_FIELDS)
     fields: dict[str, str] = {}
@@ -58,14 +96,24 @@ def _challenged(authorization: str | None, *schemes: str) -> Iterator[None]:
         raise
 
 
-@router.post("/oauth2/token")
+@router.post(
+    "/oauth2/token",
+    responses=_answer(TokenResponse),
+    openapi_extra=_form(
+        "grant_type",
+        grant_type={"type": "string", "enum": list(grants.GRANTS)},
+        refresh_token=TEXT,
+        scope=TEXT,
+        **CLIENT_AUTH,
+    ),
+)
 async def token(
     request: Request,
     services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """Trade a client assertion, client secret or refresh token for tokens."""
-    form = await _form(request)
+    form = await _read_form(request)
     address = client_address(request)
     with _challenged(authorization, "Basic"):
         if services.local_database and "client_secret" not in form and not authorization:
@@ -91,7 +139,11 @@ def _admin_for(services: Services, authorization: str | None, *scopes: str) -> a
         raise InvalidClient(exc.detail) from exc  # none sent, or another scheme
 
 
-@router.post("/oauth2/introspect")
+@router.post(
+    "/oauth2/introspect",
+    responses=_answer(IntrospectionResponse),
+    openapi_extra=_form("token", token=TEXT, token_type_hint=TEXT),
+)
 async def introspect(
     request: Request,
     services: ServicesDep,
@@ -101,14 +153,18 @@ async def introspect(
     `devices:read` admin key."""
     with _challenged(authorization, "Bearer"):
         _admin_for(services, authorization, "broker:hook", "devices:read")
-    form = await _form(request)
+    form = await _read_form(request)
     if not form.get("token"):
         raise InvalidRequest("token is required")
     body = await run_in_threadpool(introspection.introspect, services, form["token"])
     return JSONResponse(body, headers=NO_STORE)
 
 
-@router.post("/oauth2/revoke")
+@router.post(
+    "/oauth2/revoke",
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+    openapi_extra=_form("token", token=TEXT, token_type_hint=TEXT, **CLIENT_AUTH),
+)
 async def revoke(
     request: Request,
     services: ServicesDep,
@@ -117,7 +173,7 @@ async def revoke(
     """RFC 7009: revoke an access or refresh token. Client authentication as at the token
     endpoint (then only the client's own tokens), an admin key with `tokens:revoke`
     (any token), or nothing: holding the token is enough."""
-    form = await _form(request)
+    form = await _read_form(request)
     with _challenged(authorization, "Basic", "Bearer"):
         if (authorization or "").partition(" ")[0].lower() == "bearer":
             actor = _admin_for(services, authorization, "tokens:revoke").id

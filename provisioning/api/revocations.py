@@ -5,13 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from provisioning.api.deps import BrokerHook, ServicesDep
-from provisioning.models.bounds import INT32_MAX
+from provisioning.models.bounds import INT32_MAX, STRICT_QUERY
 from provisioning.store import revocations
 
 router = APIRouter(tags=["revocation"])
+
+
+class FeedQuery(BaseModel):
+    model_config = STRICT_QUERY
+
+    after: int = Field(default=0, ge=0, le=INT32_MAX)  # ids are INTEGER columns
+    limit: int = Field(default=500, ge=1, le=1000)
 
 
 class RevocationEntry(BaseModel):
@@ -32,8 +39,7 @@ class RevocationPage(BaseModel):
 def revocation_feed(
     services: ServicesDep,
     _: BrokerHook,
-    after: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,  # ids are INTEGER columns
-    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    query: Annotated[FeedQuery, Query()],
 ) -> RevocationPage:
     """Changes of standing after the cursor `after`, oldest first. A `device` entry
     means: the device's standing changed at `created_at` (disabled, enabled, revoked,
@@ -41,7 +47,7 @@ def revocation_feed(
     `token` entry deny-lists one jti until `expires_at`."""
     with services.transaction() as session:
         entries, cursor = revocations.feed(
-            session=session, after=after, limit=limit, now=services.now()
+            session=session, after=query.after, limit=query.limit, now=services.now()
         )
         items = [RevocationEntry.model_validate(e, from_attributes=True) for e in entries]
     return RevocationPage(items=items, next=cursor)

@@ -3,10 +3,10 @@
 from typing import Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from sqlmodel import JSON, Field, SQLModel
 
-from provisioning.models.bounds import LABEL_PATTERN
+from provisioning.models.bounds import LABEL_PATTERN, STRICT_BODY
 
 Scope = Literal["devices:read", "devices:write", "tokens:revoke", "audit:read", "broker:hook"]
 ALL_SCOPES: tuple[Scope, ...] = (
@@ -19,34 +19,32 @@ ALL_SCOPES: tuple[Scope, ...] = (
 
 
 class AdminKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     name: str = pydantic.Field(default="", max_length=128, pattern=LABEL_PATTERN)
     scopes: list[Scope] = pydantic.Field(min_length=1)
 
 
-class AdminKeyPublic(BaseModel):
-    id: str
-    name: str
-    scopes: list[str]
+class AdminKeyBase(SQLModel):
+    name: str = Field(max_length=128)
+    scopes: list[str] = Field(sa_type=JSON)
     created_at: int
+
+
+class AdminKeyPublic(AdminKeyBase):
+    id: str
 
 
 class AdminKeyCreated(AdminKeyPublic):
     key: str
 
 
-class AdminKey(SQLModel, table=True):
+class AdminKey(AdminKeyBase, table=True):
     __tablename__ = "admin_keys"
 
     id: str = Field(primary_key=True, max_length=32)
     key_hash: str = Field(unique=True, max_length=64)
-    name: str = Field(default="", max_length=128)
-    scopes: list[str] = Field(default_factory=list, sa_type=JSON)
-    created_at: int
     revoked_at: int | None = None
 
     def public(self) -> AdminKeyPublic:
-        return AdminKeyPublic(
-            id=self.id, name=self.name, scopes=self.scopes, created_at=self.created_at
-        )
+        return AdminKeyPublic.model_validate(self)

@@ -2,18 +2,38 @@
 
 from typing import Any
 
+import pydantic
 from pydantic import BaseModel
 from sqlmodel import JSON, Field, SQLModel
 
+from credbroker.claims import DEVICE_ID_PATTERN
+from provisioning.models.bounds import INT32_MAX, STRICT_QUERY
 
-class AuditEventPublic(BaseModel):
+ACTION_PATTERN = r"^[a-z][a-z0-9_.:-]{0,63}$"  # "device.create", "refresh.family_revoke"
+
+
+class AuditEventBase(SQLModel):
+    at: float = Field(index=True)
+    action: str = Field(index=True, max_length=64)
+    outcome: str = Field(max_length=16)  # "ok" or "refused"
+    device_id: str | None = Field(index=True, max_length=128)
+    actor: str | None = Field(max_length=160)  # "client:" + a device id
+    detail: dict[str, Any] = Field(sa_type=JSON)
+
+
+class AuditEventPublic(AuditEventBase):
     id: int
-    at: float
-    action: str
-    outcome: str
-    device_id: str | None
-    actor: str | None
-    detail: dict[str, Any]
+
+
+class AuditFilter(BaseModel):
+    """The query of `GET /v1/audit`."""
+
+    model_config = STRICT_QUERY
+
+    device_id: str | None = pydantic.Field(default=None, pattern=f"^{DEVICE_ID_PATTERN}$")
+    action: str | None = pydantic.Field(default=None, pattern=ACTION_PATTERN)
+    cursor: int = pydantic.Field(default=0, ge=0, le=INT32_MAX)  # ids are INTEGER columns
+    limit: int = pydantic.Field(default=100, ge=1, le=1000)
 
 
 class AuditPage(BaseModel):
@@ -21,25 +41,10 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
-class AuditEvent(SQLModel, table=True):
+class AuditEvent(AuditEventBase, table=True):
     __tablename__ = "audit_events"
 
     id: int | None = Field(default=None, primary_key=True)
-    at: float = Field(index=True)
-    action: str = Field(index=True, max_length=64)
-    outcome: str = Field(max_length=16)  # "ok" or "refused"
-    device_id: str | None = Field(default=None, index=True, max_length=128)
-    actor: str | None = Field(default=None, max_length=64)
-    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
     def public(self) -> AuditEventPublic:
-        assert self.id is not None  # noqa: S101 - persisted rows always have one
-        return AuditEventPublic(
-            id=self.id,
-            at=self.at,
-            action=self.action,
-            outcome=self.outcome,
-            device_id=self.device_id,
-            actor=self.actor,
-            detail=self.detail,
-        )
+        return AuditEventPublic.model_validate(self)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
 INT32_MAX = 2**31 - 1  # PostgreSQL INTEGER
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # orjson, SQLite, PostgreSQL BIGINT
@@ -69,3 +69,12 @@ def check_json(value: dict[str, Any]) -> dict[str, Any]:
 
 
 JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
+
+
+# The config of every JSON request body of /v1: unknown members refused, and no coercion
+# (strict mode), so a body means what its schema says: `"atomic": 0` is not a boolean and
+# `"token_ttl": "900"` not an integer. Broker hooks keep their brokers' own formats.
+STRICT_BODY = ConfigDict(extra="forbid", strict=True)
+# The config of every set of query parameters of a list: a parameter the endpoint does
+# not know is a 422 naming it, not a filter silently ignored (`/v1/audit?device=x`).
+STRICT_QUERY = ConfigDict(extra="forbid")

@@ -1,13 +1,18 @@
-"""Devices, their credential public keys and their per-device signing keys."""
+"""Devices, their credential public keys and their per-device signing keys.
+
+Credential keys are a schema family (`CredentialKeyBase`). Devices are not: what a
+create takes (an optional id, `metadata`, one `acl`) and what the table keeps (`meta`,
+since SQLModel reserves `metadata`; the ACL as two columns; status as text) differ in
+name, type or optionality field by field, and `to_public` maps them."""
 
 from typing import Any, Literal
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, field_validator
 from sqlmodel import JSON, Field, LargeBinary, SQLModel, UniqueConstraint
 
 from credbroker.claims import DEVICE_ID_PATTERN, FLEET_NAME_PATTERN
-from provisioning.models.bounds import JsonObject, UnixTime
+from provisioning.models.bounds import STRICT_BODY, STRICT_QUERY, JsonObject, UnixTime
 from provisioning.models.fleets import AclTemplate, check_filters
 
 DeviceStatus = Literal["active", "disabled", "revoked"]
@@ -18,7 +23,7 @@ PublicKeyInput = str | dict[str, Any]
 class DeviceAcl(BaseModel):
     """A device's own ACL, replacing its fleet's (service clients, backends)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     publish: list[str] = []
     subscribe: list[str] = []
@@ -27,7 +32,7 @@ class DeviceAcl(BaseModel):
 
 
 class DeviceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     device_id: str | None = pydantic.Field(default=None, pattern=f"^{DEVICE_ID_PATTERN}$")
     fleet: str = pydantic.Field(pattern=f"^{FLEET_NAME_PATTERN}$")
@@ -39,7 +44,7 @@ class DeviceCreate(BaseModel):
 
 
 class DeviceUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     status: Literal["active", "disabled"] | None = None
     metadata: JsonObject | None = None
@@ -47,18 +52,22 @@ class DeviceUpdate(BaseModel):
 
 
 class CredentialKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     public_key: PublicKeyInput
     expires_at: UnixTime | None = None
 
 
-class CredentialKeyPublic(BaseModel):
-    kid: str
-    alg: str
-    jwk: dict[str, Any]
+class CredentialKeyBase(SQLModel):
+    kid: str = Field(max_length=64)
+    alg: str = Field(max_length=16)
+    jwk: dict[str, Any] = Field(sa_type=JSON)
     expires_at: int | None
     created_at: int
+
+
+class CredentialKeyPublic(CredentialKeyBase):
+    pass
 
 
 class DevicePublic(BaseModel):
@@ -80,6 +89,17 @@ class DeviceCreated(DevicePublic):
 
     client_secret: str | None = None
     enrollment_token: str | None = None
+
+
+class DeviceFilter(BaseModel):
+    """The query of `GET /v1/devices`."""
+
+    model_config = STRICT_QUERY
+
+    fleet: str | None = pydantic.Field(default=None, pattern=f"^{FLEET_NAME_PATTERN}$")
+    status: DeviceStatus | None = None
+    cursor: str | None = pydantic.Field(default=None, max_length=200)
+    limit: int = pydantic.Field(default=100, ge=1, le=1000)
 
 
 class DevicePage(BaseModel):
@@ -104,7 +124,7 @@ class Device(SQLModel, table=True):
     updated_at: int
 
 
-class CredentialKey(SQLModel, table=True):
+class CredentialKey(CredentialKeyBase, table=True):
     """A device's own public key; `kid` is its RFC 7638 thumbprint."""
 
     __tablename__ = "credential_keys"
@@ -112,20 +132,9 @@ class CredentialKey(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     device_id: str = Field(foreign_key="devices.device_id", index=True, max_length=128)
-    kid: str = Field(max_length=64)
-    alg: str = Field(max_length=16)
-    jwk: dict[str, Any] = Field(sa_type=JSON)
-    expires_at: int | None = None
-    created_at: int
 
     def public(self) -> CredentialKeyPublic:
-        return CredentialKeyPublic(
-            kid=self.kid,
-            alg=self.alg,
-            jwk=self.jwk,
-            expires_at=self.expires_at,
-            created_at=self.created_at,
-        )
+        return CredentialKeyPublic.model_validate(self)
 
 
 class SigningKey(SQLModel, table=True):

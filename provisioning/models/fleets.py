@@ -3,11 +3,12 @@
 from typing import Any
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, field_validator
 from sqlmodel import JSON, Field, SQLModel
 
 from credbroker.claims import DEFAULT_TOKEN_TTL, FLEET_NAME_PATTERN, MAX_TOKEN_TTL, PLACEHOLDERS
 from credbroker.topics import is_valid_filter
+from provisioning.models.bounds import STRICT_BODY
 
 MAX_ACL_ENTRIES = 64
 
@@ -28,7 +29,7 @@ def check_filters(filters: list[str]) -> list[str]:
 
 
 class AclTemplate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     publish: list[str] = []
     subscribe: list[str] = []
@@ -37,7 +38,7 @@ class AclTemplate(BaseModel):
 
 
 class FleetCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     name: str = pydantic.Field(pattern=f"^{FLEET_NAME_PATTERN}$")
     acl: AclTemplate = AclTemplate()
@@ -46,39 +47,34 @@ class FleetCreate(BaseModel):
 
 
 class FleetUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     acl: AclTemplate | None = None
     token_ttl: int | None = pydantic.Field(default=None, ge=1, le=MAX_TOKEN_TTL)
     allow_client_secret: bool | None = None
 
 
-class FleetPublic(BaseModel):
-    name: str
-    acl: AclTemplate
+class FleetBase(SQLModel):
+    name: str = Field(max_length=64)
     token_ttl: int
     allow_client_secret: bool
     created_at: int
 
 
-class Fleet(SQLModel, table=True):
+class FleetPublic(FleetBase):
+    acl: AclTemplate
+
+
+class Fleet(FleetBase, table=True):
     __tablename__ = "fleets"
 
     name: str = Field(primary_key=True, max_length=64)
     acl_publish: list[str] = Field(default_factory=list, sa_type=JSON)
     acl_subscribe: list[str] = Field(default_factory=list, sa_type=JSON)
-    token_ttl: int = DEFAULT_TOKEN_TTL
-    allow_client_secret: bool = False
-    created_at: int
 
     def public(self) -> FleetPublic:
-        return FleetPublic(
-            name=self.name,
-            acl=AclTemplate(publish=self.acl_publish, subscribe=self.acl_subscribe),
-            token_ttl=self.token_ttl,
-            allow_client_secret=self.allow_client_secret,
-            created_at=self.created_at,
-        )
+        acl = AclTemplate(publish=self.acl_publish, subscribe=self.acl_subscribe)
+        return FleetPublic.model_validate(self, update={"acl": acl})
 
 
 def acl_columns(acl: AclTemplate) -> dict[str, Any]:

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from provisioning.errors import BadRequest, ProvisioningError
 from provisioning.models import Device
+from provisioning.models.bounds import STRICT_BODY
 from provisioning.models.devices import DeviceCreate
 from provisioning.signing import Keyring
 from provisioning.store import devices
 
 
 class BatchCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     devices: list[DeviceCreate] = Field(min_length=1)
     atomic: bool = True

@@ -225,9 +225,9 @@ def test_the_replay_cache_forgets_expired_assertions(api: Api, fleet: str) -> No
 REVOKE_URL = ISSUER + "/oauth2/revoke"
 
 
-def _secret_device(api: Api) -> tuple[str, str]:
+def _secret_device(api: Api, device_id: str | None = None) -> tuple[str, str]:
     fleet = api.fleet(allow_client_secret=True)["name"]
-    device_id = f"s-{uuid.uuid4().hex[:8]}"
+    device_id = device_id or f"s-{uuid.uuid4().hex[:8]}"
     created = api.client.post(
         "/v1/devices", json={"device_id": device_id, "fleet": fleet}, headers=api.admin
     )
@@ -264,6 +264,19 @@ def test_a_client_secret_device_revokes_with_http_basic(api: Api) -> None:
     form = {"token": posted, "client_id": device_id, "client_secret": secret}
     assert api.client.post("/oauth2/revoke", data=form).status_code == 200
     assert api.introspect(posted) == {"active": False}
+
+
+def test_a_device_with_the_longest_id_revokes_and_is_audited(api: Api) -> None:
+    """The audit actor `client:<device id>` is longer than an id: the column holds it
+    (PostgreSQL enforces column widths; issue 10)."""
+    device_id, secret = _secret_device(api, "L" + uuid.uuid4().hex + "x" * 95)
+    assert len(device_id) == 128
+    access = _secret_tokens(api, device_id, secret)["access_token"]
+    revoked = api.client.post(
+        "/oauth2/revoke", data={"token": access}, headers=basic(device_id, secret)
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert ("token.revoke", f"client:{device_id}") in _actors(api, device_id)
 
 
 def test_failed_client_authentication_on_revoke_is_a_challenged_401(api: Api) -> None:

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
 from provisioning import clientauth
-from provisioning.api.deps import ServicesDep, client_address
+from provisioning.api.deps import ServicesDep, checked_first, client_address, get_services
 from provisioning.brokerhooks import HookAuthority
 from provisioning.errors import InvalidClient
 from provisioning.services import Services
@@ -40,6 +40,13 @@ async def hook_key(
     services.hooks.remember_key(authorization or "")
 
 
+async def _check_hook_key(request: Request) -> None:
+    await hook_key(await get_services(request), request, request.headers.get("authorization"))
+
+
+checked_first(hook_key, _check_hook_key)
+
+
 def _trusted(services: Services, request: Request) -> bool:
     networks = services.settings.trusted_hook_networks
     if not networks:
@@ -56,7 +63,9 @@ def _check_key(services: Services, bearer: str | None) -> None:
         admin.authenticate(session=session, authorization=bearer, scopes=("broker:hook",))
 
 
-async def _authority(services: ServicesDep) -> HookAuthority:
+async def _authority(services: ServicesDep, _: Annotated[None, Depends(hook_key)]) -> HookAuthority:
+    """Through `hook_key` (solved once a request, with the router's) so that the route's
+    own dependencies name it, for `authenticate_first`."""
     return services.hooks
 
 

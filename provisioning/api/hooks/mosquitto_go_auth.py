@@ -5,12 +5,28 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from credbroker.decision import Grant
 from provisioning.api.hooks.access import Authority, Loose
 
-router = APIRouter(prefix="/mosquitto-go-auth")
+
+class GoAuthAnswer(BaseModel):
+    ok: bool
+    error: str
+
+
+_ANSWER = {"application/json": {"schema": GoAuthAnswer.model_json_schema()}}
+router = APIRouter(
+    prefix="/mosquitto-go-auth",
+    responses={
+        200: {"description": "allowed", "content": _ANSWER},
+        403: {
+            "description": "refused",
+            "content": _ANSWER,
+        },
+    },
+)
 
 ACC_READ, ACC_WRITE, ACC_SUBSCRIBE = 1, 2, 4
 

@@ -11,7 +11,7 @@ from credbroker.decision import Grant
 from provisioning.api.hooks.access import Authority
 from provisioning.brokerhooks import routing_key_to_topic
 
-router = APIRouter(prefix="/rabbitmq")
+router = APIRouter(prefix="/rabbitmq", default_response_class=PlainTextResponse)
 
 Text = Annotated[str, Form()]
 
