@@ -24,6 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
+import anonymous_amqtt  # benchmarks/, the script's directory
+
 from tests.stack import (
     Client,
     Stack,
@@ -127,9 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="cb-broker-bench-"))
     anon_port = free_port()
-    anon = subprocess.Popen(
-        [sys.executable, str(HERE / "anonymous_amqtt.py"), str(anon_port)], start_new_session=True
-    )
+    anon = anonymous_amqtt.start(anon_port)
     stack = start_stack(work)
     try:
         wait_for(lambda: port_open(anon_port), 30, "the anonymous broker")

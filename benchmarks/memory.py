@@ -18,13 +18,14 @@ import concurrent.futures
 import os
 import signal
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
+
+import anonymous_amqtt  # benchmarks/, the script's directory
 
 from tests.stack import Stack, connect_packet, free_port, port_open, start_stack, wait_for
 
@@ -114,9 +115,7 @@ def main() -> None:
     total = WARM_UP + args.sessions
     work = Path(tempfile.mkdtemp(prefix="cb-memory-"))
     anon_port = free_port()
-    anon = subprocess.Popen(
-        [sys.executable, str(HERE / "anonymous_amqtt.py"), str(anon_port)], start_new_session=True
-    )
+    anon = anonymous_amqtt.start(anon_port)
     stack = start_stack(work)
     try:
         wait_for(lambda: port_open(anon_port), 30, "the anonymous broker")

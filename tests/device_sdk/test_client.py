@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from device_sdk import ConnectError, DeviceClient, DeviceRevoked
+from tests.device_sdk.clients import device_client
 from tests.stack import Stack, start_stack, wait_for
 
 EXPECTED_ALL = [
@@ -38,17 +39,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started.stop()
 
 
-def _client(stack: Stack, device, **kw) -> DeviceClient:  # type: ignore[no-untyped-def]
-    return DeviceClient(
-        api_url=stack.base,
-        device_id=device.id,
-        private_key=device.key,
-        mqtt_host="127.0.0.1",
-        mqtt_port=stack.mqtt_port,
-        **kw,
-    )
-
-
 def test_public_surface_is_exactly_the_intended_names() -> None:
     import device_sdk
 
@@ -73,7 +63,7 @@ def test_publish_and_subscribe(stack: Stack) -> None:
     fleet = stack.fleet()
     device = stack.device(fleet)
     received: list[bytes] = []
-    with _client(stack, device) as client:
+    with device_client(stack, device) as client:
         client.subscribe(f"devices/{device.id}/#", lambda topic, payload: received.append(payload))
         wait_for(client._connected.is_set, what="connection")
         client.publish(f"devices/{device.id}/echo", b"hello").wait_for_publish(10)
@@ -87,7 +77,9 @@ def test_refresh_reconnects_with_new_tokens_and_survives_a_reboot(
     device = stack.device(fleet)
     states: list[str] = []
     received: list[bytes] = []
-    client = _client(stack, device, state_dir=tmp_path, on_state=lambda s, d: states.append(s))
+    client = device_client(
+        stack, device, state_dir=tmp_path, on_state=lambda s, d: states.append(s)
+    )
     client.connect()
     client.subscribe(f"devices/{device.id}/#", lambda topic, payload: received.append(payload))
     # The broker cuts a session at exp + leeway (4 s): two refreshes mean the client
@@ -99,7 +91,7 @@ def test_refresh_reconnects_with_new_tokens_and_survives_a_reboot(
     assert (tmp_path / "refresh_token").stat().st_mode & 0o777 == 0o600
     client.close()
     # A reboot: a new client with the same state_dir refreshes instead of re-proving.
-    again = _client(stack, device, state_dir=tmp_path)
+    again = device_client(stack, device, state_dir=tmp_path)
     again.connect()
     again.close()
     events = stack.http.get(
@@ -113,7 +105,7 @@ def test_no_qos1_message_is_lost_across_refreshes(stack: Stack) -> None:
     device = stack.device(stack.fleet(ttl=3))
     states: list[str] = []
     received: set[int] = set()
-    client = _client(stack, device, on_state=lambda s, d: states.append(s))
+    client = device_client(stack, device, on_state=lambda s, d: states.append(s))
     client.connect()
     client.subscribe(f"devices/{device.id}/#", lambda topic, payload: received.add(int(payload)))
     sent = 0
@@ -130,7 +122,7 @@ def test_revoked_device_stops_with_a_clear_error(stack: Stack) -> None:
     device = stack.device(stack.fleet())
     device.api("POST", ":revoke")
     with pytest.raises(DeviceRevoked):
-        _client(stack, device).connect()
+        device_client(stack, device).connect()
 
 
 def test_garbage_key_is_refused_by_the_api(stack: Stack) -> None:
@@ -139,7 +131,7 @@ def test_garbage_key_is_refused_by_the_api(stack: Stack) -> None:
 
     device.key = generate_key()
     with pytest.raises((DeviceRevoked, ConnectError)):
-        _client(stack, device).connect()
+        device_client(stack, device).connect()
 
 
 def _audit(stack: Stack, device_id: str, action: str) -> list[dict]:  # type: ignore[type-arg]
@@ -153,7 +145,7 @@ def _audit(stack: Stack, device_id: str, action: str) -> list[dict]:  # type: ig
 def test_a_device_revoked_while_connected_stops_instead_of_hammering(stack: Stack) -> None:
     device = stack.device(stack.fleet())
     states: list[tuple[str, dict]] = []  # type: ignore[type-arg]
-    client = _client(stack, device, on_state=lambda s, d: states.append((s, d)))
+    client = device_client(stack, device, on_state=lambda s, d: states.append((s, d)))
     client.connect()
     device.api("POST", ":revoke")
     wait_for(lambda: client.stopped, what="the client to give up")
@@ -172,7 +164,7 @@ def test_a_broker_restart_is_survived_without_losing_queued_messages(tmp_path: P
         device = own.device(own.fleet())
         received: set[int] = set()
         states: list[str] = []
-        client = _client(own, device, on_state=lambda s, d: states.append(s))
+        client = device_client(own, device, on_state=lambda s, d: states.append(s))
         client.connect()
         client.subscribe(f"devices/{device.id}/#", lambda t, p: received.add(int(p)))
         client.publish(f"devices/{device.id}/n", b"0").wait_for_publish(10)
@@ -212,7 +204,7 @@ def test_a_device_clock_hours_off_still_gets_tokens(
     monkeypatch.setattr(device_sdk._tokens, "time", ClockWithoutRtc)
     device = stack.device(stack.fleet())
     received: list[bytes] = []
-    with _client(stack, device) as client:
+    with device_client(stack, device) as client:
         client.subscribe(f"devices/{device.id}/#", lambda t, p: received.append(p))
         client.publish(f"devices/{device.id}/x", b"on time").wait_for_publish(10)
         wait_for(lambda: received == [b"on time"], what="the echo")

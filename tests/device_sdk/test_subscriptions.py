@@ -15,7 +15,8 @@ from device_sdk import (
     SubscriptionRefused,
     generate_key,
 )
-from tests.stack import Device, Stack, start_stack, wait_for
+from tests.device_sdk.clients import device_client
+from tests.stack import Stack, start_stack, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +24,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started = start_stack(Path(tmp_path_factory.mktemp("subs")), CREDBROKER_LEEWAY="1")
     yield started
     started.stop()
-
-
-def _client(stack: Stack, device: Device, **kw) -> DeviceClient:  # type: ignore[no-untyped-def]
-    return DeviceClient(
-        api_url=stack.base,
-        device_id=device.id,
-        private_key=device.key,
-        mqtt_host="127.0.0.1",
-        mqtt_port=stack.mqtt_port,
-        **kw,
-    )
 
 
 def _assert_refused(subscription: Subscription) -> None:
@@ -46,7 +36,7 @@ def _assert_refused(subscription: Subscription) -> None:
 
 def test_an_allowed_filter_is_granted_and_one_outside_the_acl_is_refused(stack: Stack) -> None:
     device = stack.device(stack.fleet(subscribe=["devices/{device_id}/cmd/#"]))
-    with _client(stack, device) as client:
+    with device_client(stack, device) as client:
         granted = client.subscribe(f"devices/{device.id}/cmd/#", lambda t, p: None)
         assert granted.wait(10) == 1
         assert granted.granted_qos == 1 and not granted.refused and granted.done
@@ -60,7 +50,7 @@ def test_a_subscription_made_before_connecting_is_answered_once_connected(
     stack: Stack,
 ) -> None:
     device = stack.device(stack.fleet())
-    client = _client(stack, device)
+    client = device_client(stack, device)
     early = client.subscribe(f"devices/{device.id}/cmd", lambda t, p: None)
     refused = client.subscribe("elsewhere/#", lambda t, p: None)
     assert not early.done
@@ -75,7 +65,7 @@ def test_answers_stay_right_across_refresh_reconnects(stack: Stack) -> None:
     device = stack.device(stack.fleet(ttl=3))
     states: list[str] = []
     received: list[bytes] = []
-    client = _client(stack, device, on_state=lambda s, d: states.append(s))
+    client = device_client(stack, device, on_state=lambda s, d: states.append(s))
     client.connect()
     commands = client.subscribe(f"devices/{device.id}/cmd/#", lambda t, p: received.append(p))
     refused = client.subscribe("devices/other/cmd/#", lambda t, p: None)
@@ -99,7 +89,7 @@ def test_a_broker_restart_subscribes_again_with_fresh_answers(tmp_path: Path) ->
     try:
         device = own.device(own.fleet())
         received: list[bytes] = []
-        client = _client(own, device)
+        client = device_client(own, device)
         client.connect()
         commands = client.subscribe(f"devices/{device.id}/cmd", lambda t, p: received.append(p))
         refused = client.subscribe("devices/other/cmd", lambda t, p: None)
