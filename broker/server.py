@@ -1,56 +1,15 @@
 """`CredBroker`: amqtt 0.12.1 with credbroker's authentication, ACL and fixes.
 
 Authorization runs as plain calls on the hot path (`_topic_filtering`), not through
-amqtt's plugin manager, which costs a task and a gather per check. Faults of stock
-amqtt 0.12.1 fixed here and in the modules named (handler.py, the per-connection
-protocol handler; delivery.py, routing to subscribers), each with a regression test in
-tests/broker/ (test_faults.py unless the README says otherwise):
+amqtt's plugin manager, which costs a task and a gather per check. This module holds the
+connection's life (CONNECT authenticated before any session is touched, take-over,
+settling a session when its connection ends) and the cutting of sessions (expiry,
+changes of standing, ACL violations); per-connection flows are in handler.py, routing and
+offline queues in delivery.py, the CONNECT's reading in connect.py and session.py.
 
-1. CONNECT is authenticated before any session is touched, so a wrong password with
-   another device's client id changes nothing of that device's session.
-2. A refused CONNECT leaves no session behind.
-3. Messages already acknowledged (QoS 1 PUBACK) are processed before a disconnect
-   ends the session, so a publisher that leaves at once loses nothing.
-4. Retained messages reach a client only through its own subscriptions.
-5. Keep-alive is enforced at 1.5 times the client's value (MQTT 3.1.1 section 3.1.2.10).
-6. A peer that closes early, sends nothing, or speaks MQTT 5 never holds a listener
-   slot: it gets CONNACK 1 (MQTT 5) or is dropped, and the slot is released.
-7. An outgoing QoS 1 message not yet acknowledged when a connection drops stays with the
-   session and is resent on resume (stock amqtt forgot it).
-8. Delivery looks up the filters that can match a topic (`SubscriptionTable`) instead of
-   testing every filter of the broker against every message.
-9. (Ours, found by the simulator) A QoS 1 message acknowledged before a session was cut
-   for expiry, but delivered after, was dropped by the authorization check; so was a
-   message for a persistent session waiting for its device's late refresh.
-10. (Found by the simulator) A connection's message loop left its waiter on the
-    session's delivery queue when it ended; a persistent session's next connection
-    shares that queue, and the orphan took (and dropped) an acknowledged message.
-11. A protocol violation closes the connection (MQTT 3.1.1 section 4.8): a PUBLISH whose
-    topic has a wildcard, ill-formed UTF-8 or U+0000, a malformed SUBSCRIBE or
-    UNSUBSCRIBE filter, bad flags (packets.py). Stock amqtt stopped serving such a
-    connection but kept it open, acknowledging and losing every later QoS 1 message and
-    no longer enforcing keep-alive; it did the same after a PUBLISH to a `$` topic, which
-    is now refused like an ACL violation, the connection going on (delivery.py).
-12. An outgoing QoS 2 message waiting for PUBREC, or for PUBCOMP after PUBREL, stays with
-    the session and is resent on resume: PUBLISH with DUP=1, or PUBREL (handler.py).
-13. An acknowledgement (PUBACK, PUBREC, PUBCOMP) that comes after 5 s still completes its
-    flow; stock amqtt ignored it, and resent the message on resume (handler.py).
-14. Delivered QoS is the lower of the PUBLISH's and the subscription's, retained messages
-    too (MQTT-3.8.4-6); stock amqtt delivered at the subscription's (delivery.py).
-15. Messages kept for an offline persistent session go out with RETAIN=0 on resume
-    (MQTT-3.3.1-9), and at most `max_queued_messages` are kept, the oldest dropped first
-    and counted (delivery.py).
-16. A repeated SUBSCRIBE to a filter replaces its QoS (MQTT-3.8.4-3; delivery.py).
-17. (Found by the tests of 12) A connection that ended, or was taken over, while its
-    session was starting (while amqtt resent the session's unacknowledged messages) left
-    the session "connected" for good: the next CONNECT with its client id waited 5 s and
-    got no CONNACK (handler.py).
-18. A CONNECT right after a DISCONNECT with the same client id got the wrong session: a
-    clean session lingered until amqtt's once-a-second monitor removed it, so a
-    persistent CONNECT meanwhile resumed it (session present, its messages not kept), and
-    the monitor then deleted the persistent session it had become. A clean session now
-    ends with its connection, and a CONNECT waits for the previous connection's end
-    (tests/broker/test_reconnect.py).
+The faults of stock amqtt 0.12.1 fixed here and in those modules are listed, numbered,
+with their regression tests, in README.md ("amqtt 0.12.1 faults fixed in broker/"); the
+code names them by number.
 """
 
 from __future__ import annotations
@@ -240,7 +199,7 @@ class CredBroker(DeliveryBroker):
         It also waits for a previous connection that is still ending (a DISCONNECT just
         read, its session not settled yet): the new CONNECT then finds the session as that
         ending left it, a clean one gone, a persistent one with its subscriptions and queue
-        (issue 16; stock amqtt resumed whatever was there).
+        (fault 18; stock amqtt resumed whatever was there).
         """
         entry = self._sessions.get(client_id)
         ended = self._ended.get(client_id)
@@ -252,7 +211,7 @@ class CredBroker(DeliveryBroker):
                 await asyncio.wait_for(ended.wait(), 5)
 
     async def _adopt(self, session: Session) -> Session:
-        """Stock session handling, run only once the CONNECT is authenticated."""
+        """Stock session handling, run only once the CONNECT is authenticated (faults 1, 2)."""
         existing = self._sessions.get(session.client_id or "")
         if session.clean_session or existing is None:
             if existing is not None:
