@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 import anonymous_amqtt  # benchmarks/, the script's directory
 
+from tests.broker.wire import SUBSCRIBE, encode, packet
 from tests.stack import Stack, connect_packet, free_port, port_open, start_stack, wait_for
 
 HERE = Path(__file__).parent
@@ -52,9 +53,8 @@ def settled_rss(pid: int) -> int:
 
 
 def subscribe_packet(topic_filter: str) -> bytes:
-    data = topic_filter.encode()
-    body = struct.pack("!H", 1) + struct.pack("!H", len(data)) + data + b"\x01"
-    return bytes([0x82, len(body)]) + body
+    """SUBSCRIBE, packet id 1, one filter at QoS 1 (MQTT 3.1.1 section 3.8)."""
+    return packet(SUBSCRIBE, 0b0010, struct.pack("!H", 1) + encode(topic_filter) + b"\x01")
 
 
 async def open_sessions(

@@ -78,6 +78,8 @@ def _store(services: Services) -> Iterator[GrantStore]:
             yield store
         except _RefuseAfterCommit as exc:
             refusal = exc.error
+        finally:
+            store.close()
     services.bus.publish(store.changes)
     if refusal is not None:
         raise refusal

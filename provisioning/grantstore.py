@@ -115,6 +115,10 @@ class GrantStore:
         self._format = conn.dialect.paramstyle != "qmark"
         self._integrity_error: type[Exception] = conn.dialect.loaded_dbapi.IntegrityError
 
+    def close(self) -> None:
+        """Release the cursor (before the transaction ends: psycopg keeps a result)."""
+        self._cursor.close()
+
     def _run(self, sql: _Sql, params: Sequence[Any]) -> Any:
         self._cursor.execute(sql.format if self._format else sql.qmark, params)
         return self._cursor

@@ -181,7 +181,7 @@ class AsyncClient:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         code = connack_code(reason)
         self.connected = code == 0
-        self.session_present = bool(getattr(flags, "session_present", False))
+        self.session_present = bool(flags.session_present)
         self._settle(code)
 
     def _settle(self, code: int) -> None:

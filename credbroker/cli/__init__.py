@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperOption
 
+from credbroker import __version__
 from credbroker.cli import certs, keys, operator, server, simulate
 
 _display_type_rich = TyperOption.display_type_rich
@@ -30,7 +30,7 @@ app = typer.Typer(
 
 def _show_version(value: bool) -> None:
     if value:
-        typer.echo(f"credbroker {version('credbroker')}")
+        typer.echo(f"credbroker {__version__}")
         raise typer.Exit
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker.wire import PUBACK, PUBLISH, RawClient, ack, packet
+from tests.broker.wire import DISCONNECT, PUBACK, PUBLISH, RawClient, ack, packet
 from tests.stack import Client, Device, Stack, start_stack, wait_for
 
 BOUND = 3
@@ -36,7 +36,7 @@ def _gone(stack: Stack, device: Device, topic_filter: str) -> None:
     """Subscribe with a persistent session, leave, and wait until the broker knows."""
     raw = RawClient(stack, device, clean=False)
     assert raw.subscribe(topic_filter, qos=1) == [1]
-    raw.send(packet(14, 0, b""))  # DISCONNECT
+    raw.send(packet(DISCONNECT, 0, b""))
     assert raw.closed_by_server()
     raw.close()
     connected = 'credbroker_mqtt_sessions{state="connected"}'
