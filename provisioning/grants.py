@@ -9,7 +9,9 @@ Grants are registered in `GRANTS`, which the metadata document reads too.
 
 Every issuance and refusal is audited; refusals count against the client and the
 address, and past the limit the endpoint answers 429 before any crypto runs
-(`attempts`). One transaction per grant, in Core (`grantstore`): this is the hot path.
+(`attempts`). One unit of work per grant, plain SQL (`grantstore`): this is the hot path. On the
+embedded database the grants of one turn of the event loop share a transaction
+(`groupcommit`).
 """
 
 from __future__ import annotations
@@ -69,18 +71,17 @@ class _RefuseAfterCommit(Exception):
 
 @contextmanager
 def _store(services: Services) -> Iterator[GrantStore]:
-    """One transaction: committed on success and on `_RefuseAfterCommit`; the changes of
-    standing it made are announced once it has committed."""
+    """One unit of work (`groupcommit`): kept on success and on `_RefuseAfterCommit`; the
+    changes of standing it made are announced once it has committed."""
     refusal = None
-    with services.engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
-        store = GrantStore(conn)
+    with services.commits.unit() as unit:
+        store = GrantStore(unit.conn, unit.changes)
         try:
             yield store
         except _RefuseAfterCommit as exc:
             refusal = exc.error
         finally:
             store.close()
-    services.bus.publish(store.changes)
     if refusal is not None:
         raise refusal
 

@@ -108,9 +108,9 @@ class RefreshState:
 class GrantStore:
     """Statements of one grant, on the connection of its transaction."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, changes: list[Change]) -> None:
         self.conn = conn
-        self.changes: list[Change] = []  # of standing, announced after the commit
+        self.changes = changes  # of standing, announced after the commit
         self._cursor = conn.connection.cursor()
         self._format = conn.dialect.paramstyle != "qmark"
         self._integrity_error: type[Exception] = conn.dialect.loaded_dbapi.IntegrityError

@@ -46,10 +46,10 @@ def revoke_request(
         address=address,
         costly=method.costly,
     ):
-        # IMMEDIATE: an assertion's jti is written, as at the token endpoint.
-        with services.engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        # A unit of work: an assertion's jti is written, as at the token endpoint.
+        with services.commits.unit() as unit:
             authenticated = clientauth.authenticate(
-                GrantStore(conn),
+                GrantStore(unit.conn, unit.changes),
                 form,
                 authorization,
                 policy=services.revocation_assertion_policy,

@@ -17,6 +17,7 @@ from credbroker.verifier import Verifier, VerifyPolicy
 from provisioning.assertions import AssertionPolicy
 from provisioning.brokerhooks import HookAuthority
 from provisioning.db import transaction
+from provisioning.groupcommit import GroupCommit
 from provisioning.masterkey import Sealer
 from provisioning.metrics import Metrics
 from provisioning.ratelimit import FailureLimiter
@@ -41,6 +42,10 @@ class Services:
     clock: Callable[[], float] = time.time
     bus: Bus = field(default_factory=Bus)
     metrics: Metrics = field(default_factory=Metrics)
+    commits: GroupCommit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.commits = GroupCommit(self.engine, self.bus)
 
     @classmethod
     def build(
@@ -81,8 +86,25 @@ class Services:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """`db.transaction`, announcing the changes of standing it recorded once it has
-        committed (`provisioning.standing`)."""
+        committed (`provisioning.standing`). Inside a batch of grants (`groupcommit`) a
+        savepoint of the batch's transaction, announced with the batch."""
         changes: list[Change] = []
+        joined = self.commits.joined()
+        if joined is not None:
+            with Session(
+                joined,
+                join_transaction_mode="create_savepoint",
+                expire_on_commit=False,
+                info={PENDING: changes},
+            ) as session:
+                try:
+                    yield session
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+            self.commits.defer(changes)
+            return
         with transaction(self.engine) as session:
             session.info[PENDING] = changes
             yield session

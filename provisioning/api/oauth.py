@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
@@ -117,9 +118,12 @@ async def token(
     address = client_address(request)
     with _challenged(authorization, "Basic"):
         if services.local_database and "client_secret" not in form and not authorization:
-            # An embedded SQLite grant is ~1 ms of CPU with no I/O wait: a thread hop would
-            # only add to it. Secret grants (argon2, ~50 ms) and remote databases use threads.
-            issued = grants.token(services, form, authorization, address)
+            # An embedded SQLite grant is CPU with no I/O wait: a thread hop would only add
+            # to it, and grants on the loop can share a commit. Secret grants (argon2,
+            # ~50 ms) and remote databases use threads.
+            issued = await services.commits.run(
+                partial(grants.token, services, form, authorization, address)
+            )
         else:
             issued = await run_in_threadpool(grants.token, services, form, authorization, address)
     return JSONResponse(issued.response(), headers=NO_STORE)
