@@ -61,7 +61,8 @@ def create_app(
     app.state.health = {"api": True}
     install_error_handlers(app)
     app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
-    routers = (fleets, devices, oauth, meta, revocations, hooks)
+    # The hot paths first: a request is matched against the routes in this order.
+    routers = (oauth, hooks, fleets, devices, meta, revocations)
     for module in routers:
         app.include_router(module.router)
     openapi.install(app)
