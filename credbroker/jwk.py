@@ -6,6 +6,7 @@ Only the two kinds of device credential key: Ed25519 (`OKP`) and P-256 (`EC`).
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -60,6 +61,20 @@ def from_jwk(jwk: dict[str, Any]) -> PublicKey:
     except ValueError as exc:  # JWKError too: one "malformed JWK" message
         raise JWKError(f"malformed JWK: {exc}") from exc
     raise JWKError("only Ed25519 (OKP) and P-256 (EC) JWKs are accepted")
+
+
+def from_jwk_cached(jwk: dict[str, Any]) -> PublicKey:
+    """`from_jwk`, remembering the keys of recent calls: loading a P-256 point checks
+    that it is on the curve, about 10 us on every grant of a device that has one."""
+    try:
+        return _from_items(tuple(sorted(jwk.items())))
+    except TypeError:  # a member that is not a string: no key, and not hashable
+        return from_jwk(jwk)
+
+
+@lru_cache(maxsize=4096)
+def _from_items(items: tuple[tuple[str, Any], ...]) -> PublicKey:
+    return from_jwk(dict(items))
 
 
 def from_pem(pem: str) -> PublicKey:

@@ -13,6 +13,7 @@ each jti until its `exp` (item 7), so that bound is also how long a jti is kept.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from credbroker import jwk, jws
@@ -29,6 +30,7 @@ class AssertionPolicy:
     leeway: int
 
 
+@lru_cache(maxsize=32)  # asked twice a grant: by the rate limiter, by client authentication
 def claimed_device(assertion: str) -> str | None:
     """The unverified `iss`, only to pick keys and count failures per client."""
     try:
@@ -85,7 +87,7 @@ def verify_assertion(
         if alg not in jws.ALG_NAMES.get(key_alg, ()):
             continue
         try:
-            public = jwk.from_jwk(key_jwk)
+            public = jwk.from_jwk_cached(key_jwk)
             jws.verify_signature(alg, public, parsed.signing_input, parsed.signature)
         except (jws.JWSError, jwk.JWKError):
             continue

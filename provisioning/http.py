@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import time
+from functools import lru_cache
 from http import HTTPStatus
 from typing import Any
 
@@ -153,6 +155,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, unavailable)
 
 
+@lru_cache(maxsize=2)
+def _http_date(second: int) -> bytes:
+    """RFC 9110 section 5.6.7 IMF-fixdate, made once a second rather than per response."""
+    return email.utils.formatdate(second, usegmt=True).encode()
+
+
 FORM_PATHS = ("/oauth2/", "/v1/hooks/rabbitmq/")  # RFC 6749; RabbitMQ's HTTP backend
 
 
@@ -190,7 +198,7 @@ class RequestGuard:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 if not any(k.lower() == b"date" for k, _ in headers):
-                    headers.append((b"date", email.utils.formatdate(usegmt=True).encode()))
+                    headers.append((b"date", _http_date(int(time.time()))))
                 message = {**message, "headers": headers}
             await send(message)
 

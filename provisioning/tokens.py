@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +50,7 @@ def sign_access_token(
 ) -> tuple[str, str, int]:
     kid = kid_for(client.device_id, client.signing_key_version)
     key = keyring.private_key(kid, store.sealed_signing_key)
-    jti = uuid.uuid4().hex
+    jti = secrets.token_hex(16)
     exp = now + client.token_ttl
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -93,7 +93,7 @@ def issue(
         audience=audience,
     )
     if family_id is None:
-        family_id = uuid.uuid4().hex
+        family_id = secrets.token_hex(16)
         store.new_family(
             family_id=family_id,
             device_id=client.device_id,
