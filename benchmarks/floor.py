@@ -53,4 +53,83 @@ def floor_rate(bare_rps: float, costs: dict[str, float], *operations: str) -> fl
 
 
 def describe(costs: dict[str, float]) -> str:
+    """`costs` for a human: microseconds per operation."""
     return ", ".join(f"{name} {seconds * 1e6:.0f} us" for name, seconds in costs.items())
+
+
+BATCH = 16  # grants per transaction: as many as the benchmarks' concurrent connections
+
+
+def store_costs(batch: int = BATCH) -> dict[str, float]:
+    """Seconds per grant of the raw SQLite work a grant cannot avoid: its statements (the
+    same SQL as `provisioning/grantstore.py`) on the `sqlite3` module, `batch` grants per
+    transaction and commit (WAL, synchronous=NORMAL, as the API runs it), on the schema
+    of the migrations. Reading the device and its keys is included (a grant must check
+    the device's standing where every process sees it); the signing key is not (cached).
+
+    The issue's floor (bare endpoint + cryptography) leaves this out; a grant that is
+    answered only once committed cannot, so `floor_rate` reports both."""
+    import sqlite3
+    import tempfile
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    from device_sdk import generate_key, public_pem
+    from provisioning import grantstore as g
+    from provisioning.app import create_app
+    from provisioning.settings import Settings
+
+    work = Path(tempfile.mkdtemp(prefix="cb-floor-"))
+    admin = "adm_floor_" + "x" * 40
+    settings = Settings(data_dir=work, admin_key=admin)
+    with TestClient(create_app(settings)) as http:
+        headers = {"Authorization": f"Bearer {admin}"}
+        acl = {"publish": ["d/{device_id}/#"], "subscribe": ["d/{device_id}/cmd"]}
+        http.post("/v1/fleets", headers=headers, json={"name": "floor", "acl": acl})
+        device = {
+            "device_id": "floor-1",
+            "fleet": "floor",
+            "public_key": public_pem(generate_key()),
+        }
+        http.post("/v1/devices", headers=headers, json=device).raise_for_status()
+    db = sqlite3.connect(settings.effective_database_url.split("///", 1)[1], isolation_level=None)
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA foreign_keys=ON")
+    hashes: list[str] = []
+
+    def grant(i: int, now: int) -> None:
+        db.execute(g._CLIENT.qmark, ("floor-1",)).fetchone()
+        db.execute(g._KEYS.qmark, ("floor-1", now)).fetchall()
+        db.execute(g._INSERT_USED.qmark, (os.urandom(16).hex(), now + 60))
+        family, digest = os.urandom(16).hex(), os.urandom(32).hex()
+        db.execute(g._INSERT_FAMILY.qmark, (family, "floor-1", "jkt", now, now + 86400))
+        db.execute(g._INSERT_REFRESH.qmark, (digest, family, "floor-1", now, "jti", now + 600))
+        db.execute(g._INSERT_AUDIT.qmark, (now, "token.issue", "floor-1", '{"jti":"x"}'))
+        hashes.append(digest)
+
+    def refresh(i: int, now: int) -> None:
+        digest = hashes.pop()
+        state = db.execute(g._REFRESH_STATE.qmark, (digest,)).fetchone()
+        db.execute(g._MARK_USED.qmark, (now, digest))
+        db.execute(g._CLIENT.qmark, (state[0],)).fetchone()
+        new = os.urandom(32).hex()
+        db.execute(g._INSERT_REFRESH.qmark, (new, state[1], state[0], now, "jti", now + 600))
+        db.execute(g._INSERT_AUDIT.qmark, (now, "token.refresh", "floor-1", '{"jti":"x"}'))
+
+    def per_grant(work_of: Callable[[int, int], None], grants: int) -> float:
+        now, start = int(time.time()), time.perf_counter()
+        for first in range(0, grants, batch):
+            db.execute("BEGIN IMMEDIATE")
+            for i in range(first, first + batch):
+                work_of(i, now)
+            db.execute("COMMIT")
+        return (time.perf_counter() - start) / grants
+
+    grants = batch * 400
+    costs = {}
+    for _ in range(2):  # the second round, on a database that already holds some
+        costs = {"sqlite grant": per_grant(grant, grants)}
+        costs["sqlite refresh"] = per_grant(refresh, grants)
+    db.close()
+    return costs

@@ -28,7 +28,12 @@ import urllib.parse
 from pathlib import Path
 
 import httpx
-from floor import crypto_costs, describe, floor_rate  # benchmarks/, the script's directory
+from floor import (  # benchmarks/, the script's directory
+    crypto_costs,
+    describe,
+    floor_rate,
+    store_costs,
+)
 
 from device_sdk import assertion_form, generate_key, public_pem
 
@@ -221,20 +226,30 @@ def main() -> None:
             proc.wait(20)
         shutil.rmtree(work, ignore_errors=True)
     costs = crypto_costs()
+    store = store_costs(args.connections)
     bare_rps = results["bare FastAPI POST"][0]
-    floors = {
-        "bare FastAPI POST": bare_rps,
-        "private_key_jwt Ed25519": floor_rate(bare_rps, costs, "ed25519 verify", "p256 sign"),
-        "private_key_jwt ES256": floor_rate(bare_rps, costs, "p256 verify", "p256 sign"),
-        "refresh_token grant": floor_rate(bare_rps, costs, "p256 sign"),
+    operations: dict[str, tuple[str, ...]] = {
+        "bare FastAPI POST": (),
+        "private_key_jwt Ed25519": ("ed25519 verify", "p256 sign"),
+        "private_key_jwt ES256": ("p256 verify", "p256 sign"),
+        "refresh_token grant": ("p256 sign",),
     }
+    stored = {"bare FastAPI POST": (), "refresh_token grant": ("sqlite refresh",)}
     print(f"wrk -t1 -c{args.connections}, one uvicorn worker each (uvloop, httptools)")
     print(f"raw cryptography: {describe(costs)}")
-    print(f"{'':24s} {'req/s':>8s}  {'non-2xx':>7s}  {'vs bare':>7s}  {'floor/s':>7s}  vs floor")
+    print(f"raw SQLite statements and commit, {args.connections} a transaction: {describe(store)}")
+    print("floor: bare + cryptography (the issue's); + db: and the raw SQLite work")
+    print(
+        f"{'':24s} {'req/s':>7s} {'non-2xx':>7s} {'vs bare':>7s} {'floor/s':>7s} {'vs floor':>8s}"
+        f" {'+db /s':>7s} {'vs +db':>6s}"
+    )
     for name, (rps, errors) in results.items():
+        floor = floor_rate(bare_rps, costs, *operations[name])
+        db = stored.get(name, ("sqlite grant",))
+        with_db = floor_rate(bare_rps, {**costs, **store}, *operations[name], *db)
         print(
-            f"{name:24s} {rps:8,.0f}  {errors:7d}  {rps / bare_rps:6.2f}x  "
-            f"{floors[name]:7,.0f}  {rps / floors[name]:.2f}x"
+            f"{name:24s} {rps:7,.0f} {errors:7d} {rps / bare_rps:6.2f}x {floor:7,.0f}"
+            f" {rps / floor:7.2f}x {with_db:7,.0f} {rps / with_db:5.2f}x"
         )
 
 
