@@ -11,13 +11,22 @@ reads: FastAPI no longer sees them in the signature).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
+M = TypeVar("M", bound=BaseModel)
+
+
+class MalformedForm(ValueError):
+    pass
 
 
 class DirectRoute(APIRoute):
@@ -35,3 +44,50 @@ def header(name: str, description: str) -> dict[str, Any]:
         "description": description,
         "schema": {"type": "string"},
     }
+
+
+async def read_form(request: Request, max_fields: int) -> dict[str, str]:
+    """A form body, each field once, decoded as Starlette's form parser does (latin-1
+    bytes, then `%`-escapes as UTF-8) at a fifth of its cost."""
+    body = await request.body()
+    try:
+        pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True, max_num_fields=max_fields)
+    except ValueError as exc:
+        raise MalformedForm(f"a form has at most {max_fields} parameters") from exc
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if name in fields:
+            raise MalformedForm(f"parameter {name!r} must be sent once")
+        fields[name] = value
+    return fields
+
+
+async def read_body(request: Request, model: type[M], *, form: bool = False) -> M:
+    """The body (JSON, or a form) as `model`; a body that does not fit is the 422 that
+    FastAPI gives a route that declares `model`. JSON is decoded as FastAPI does, by the
+    standard library, which keeps a lone surrogate escape (`"\\ud800"`) as text where
+    pydantic's own parser refuses it: a client id no device has, answered `deny`, not
+    a 422 that some brokers read as "no opinion"."""
+    try:
+        if form:
+            return model.model_validate(await read_form(request, max_fields=64))
+        body = await request.body()
+        try:
+            decoded = json.loads(body)
+        except ValueError as exc:
+            where = exc.pos if isinstance(exc, json.JSONDecodeError) else 0
+            error = {"loc": ("body", where), "msg": "JSON decode error"}
+            raise RequestValidationError([{**error, "type": "json_invalid"}]) from exc
+        return model.model_validate(decoded)
+    except MalformedForm as exc:
+        raise RequestValidationError([{"loc": ("body",), "msg": str(exc), "type": "form"}]) from exc
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from exc
+
+
+def body_schema(model: type[BaseModel], *, form: bool = False) -> dict[str, Any]:
+    """`openapi_extra` describing a flat `model` as the request body."""
+    media = "application/x-www-form-urlencoded" if form else "application/json"
+    schema = model.model_json_schema(by_alias=True)
+    return {"requestBody": {"required": True, "content": {media: {"schema": schema}}}}

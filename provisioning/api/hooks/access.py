@@ -4,14 +4,16 @@ authority that decides."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
 from provisioning import clientauth
 from provisioning.api.deps import ServicesDep, checked_first, client_address, get_services
+from provisioning.api.direct import DirectRoute, body_schema, read_body
 from provisioning.brokerhooks import HookAuthority
 from provisioning.errors import InvalidClient
 from provisioning.services import Services
@@ -77,3 +79,35 @@ Authority = Annotated[HookAuthority, Depends(_authority)]
 
 class Loose(BaseModel):
     model_config = ConfigDict(extra="ignore")  # brokers send more than we read
+
+
+B = TypeVar("B", bound=Loose)
+Check = Callable[[B, HookAuthority], Response]
+
+
+def per_message(
+    router: APIRouter, path: str, model: type[B], *, form: bool = False
+) -> Callable[[Check[B]], Check[B]]:
+    """Register `check(body, authority)` as the hook a broker calls for every publish or
+    delivery: a direct route (`provisioning.api.direct`), its key checked and its body
+    read into `model` here, for what FastAPI's dependencies and body parsing cost was
+    four fifths of such a request."""
+
+    def register(check: Check[B]) -> Check[B]:
+        async def endpoint(request: Request) -> Response:
+            services: Services = request.app.state.services
+            await hook_key(services, request, request.headers.get("authorization"))
+            return check(await read_body(request, model, form=form), services.hooks)
+
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            route_class_override=DirectRoute,
+            name=check.__name__,
+            description=check.__doc__ or "",
+            openapi_extra=body_schema(model, form=form),
+        )
+        return check
+
+    return register

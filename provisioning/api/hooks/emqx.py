@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from credbroker.decision import Grant
-from provisioning.api.hooks.access import Authority, Loose
+from provisioning.api.hooks.access import Authority, Loose, per_message
+from provisioning.brokerhooks import HookAuthority
 
 router = APIRouter(prefix="/emqx")
 
@@ -49,12 +51,12 @@ def emqx_authn(body: EmqxAuthn, hooks: Authority) -> dict[str, Any]:
     }
 
 
-@router.post("/authz")
-async def emqx_authz(body: EmqxAuthz, hooks: Authority) -> dict[str, str]:
+@per_message(router, "/authz", EmqxAuthz)
+def emqx_authz(body: EmqxAuthz, hooks: HookAuthority) -> JSONResponse:
     if body.action == "publish":
         allowed = hooks.may_publish(body.clientid, body.topic, body.username)
     elif body.action == "subscribe":
         allowed = hooks.may_subscribe(body.clientid, body.topic, body.username)
     else:
         allowed = False
-    return {"result": "allow" if allowed else "deny"}
+    return JSONResponse({"result": "allow" if allowed else "deny"})

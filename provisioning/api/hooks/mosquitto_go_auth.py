@@ -8,7 +8,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from credbroker.decision import Grant
-from provisioning.api.hooks.access import Authority, Loose
+from provisioning.api.hooks.access import Authority, Loose, per_message
+from provisioning.brokerhooks import HookAuthority
 
 
 class GoAuthAnswer(BaseModel):
@@ -63,8 +64,8 @@ async def go_auth_superuser() -> JSONResponse:
     return _go_auth(False, "devices are never superusers")
 
 
-@router.post("/acl")
-async def go_auth_acl(body: GoAuthAcl, hooks: Authority) -> JSONResponse:
+@per_message(router, "/acl", GoAuthAcl)
+def go_auth_acl(body: GoAuthAcl, hooks: HookAuthority) -> JSONResponse:
     """acc: 1 read (a delivery to this client), 2 write, 3 both, 4 subscribe."""
     checks = []
     if body.acc & (ACC_READ | ACC_SUBSCRIBE):

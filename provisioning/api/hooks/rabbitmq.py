@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form
 from fastapi.responses import PlainTextResponse
+from pydantic import Field
 
 from credbroker.decision import Grant
-from provisioning.api.hooks.access import Authority
-from provisioning.brokerhooks import routing_key_to_topic
+from provisioning.api.hooks.access import Authority, Loose, per_message
+from provisioning.brokerhooks import HookAuthority, routing_key_to_topic
 
 router = APIRouter(prefix="/rabbitmq", default_response_class=PlainTextResponse)
 
@@ -56,18 +57,19 @@ async def rabbitmq_resource(
     return _rabbit(exchange or own_queue)
 
 
-@router.post("/topic")
-async def rabbitmq_topic(
-    hooks: Authority,
-    username: Text,
-    permission: Text,
-    routing_key: Text,
-    client_id: Annotated[str, Form(alias="variable_map.client_id")] = "",
-) -> PlainTextResponse:
+class RabbitTopic(Loose):
+    username: str
+    permission: str
+    routing_key: str
+    client_id: str = Field("", alias="variable_map.client_id")
+
+
+@per_message(router, "/topic", RabbitTopic, form=True)
+def rabbitmq_topic(body: RabbitTopic, hooks: HookAuthority) -> PlainTextResponse:
     """`write` is a publish to a topic, `read` a subscription to a filter."""
-    topic = routing_key_to_topic(routing_key)
-    if permission == "write":
-        return _rabbit(hooks.may_publish(client_id, topic, username))
-    if permission == "read":
-        return _rabbit(hooks.may_subscribe(client_id, topic, username))
+    topic = routing_key_to_topic(body.routing_key)
+    if body.permission == "write":
+        return _rabbit(hooks.may_publish(body.client_id, topic, body.username))
+    if body.permission == "read":
+        return _rabbit(hooks.may_subscribe(body.client_id, topic, body.username))
     return _rabbit(False)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from credbroker.decision import Grant
-from provisioning.api.hooks.access import Authority, Loose
+from provisioning.api.hooks.access import Authority, Loose, per_message
+from provisioning.brokerhooks import HookAuthority
 
 router = APIRouter(prefix="/vernemq")
 
@@ -50,10 +52,10 @@ def vernemq_register(body: VerneRegister, hooks: Authority) -> dict[str, Any]:
     return {"result": "ok"} if isinstance(decision, Grant) else NOT_ALLOWED
 
 
-@router.post("/auth_on_publish")
-async def vernemq_publish(body: VernePublish, hooks: Authority) -> dict[str, Any]:
+@per_message(router, "/auth_on_publish", VernePublish)
+def vernemq_publish(body: VernePublish, hooks: HookAuthority) -> JSONResponse:
     allowed = hooks.may_publish(body.client_id, body.topic, body.username)
-    return {"result": "ok"} if allowed else NOT_ALLOWED
+    return JSONResponse({"result": "ok"} if allowed else NOT_ALLOWED)
 
 
 @router.post("/auth_on_subscribe")
