@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from credbroker import __version__
 from credbroker.verifier import StoreUnavailable
 from provisioning import masterkey, openapi
-from provisioning.api import devices, fleets, hooks, meta, oauth, revocations
+from provisioning.api import devices, direct, fleets, hooks, meta, oauth, revocations
 from provisioning.db import create_db_engine, migrate, transaction
 from provisioning.grantstore import prune_used_assertions
 from provisioning.http import RequestGuard, install_error_handlers
@@ -61,11 +61,11 @@ def create_app(
     app.state.health = {"api": True}
     install_error_handlers(app)
     app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
-    # The hot paths first: a request is matched against the routes in this order.
     routers = (oauth, hooks, fleets, devices, meta, revocations)
     for module in routers:
         app.include_router(module.router)
     openapi.install(app)
+    direct.install(app)  # the hot paths, matched before the routers
     return app
 
 

@@ -16,10 +16,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ValidationError
+from starlette.routing import BaseRoute, Match, request_response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 M = TypeVar("M", bound=BaseModel)
@@ -33,6 +35,37 @@ class DirectRoute(APIRoute):
     def get_route_handler(self) -> Endpoint:
         endpoint: Endpoint = self.endpoint
         return endpoint
+
+
+class DirectPaths(BaseRoute):
+    """The direct routes by method and exact path, matched with one dictionary lookup
+    ahead of the application's routers (`install`). FastAPI matches included routers
+    route by route, 5 to 20 us a request here, a sixth of a cached hook check. Other
+    methods on these paths go on to the routers (a 405 with `Allow`)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self._found: dict[tuple[str, str], tuple[DirectRoute, ASGIApp]] = {}
+        for context in iter_route_contexts(app.routes):
+            route = context.original_route
+            if isinstance(route, DirectRoute) and context.path:
+                for method in route.methods or ():
+                    self._found[method, context.path] = (route, request_response(route.endpoint))
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http":
+            found = self._found.get((scope["method"], scope["path"]))
+            if found is not None:
+                route, app = found
+                return Match.FULL, {"endpoint": route.endpoint, "route": route, "direct": app}
+        return Match.NONE, {}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await scope["direct"](scope, receive, send)
+
+
+def install(app: FastAPI) -> None:
+    """Match the direct routes first; after every router is included."""
+    app.router.routes.insert(0, DirectPaths(app))
 
 
 def header(name: str, description: str) -> dict[str, Any]:
