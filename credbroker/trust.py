@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Engine, bindparam, text
+from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from credbroker.claims import parse_kid
@@ -72,8 +73,12 @@ class CachedTrustStore:
         *,
         device_ttl: float = STANDING_TTL,
         deny_list_in_memory: bool = True,
+        connect: Callable[[], AbstractContextManager[Connection]] | None = None,
     ) -> None:
         self._engine = engine
+        # Where the reads of a verification go (the API hands in its batch's connection
+        # while a batch of grants holds the only one, `provisioning.groupcommit`).
+        self._connect = connect or engine.connect
         self._clock = clock
         self._device_ttl = device_ttl
         self._deny_list_in_memory = deny_list_in_memory
@@ -195,7 +200,7 @@ class CachedTrustStore:
 
     def _query(self, statement: object, **params: object) -> tuple[Any, ...] | None:
         try:
-            with self._engine.connect() as conn:
+            with self._connect() as conn:
                 row = conn.execute(statement, params).first()  # type: ignore[call-overload]
         except SQLAlchemyError as exc:
             raise StoreUnavailable(str(exc)) from exc

@@ -10,9 +10,11 @@ with it and none is answered with tokens. The changes of standing the batch made
 announced once, after its commit.
 
 The batch runs inside one callback, so nothing else on the loop can want the
-connection it holds (SQLite has one, and waiting for it on the loop would never end).
-Outside a batch, and in threads (remote databases, client secrets), `unit` is a
-transaction of its own.
+connection it holds (SQLite has one, and waiting for it on the loop would never end);
+what runs in the batch reaches the database only through this module: `unit` for the
+grant's statements, `session` for the ORM, `connection` for reads. Outside a batch, and
+in threads (remote databases, client secrets), each is a transaction (or connection)
+of its own.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlmodel import Session
 
 from credbroker.trust import Change
-from provisioning.standing import Bus
+from provisioning.db import transaction
+from provisioning.standing import PENDING, Bus
 
 T = TypeVar("T")
 
@@ -52,6 +56,7 @@ _current: ContextVar[_Batch | None] = ContextVar("credbroker_batch", default=Non
 
 class GroupCommit:
     def __init__(self, engine: Engine, bus: Bus) -> None:
+        self._reads = engine
         self._engine = engine.execution_options(sqlite_begin="IMMEDIATE")
         self._bus = bus
         self._queued: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
@@ -93,17 +98,42 @@ class GroupCommit:
         finally:
             cursor.close()
 
-    def joined(self) -> Connection | None:
-        """The running batch's connection, for an ORM session to join by savepoint."""
-        batch = _current.get()
-        return None if batch is None else batch.conn
-
-    def defer(self, changes: list[Change]) -> None:
-        """Announce `changes` when the running batch has committed."""
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """An ORM session in a savepoint of the running batch, or in a transaction of
+        its own (`db.transaction`); the changes of standing it records are announced
+        once what holds them has committed (`provisioning.standing`)."""
+        changes: list[Change] = []
         batch = _current.get()
         if batch is None:
-            raise RuntimeError("no batch is running")
+            with transaction(self._reads) as session:
+                session.info[PENDING] = changes
+                yield session
+            self._bus.publish(changes)
+            return
+        with Session(
+            batch.conn,
+            join_transaction_mode="create_savepoint",
+            expire_on_commit=False,
+            info={PENDING: changes},
+        ) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
         batch.changes.extend(changes)
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """For reads: the running batch's connection, else one of the engine's."""
+        batch = _current.get()
+        if batch is not None:
+            yield batch.conn
+            return
+        with self._reads.connect() as conn:
+            yield conn
 
     def _run_batch(self) -> None:
         queued, self._queued = self._queued, []

@@ -4,26 +4,25 @@ bus that tells this process's caches of every committed change of standing."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from credbroker.decision import Authenticator
-from credbroker.trust import CachedTrustStore, Change
+from credbroker.trust import CachedTrustStore
 from credbroker.verifier import Verifier, VerifyPolicy
 from provisioning.assertions import AssertionPolicy
 from provisioning.brokerhooks import HookAuthority
-from provisioning.db import transaction
 from provisioning.groupcommit import GroupCommit
 from provisioning.masterkey import Sealer
 from provisioning.metrics import Metrics
 from provisioning.ratelimit import FailureLimiter
 from provisioning.settings import Settings
 from provisioning.signing import Keyring
-from provisioning.standing import PENDING, Bus
+from provisioning.standing import Bus
 from provisioning.store.hookgrants import DatabaseGrants
 
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
@@ -39,13 +38,10 @@ class Services:
     verifier: Verifier
     trust: CachedTrustStore
     hooks: HookAuthority
+    bus: Bus  # tells this process's caches of every committed change of standing
+    commits: GroupCommit  # every transaction of the token endpoint and the hooks
     clock: Callable[[], float] = time.time
-    bus: Bus = field(default_factory=Bus)
     metrics: Metrics = field(default_factory=Metrics)
-    commits: GroupCommit = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.commits = GroupCommit(self.engine, self.bus)
 
     @classmethod
     def build(
@@ -55,8 +51,12 @@ class Services:
         master_key: bytes,
         clock: Callable[[], float] = time.time,
     ) -> Services:
+        bus = Bus()
+        commits = GroupCommit(engine, bus)
         # Fresh device state and deny list: introspection must see a revocation at once.
-        trust = CachedTrustStore(engine, clock, device_ttl=0, deny_list_in_memory=False)
+        trust = CachedTrustStore(
+            engine, clock, device_ttl=0, deny_list_in_memory=False, connect=commits.connection
+        )
         policy = VerifyPolicy(
             issuer=settings.effective_issuer, audience=settings.audience, leeway=settings.leeway
         )
@@ -73,8 +73,12 @@ class Services:
             verifier=verifier,
             trust=trust,
             hooks=HookAuthority(
-                Authenticator(verifier, settings.leeway), DatabaseGrants(engine, clock), clock
+                Authenticator(verifier, settings.leeway),
+                DatabaseGrants(commits.session, clock),
+                clock,
             ),
+            bus=bus,
+            commits=commits,
             clock=clock,
         )
         # The trust store first: the others check standing through it.
@@ -83,32 +87,11 @@ class Services:
         services.bus.subscribe(services.keyring.changed)
         return services
 
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """`db.transaction`, announcing the changes of standing it recorded once it has
-        committed (`provisioning.standing`). Inside a batch of grants (`groupcommit`) a
-        savepoint of the batch's transaction, announced with the batch."""
-        changes: list[Change] = []
-        joined = self.commits.joined()
-        if joined is not None:
-            with Session(
-                joined,
-                join_transaction_mode="create_savepoint",
-                expire_on_commit=False,
-                info={PENDING: changes},
-            ) as session:
-                try:
-                    yield session
-                    session.commit()
-                except BaseException:
-                    session.rollback()
-                    raise
-            self.commits.defer(changes)
-            return
-        with transaction(self.engine) as session:
-            session.info[PENDING] = changes
-            yield session
-        self.bus.publish(changes)
+    def transaction(self) -> AbstractContextManager[Session]:
+        """One session, one transaction (or a savepoint of the running batch of grants,
+        `groupcommit`), announcing the changes of standing it recorded once they have
+        committed (`provisioning.standing`)."""
+        return self.commits.session()
 
     def now(self) -> int:
         return int(self.clock())

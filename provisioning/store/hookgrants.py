@@ -7,20 +7,22 @@ using it (`HookAuthority`), so a row left behind by a race cannot outlive a revo
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from credbroker.decision import Grant
-from provisioning.db import transaction
 from provisioning.models import HookGrant
 from provisioning.models.bounds import storable
 
 
 class DatabaseGrants:
-    def __init__(self, engine: Engine, clock: Callable[[], float]) -> None:
-        self.engine, self.clock = engine, clock
+    def __init__(
+        self, transaction: Callable[[], AbstractContextManager[Session]], clock: Callable[[], float]
+    ) -> None:
+        self.transaction, self.clock = transaction, clock  # `GroupCommit.session`
 
     def save(self, client_id: str, grant: Grant) -> None:
         row = HookGrant(
@@ -34,7 +36,7 @@ class DatabaseGrants:
             sub=list(grant.sub),
         )
         try:
-            with transaction(self.engine) as session:
+            with self.transaction() as session:
                 session.merge(row)
         except IntegrityError:
             pass  # another process saved this client id's grant at the same moment
@@ -42,7 +44,7 @@ class DatabaseGrants:
     def load(self, client_id: str) -> Grant | None:
         if not storable(client_id):
             return None  # never saved: a grant's client id is its device id
-        with transaction(self.engine) as session:
+        with self.transaction() as session:
             row = session.get(HookGrant, client_id)
         if row is None or row.exp <= self.clock():
             return None

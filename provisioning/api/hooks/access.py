@@ -4,13 +4,15 @@ authority that decides."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 
+from credbroker.decision import Grant, Refusal
 from provisioning import clientauth
 from provisioning.api.deps import ServicesDep, checked_first, client_address, get_services
 from provisioning.api.direct import DirectRoute, body_schema, read_body
@@ -72,9 +74,26 @@ async def _authority(services: ServicesDep, _: Annotated[None, Depends(hook_key)
 
 
 Authority = Annotated[HookAuthority, Depends(_authority)]
-# CONNECT hooks verify a token and save the grant (database work): plain `def`, on the
-# thread pool. Publish and subscribe hooks are dictionary lookups: `async def`, on the
-# loop (a cache miss reads one row, rare: once per client id and process).
+Connect = Callable[..., Awaitable[Grant | Refusal]]
+
+
+async def _connector(authority: Authority, services: ServicesDep) -> Connect:
+    """`HookAuthority.connect`, run where the database wants it: on the embedded database
+    on the loop in a batch of grants (`groupcommit`: it verifies, then saves the grant
+    the other API processes share), elsewhere on the thread pool."""
+
+    async def connect(**login: Any) -> Grant | Refusal:
+        work = partial(authority.connect, **login)
+        if services.local_database:
+            return await services.commits.run(work)
+        return await run_in_threadpool(work)
+
+    return connect
+
+
+Connector = Annotated[Connect, Depends(_connector)]
+# Publish and subscribe hooks are dictionary lookups, on the loop (a cache miss reads
+# one row, rare: once per client id and process).
 
 
 class Loose(BaseModel):

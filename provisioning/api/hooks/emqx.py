@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from credbroker.decision import Grant
-from provisioning.api.hooks.access import Authority, Loose, per_message
+from provisioning.api.hooks.access import Connector, Loose, per_message
 from provisioning.brokerhooks import HookAuthority
 
 router = APIRouter(prefix="/emqx")
@@ -29,10 +29,10 @@ class EmqxAuthz(Loose):
 
 
 @router.post("/authn")
-def emqx_authn(body: EmqxAuthn, hooks: Authority) -> dict[str, Any]:
+async def emqx_authn(body: EmqxAuthn, connect: Connector) -> dict[str, Any]:
     """The answer carries `expire_at` and the device's ACL (EMQX 5.8+), so EMQX need not
     ask again per publish; the final rule denies everything else."""
-    decision = hooks.connect(
+    decision = await connect(
         client_id=body.clientid,
         username=body.username,
         password=body.password,

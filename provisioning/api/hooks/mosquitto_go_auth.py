@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from credbroker.decision import Grant
-from provisioning.api.hooks.access import Authority, Loose, per_message
+from provisioning.api.hooks.access import Connector, Loose, per_message
 from provisioning.brokerhooks import HookAuthority
 
 
@@ -51,9 +51,9 @@ def _go_auth(ok: bool, error: str = "") -> JSONResponse:
 
 
 @router.post("/user")
-def go_auth_user(body: GoAuthUser, hooks: Authority) -> JSONResponse:
+async def go_auth_user(body: GoAuthUser, connect: Connector) -> JSONResponse:
     """mosquitto-go-auth reports no client address: penalties are per client id only."""
-    decision = hooks.connect(
+    decision = await connect(
         client_id=body.clientid, username=body.username, password=body.password, address=None
     )
     return _go_auth(isinstance(decision, Grant), "" if isinstance(decision, Grant) else "refused")

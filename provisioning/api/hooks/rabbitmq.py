@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import Field
 
 from credbroker.decision import Grant
-from provisioning.api.hooks.access import Authority, Loose, per_message
+from provisioning.api.hooks.access import Authority, Connector, Loose, per_message
 from provisioning.brokerhooks import HookAuthority, routing_key_to_topic
 
 router = APIRouter(prefix="/rabbitmq", default_response_class=PlainTextResponse)
@@ -22,12 +22,12 @@ def _rabbit(allowed: object) -> PlainTextResponse:
 
 
 @router.post("/user")
-def rabbitmq_user(
-    hooks: Authority, username: Text, password: Text, client_id: Text = "", ip: Text = ""
+async def rabbitmq_user(
+    connect: Connector, username: Text, password: Text, client_id: Text = "", ip: Text = ""
 ) -> PlainTextResponse:
     """Called on CONNECT with the MQTT client id (AMQP clients, which have none, are
     refused: device credentials are for MQTT)."""
-    decision = hooks.connect(
+    decision = await connect(
         client_id=client_id, username=username, password=password, address=ip or None
     )
     return _rabbit(isinstance(decision, Grant))

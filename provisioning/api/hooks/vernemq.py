@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from credbroker.decision import Grant
-from provisioning.api.hooks.access import Authority, Loose, per_message
+from provisioning.api.hooks.access import Authority, Connector, Loose, per_message
 from provisioning.brokerhooks import HookAuthority
 
 router = APIRouter(prefix="/vernemq")
@@ -42,8 +42,8 @@ class VerneSubscribe(Loose):
 
 
 @router.post("/auth_on_register")
-def vernemq_register(body: VerneRegister, hooks: Authority) -> dict[str, Any]:
-    decision = hooks.connect(
+async def vernemq_register(body: VerneRegister, connect: Connector) -> dict[str, Any]:
+    decision = await connect(
         client_id=body.client_id,
         username=body.username or "",
         password=body.password or "",
