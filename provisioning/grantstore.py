@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete
 
+from credbroker.decision import Grant
 from credbroker.trust import Change
 from provisioning.models import UsedAssertion
 
@@ -26,7 +27,7 @@ _used = UsedAssertion.__table__  # type: ignore[attr-defined]
 _PRUNE_USED = delete(_used).where(_used.c.expires_at < bindparam("now"))
 
 
-class _Sql:
+class Sql:
     """One statement, with the parameter markers of both families of drivers."""
 
     __slots__ = ("format", "qmark")
@@ -36,32 +37,39 @@ class _Sql:
         self.format = self.qmark.replace("?", "%s")
 
 
-_CLIENT = _Sql("""
+_CLIENT = Sql("""
     SELECT d.device_id, d.status, d.auth_method, d.client_secret_hash,
            d.signing_key_version, d.acl_publish, d.acl_subscribe,
            f.name, f.acl_publish, f.acl_subscribe, f.token_ttl, f.allow_client_secret
     FROM devices AS d JOIN fleets AS f ON f.name = d.fleet
     WHERE d.device_id = ?""")
-_KEYS = _Sql("""
+_KEYS = Sql("""
     SELECT kid, alg, jwk FROM credential_keys
     WHERE device_id = ? AND (expires_at IS NULL OR expires_at > ?)""")
-_SEALED = _Sql("SELECT private_enc FROM signing_keys WHERE kid = ?")
-_REFRESH_STATE = _Sql("""
+_SEALED = Sql("SELECT private_enc FROM signing_keys WHERE kid = ?")
+_REFRESH_STATE = Sql("""
     SELECT r.device_id, r.family_id, f.jkt, r.used_at, f.expires_at, f.revoked_at
     FROM refresh_tokens AS r JOIN refresh_families AS f ON f.id = r.family_id
     WHERE r.token_hash = ?""")
-_MARK_USED = _Sql("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL")
-_INSERT_USED = _Sql("INSERT INTO used_assertions (key, expires_at) VALUES (?, ?)")
-_INSERT_FAMILY = _Sql("""
+_MARK_USED = Sql("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL")
+_INSERT_USED = Sql("INSERT INTO used_assertions (key, expires_at) VALUES (?, ?)")
+_INSERT_FAMILY = Sql("""
     INSERT INTO refresh_families (id, device_id, jkt, created_at, expires_at, revoked_at)
     VALUES (?, ?, ?, ?, ?, NULL)""")
-_INSERT_REFRESH = _Sql("""
+_INSERT_REFRESH = Sql("""
     INSERT INTO refresh_tokens
         (token_hash, family_id, device_id, created_at, used_at, access_jti, access_exp)
     VALUES (?, ?, ?, ?, NULL, ?, ?)""")
-_INSERT_AUDIT = _Sql("""
+_INSERT_AUDIT = Sql("""
     INSERT INTO audit_events (at, action, outcome, device_id, actor, detail)
     VALUES (?, ?, 'ok', ?, NULL, ?)""")
+
+_UPSERT_HOOK_GRANT = Sql("""
+    INSERT INTO hook_grants (client_id, device_id, jti, kid, iat, exp, pub, sub)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (client_id) DO UPDATE SET
+        device_id = excluded.device_id, jti = excluded.jti, kid = excluded.kid,
+        iat = excluded.iat, exp = excluded.exp, pub = excluded.pub, sub = excluded.sub""")
 
 
 def _json(value: Any) -> Any:
@@ -115,11 +123,18 @@ class GrantStore:
         self._format = conn.dialect.paramstyle != "qmark"
         self._integrity_error: type[Exception] = conn.dialect.loaded_dbapi.IntegrityError
 
+    def save_hook_grant(self, client_id: str, grant: Grant) -> None:
+        """The grant of a hook-accepted CONNECT, for every API process (one row per
+        client id: its latest)."""
+        pub, sub = orjson.dumps(list(grant.pub)).decode(), orjson.dumps(list(grant.sub)).decode()
+        row = (client_id, grant.device_id, grant.jti, grant.kid, grant.iat, grant.exp, pub, sub)
+        self._run(_UPSERT_HOOK_GRANT, row)
+
     def close(self) -> None:
         """Release the cursor (before the transaction ends: psycopg keeps a result)."""
         self._cursor.close()
 
-    def _run(self, sql: _Sql, params: Sequence[Any]) -> Any:
+    def _run(self, sql: Sql, params: Sequence[Any]) -> Any:
         self._cursor.execute(sql.format if self._format else sql.qmark, params)
         return self._cursor
 

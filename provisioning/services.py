@@ -74,7 +74,7 @@ class Services:
             trust=trust,
             hooks=HookAuthority(
                 Authenticator(verifier, settings.leeway),
-                DatabaseGrants(commits.session, clock),
+                DatabaseGrants(commits, clock),
                 clock,
             ),
             bus=bus,

@@ -7,44 +7,38 @@ using it (`HookAuthority`), so a row left behind by a race cannot outlive a revo
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from credbroker.decision import Grant
+from provisioning.grantstore import GrantStore
 from provisioning.models import HookGrant
 from provisioning.models.bounds import storable
 
+if TYPE_CHECKING:  # groupcommit -> standing -> this module (for `forget`)
+    from provisioning.groupcommit import GroupCommit
+
 
 class DatabaseGrants:
-    def __init__(
-        self, transaction: Callable[[], AbstractContextManager[Session]], clock: Callable[[], float]
-    ) -> None:
-        self.transaction, self.clock = transaction, clock  # `GroupCommit.session`
+    def __init__(self, commits: GroupCommit, clock: Callable[[], float]) -> None:
+        self.commits, self.clock = commits, clock
 
     def save(self, client_id: str, grant: Grant) -> None:
-        row = HookGrant(
-            client_id=client_id,
-            device_id=grant.device_id,
-            jti=grant.jti,
-            kid=grant.kid,
-            iat=grant.iat,
-            exp=grant.exp,
-            pub=list(grant.pub),
-            sub=list(grant.sub),
-        )
-        try:
-            with self.transaction() as session:
-                session.merge(row)
-        except IntegrityError:
-            pass  # another process saved this client id's grant at the same moment
+        """An upsert in plain SQL (`grantstore`): on every uncached hook CONNECT, where
+        the ORM's merge (a read, then an insert or update) was half of the request."""
+        with self.commits.unit() as unit:
+            store = GrantStore(unit.conn, unit.changes)
+            try:
+                store.save_hook_grant(client_id, grant)
+            finally:
+                store.close()
 
     def load(self, client_id: str) -> Grant | None:
         if not storable(client_id):
             return None  # never saved: a grant's client id is its device id
-        with self.transaction() as session:
+        with self.commits.session() as session:
             row = session.get(HookGrant, client_id)
         if row is None or row.exp <= self.clock():
             return None
