@@ -101,15 +101,11 @@ async def token(request: Request) -> Response:
     form = await _read_form(request)
     address = client_address(request)
     with _challenged(authorization, "Basic"):
-        if services.local_database and "client_secret" not in form and not authorization:
-            # An embedded SQLite grant is CPU with no I/O wait: a thread hop would only add
-            # to it, and grants on the loop can share a commit. Secret grants (argon2,
-            # ~50 ms) and remote databases use threads.
-            issued = await services.commits.run(
-                partial(grants.token, services, form, authorization, address)
-            )
+        work = partial(grants.token, services, form, authorization, address)
+        if "client_secret" in form or authorization:  # argon2, ~50 ms: a thread
+            issued = await run_in_threadpool(work)
         else:
-            issued = await run_in_threadpool(grants.token, services, form, authorization, address)
+            issued = await services.grant(work)
     return JSONResponse(issued.response(), headers=NO_STORE)
 
 

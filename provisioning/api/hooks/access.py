@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -74,26 +74,14 @@ async def _authority(services: ServicesDep, _: Annotated[None, Depends(hook_key)
 
 
 Authority = Annotated[HookAuthority, Depends(_authority)]
-Connect = Callable[..., Awaitable[Grant | Refusal]]
 
 
-async def _connector(authority: Authority, services: ServicesDep) -> Connect:
-    """`HookAuthority.connect`, run where the database wants it: on the embedded database
-    on the loop in a batch of grants (`groupcommit`: it verifies, then saves the grant
-    the other API processes share), elsewhere on the thread pool."""
-
-    async def connect(**login: Any) -> Grant | Refusal:
-        work = partial(authority.connect, **login)
-        if services.local_database:
-            return await services.commits.run(work)
-        return await run_in_threadpool(work)
-
-    return connect
-
-
-Connector = Annotated[Connect, Depends(_connector)]
-# Publish and subscribe hooks are dictionary lookups, on the loop (a cache miss reads
-# one row, rare: once per client id and process).
+async def connect(
+    services: Services, *, client_id: str, username: str, password: str, address: str | None
+) -> Grant | Refusal:
+    """Decide a CONNECT (`HookAuthority.connect`) where the database wants it."""
+    login = {"client_id": client_id, "username": username, "password": password}
+    return await services.grant(partial(services.hooks.connect, **login, address=address))
 
 
 class Loose(BaseModel):
@@ -101,22 +89,23 @@ class Loose(BaseModel):
 
 
 B = TypeVar("B", bound=Loose)
-Check = Callable[[B, HookAuthority], Response]
+Check = Callable[[B, Services], Awaitable[Response]]
 
 
-def per_message(
+def hook(
     router: APIRouter, path: str, model: type[B], *, form: bool = False
 ) -> Callable[[Check[B]], Check[B]]:
-    """Register `check(body, authority)` as the hook a broker calls for every publish or
-    delivery: a direct route (`provisioning.api.direct`), its key checked and its body
-    read into `model` here, for what FastAPI's dependencies and body parsing cost was
-    four fifths of such a request."""
+    """Register `check(body, services)` as a hook on the hot path (CONNECT, and every
+    publish or delivery): a direct route (`provisioning.api.direct`), its key checked
+    and its body read into `model` here; FastAPI's dependencies and body parsing were
+    four fifths of a cached publish check. A CONNECT's decision runs through
+    `Services.grant` (verification, then the grant the API processes share)."""
 
     def register(check: Check[B]) -> Check[B]:
         async def endpoint(request: Request) -> Response:
             services: Services = request.app.state.services
             await hook_key(services, request, request.headers.get("authorization"))
-            return check(await read_body(request, model, form=form), services.hooks)
+            return await check(await read_body(request, model, form=form), services)
 
         router.add_api_route(
             path,

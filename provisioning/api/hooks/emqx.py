@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from credbroker.decision import Grant
-from provisioning.api.hooks.access import Connector, Loose, per_message
-from provisioning.brokerhooks import HookAuthority
+from provisioning.api.hooks.access import Loose, connect, hook
+from provisioning.services import Services
 
 router = APIRouter(prefix="/emqx")
 
@@ -28,31 +28,30 @@ class EmqxAuthz(Loose):
     action: Literal["publish", "subscribe", "all"]
 
 
-@router.post("/authn")
-async def emqx_authn(body: EmqxAuthn, connect: Connector) -> dict[str, Any]:
+@hook(router, "/authn", EmqxAuthn)
+async def emqx_authn(body: EmqxAuthn, services: Services) -> JSONResponse:
     """The answer carries `expire_at` and the device's ACL (EMQX 5.8+), so EMQX need not
     ask again per publish; the final rule denies everything else."""
     decision = await connect(
+        services,
         client_id=body.clientid,
         username=body.username,
         password=body.password,
         address=body.peerhost or None,
     )
     if not isinstance(decision, Grant):
-        return {"result": "deny"}
+        return JSONResponse({"result": "deny"})
     acl = [{"permission": "allow", "action": "publish", "topic": t} for t in decision.pub]
     acl += [{"permission": "allow", "action": "subscribe", "topic": t} for t in decision.sub]
     acl.append({"permission": "deny", "action": "all", "topic": "#"})
-    return {
-        "result": "allow",
-        "is_superuser": False,
-        "expire_at": int(decision.exp),
-        "acl": acl,
-    }
+    return JSONResponse(
+        {"result": "allow", "is_superuser": False, "expire_at": int(decision.exp), "acl": acl}
+    )
 
 
-@per_message(router, "/authz", EmqxAuthz)
-def emqx_authz(body: EmqxAuthz, hooks: HookAuthority) -> JSONResponse:
+@hook(router, "/authz", EmqxAuthz)
+async def emqx_authz(body: EmqxAuthz, services: Services) -> JSONResponse:
+    hooks = services.hooks
     if body.action == "publish":
         allowed = hooks.may_publish(body.clientid, body.topic, body.username)
     elif body.action == "subscribe":

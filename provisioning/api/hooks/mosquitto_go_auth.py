@@ -8,8 +8,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from credbroker.decision import Grant
-from provisioning.api.hooks.access import Connector, Loose, per_message
-from provisioning.brokerhooks import HookAuthority
+from provisioning.api.hooks.access import Loose, connect, hook
+from provisioning.services import Services
 
 
 class GoAuthAnswer(BaseModel):
@@ -50,11 +50,15 @@ def _go_auth(ok: bool, error: str = "") -> JSONResponse:
     return JSONResponse({"ok": ok, "error": error}, status_code=200 if ok else 403)
 
 
-@router.post("/user")
-async def go_auth_user(body: GoAuthUser, connect: Connector) -> JSONResponse:
+@hook(router, "/user", GoAuthUser)
+async def go_auth_user(body: GoAuthUser, services: Services) -> JSONResponse:
     """mosquitto-go-auth reports no client address: penalties are per client id only."""
     decision = await connect(
-        client_id=body.clientid, username=body.username, password=body.password, address=None
+        services,
+        client_id=body.clientid,
+        username=body.username,
+        password=body.password,
+        address=None,
     )
     return _go_auth(isinstance(decision, Grant), "" if isinstance(decision, Grant) else "refused")
 
@@ -64,10 +68,10 @@ async def go_auth_superuser() -> JSONResponse:
     return _go_auth(False, "devices are never superusers")
 
 
-@per_message(router, "/acl", GoAuthAcl)
-def go_auth_acl(body: GoAuthAcl, hooks: HookAuthority) -> JSONResponse:
+@hook(router, "/acl", GoAuthAcl)
+async def go_auth_acl(body: GoAuthAcl, services: Services) -> JSONResponse:
     """acc: 1 read (a delivery to this client), 2 write, 3 both, 4 subscribe."""
-    checks = []
+    checks, hooks = [], services.hooks
     if body.acc & (ACC_READ | ACC_SUBSCRIBE):
         checks.append(hooks.may_subscribe(body.clientid, body.topic, body.username))
     if body.acc & ACC_WRITE:

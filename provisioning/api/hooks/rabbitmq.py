@@ -9,8 +9,9 @@ from fastapi.responses import PlainTextResponse
 from pydantic import Field
 
 from credbroker.decision import Grant
-from provisioning.api.hooks.access import Authority, Connector, Loose, per_message
-from provisioning.brokerhooks import HookAuthority, routing_key_to_topic
+from provisioning.api.hooks.access import Authority, Loose, connect, hook
+from provisioning.brokerhooks import routing_key_to_topic
+from provisioning.services import Services
 
 router = APIRouter(prefix="/rabbitmq", default_response_class=PlainTextResponse)
 
@@ -21,14 +22,23 @@ def _rabbit(allowed: object) -> PlainTextResponse:
     return PlainTextResponse("allow" if allowed else "deny")
 
 
-@router.post("/user")
-async def rabbitmq_user(
-    connect: Connector, username: Text, password: Text, client_id: Text = "", ip: Text = ""
-) -> PlainTextResponse:
+class RabbitUser(Loose):
+    username: str
+    password: str
+    client_id: str = ""
+    ip: str = ""
+
+
+@hook(router, "/user", RabbitUser, form=True)
+async def rabbitmq_user(body: RabbitUser, services: Services) -> PlainTextResponse:
     """Called on CONNECT with the MQTT client id (AMQP clients, which have none, are
     refused: device credentials are for MQTT)."""
     decision = await connect(
-        client_id=client_id, username=username, password=password, address=ip or None
+        services,
+        client_id=body.client_id,
+        username=body.username,
+        password=body.password,
+        address=body.ip or None,
     )
     return _rabbit(isinstance(decision, Grant))
 
@@ -64,9 +74,10 @@ class RabbitTopic(Loose):
     client_id: str = Field("", alias="variable_map.client_id")
 
 
-@per_message(router, "/topic", RabbitTopic, form=True)
-def rabbitmq_topic(body: RabbitTopic, hooks: HookAuthority) -> PlainTextResponse:
+@hook(router, "/topic", RabbitTopic, form=True)
+async def rabbitmq_topic(body: RabbitTopic, services: Services) -> PlainTextResponse:
     """`write` is a publish to a topic, `read` a subscription to a filter."""
+    hooks = services.hooks
     topic = routing_key_to_topic(body.routing_key)
     if body.permission == "write":
         return _rabbit(hooks.may_publish(body.client_id, topic, body.username))

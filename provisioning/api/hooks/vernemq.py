@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from credbroker.decision import Grant
-from provisioning.api.hooks.access import Authority, Connector, Loose, per_message
-from provisioning.brokerhooks import HookAuthority
+from provisioning.api.hooks.access import Authority, Loose, connect, hook
+from provisioning.services import Services
 
 router = APIRouter(prefix="/vernemq")
 
@@ -41,20 +41,21 @@ class VerneSubscribe(Loose):
     topics: list[VerneTopic]
 
 
-@router.post("/auth_on_register")
-async def vernemq_register(body: VerneRegister, connect: Connector) -> dict[str, Any]:
+@hook(router, "/auth_on_register", VerneRegister)
+async def vernemq_register(body: VerneRegister, services: Services) -> JSONResponse:
     decision = await connect(
+        services,
         client_id=body.client_id,
         username=body.username or "",
         password=body.password or "",
         address=body.peer_addr or None,
     )
-    return {"result": "ok"} if isinstance(decision, Grant) else NOT_ALLOWED
+    return JSONResponse({"result": "ok"} if isinstance(decision, Grant) else NOT_ALLOWED)
 
 
-@per_message(router, "/auth_on_publish", VernePublish)
-def vernemq_publish(body: VernePublish, hooks: HookAuthority) -> JSONResponse:
-    allowed = hooks.may_publish(body.client_id, body.topic, body.username)
+@hook(router, "/auth_on_publish", VernePublish)
+async def vernemq_publish(body: VernePublish, services: Services) -> JSONResponse:
+    allowed = services.hooks.may_publish(body.client_id, body.topic, body.username)
     return JSONResponse({"result": "ok"} if allowed else NOT_ALLOWED)
 
 
