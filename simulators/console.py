@@ -73,8 +73,9 @@ def _summary(report: dict[str, Any]) -> Iterator[tuple[str, str]]:
         f"{messages['commands_sent']} sent, {messages['commands_delivered']} delivered",
     )
     yield "refreshes", _refreshes(report["refreshes"], report["refresh_spread"])
-    for name in ("token", "connect"):
-        yield f"{name} latency", _latency(latency[name])
+    for name in ("first token", "token", "connect"):
+        if name != "first token" or latency[name]["n"]:  # only scenarios that time it
+            yield f"{name} latency", _latency(latency[name])
     if revocation["revoked"]:
         yield (
             "revocation",

@@ -117,7 +117,9 @@ class VirtualDevice:
 
     async def obtain_token(self) -> None:
         """First token, outside `live()`, so a scenario can time every device's together."""
+        began = time.monotonic()
         self.token = await fetch_token(self.ctx, self.tokens)
+        self.ctx.stats.first_token_latency.append(time.monotonic() - began)
 
     async def live(self, start_after: float = 0.0) -> None:
         """Connect, refresh before expiry, reconnect after failures, until the run ends."""
