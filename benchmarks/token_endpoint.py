@@ -48,9 +48,12 @@ def pinned(cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu)] if shutil.which("taskset") else []
 
 
-def start(cmd: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
+def start(
+    cmd: list[str], env: dict[str, str], url: str, cpu: int | None = 0
+) -> subprocess.Popen[bytes]:
+    """`cmd` in a session of its own, pinned to `cpu` (None: anywhere), once `url` answers."""
     proc = subprocess.Popen(
-        [*pinned(0), *cmd],
+        [*(pinned(cpu) if cpu is not None else []), *cmd],
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
@@ -64,6 +67,24 @@ def start(cmd: list[str], env: dict[str, str], url: str) -> subprocess.Popen[byt
         except httpx.HTTPError:
             time.sleep(0.2)
     raise RuntimeError(f"{cmd} did not start")
+
+
+def bare_command(port: int, workers: int = 1) -> list[str]:
+    """bare_app.py under uvicorn, as the API is served (uvloop, httptools, no logs)."""
+    return [
+        str(BIN / "uvicorn"),
+        "--app-dir",
+        str(HERE),
+        "bare_app:app",
+        "--port",
+        str(port),
+        *(["--workers", str(workers)] if workers > 1 else []),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--no-date-header",
+        "--no-server-header",
+    ]
 
 
 def wrk(
@@ -171,23 +192,7 @@ def main() -> None:
         env,
         base + "/healthz",
     )
-    bare = start(
-        [
-            str(BIN / "uvicorn"),
-            "--app-dir",
-            str(HERE),
-            "bare_app:app",
-            "--port",
-            str(bare_port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--no-date-header",
-            "--no-server-header",
-        ],
-        env,
-        f"http://127.0.0.1:{bare_port}/docs",
-    )
+    bare = start(bare_command(bare_port), env, f"http://127.0.0.1:{bare_port}/docs")
     try:
         devices = provision(base)
         es256_devices = provision(base, "es256")
@@ -229,6 +234,13 @@ def main() -> None:
     }
     print(f"wrk -t1 -c{args.connections}, one uvicorn worker each (uvloop, httptools)")
     print(f"raw cryptography: {describe(costs)}")
+    print_table(results, floors, bare_rps)
+
+
+def print_table(
+    results: dict[str, tuple[float, int]], floors: dict[str, float], bare_rps: float
+) -> None:
+    """One row per endpoint: req/s, non-2xx answers, ratio to bare and to its floor."""
     print(f"{'':24s} {'req/s':>8s}  {'non-2xx':>7s}  {'vs bare':>7s}  {'floor/s':>7s}  vs floor")
     for name, (rps, errors) in results.items():
         print(
