@@ -61,39 +61,20 @@ BATCH = 16  # grants per transaction: as many as the benchmarks' concurrent conn
 
 
 def store_costs(batch: int = BATCH) -> dict[str, float]:
-    """Seconds per grant of the raw SQLite work a grant cannot avoid: its statements (the
-    same SQL as `provisioning/grantstore.py`) on the `sqlite3` module, `batch` grants per
-    transaction and commit (WAL, synchronous=NORMAL, as the API runs it), on the schema
-    of the migrations. Reading the device and its keys is included (a grant must check
-    the device's standing where every process sees it); the signing key is not (cached).
+    """Seconds per grant of the raw SQLite work a grant (or a hook CONNECT) cannot avoid:
+    its statements (the same SQL as `provisioning/grantstore.py`) on the `sqlite3`
+    module, `batch` grants per transaction and commit (WAL, synchronous=NORMAL, as the
+    API runs it), on the schema of the migrations. Reading the device and its keys is
+    included (a grant must check the device's standing where every process sees it);
+    the signing key is not (cached).
 
     The issue's floor (bare endpoint + cryptography) leaves this out; a grant that is
     answered only once committed cannot, so `floor_rate` reports both."""
     import sqlite3
-    import tempfile
-    from pathlib import Path
 
-    from fastapi.testclient import TestClient
-
-    from device_sdk import generate_key, public_pem
     from provisioning import grantstore as g
-    from provisioning.app import create_app
-    from provisioning.settings import Settings
 
-    work = Path(tempfile.mkdtemp(prefix="cb-floor-"))
-    admin = "adm_floor_" + "x" * 40
-    settings = Settings(data_dir=work, admin_key=admin)
-    with TestClient(create_app(settings)) as http:
-        headers = {"Authorization": f"Bearer {admin}"}
-        acl = {"publish": ["d/{device_id}/#"], "subscribe": ["d/{device_id}/cmd"]}
-        http.post("/v1/fleets", headers=headers, json={"name": "floor", "acl": acl})
-        device = {
-            "device_id": "floor-1",
-            "fleet": "floor",
-            "public_key": public_pem(generate_key()),
-        }
-        http.post("/v1/devices", headers=headers, json=device).raise_for_status()
-    db = sqlite3.connect(settings.effective_database_url.split("///", 1)[1], isolation_level=None)
+    db = sqlite3.connect(_seeded_database(), isolation_level=None)
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")
     hashes: list[str] = []
@@ -117,6 +98,15 @@ def store_costs(batch: int = BATCH) -> dict[str, float]:
         db.execute(g._INSERT_REFRESH.qmark, (new, state[1], state[0], now, "jti", now + 600))
         db.execute(g._INSERT_AUDIT.qmark, (now, "token.refresh", "floor-1", '{"jti":"x"}'))
 
+    def hook_connect(i: int, now: int) -> None:
+        """A hook CONNECT: the device's state and the deny list read, the grant saved."""
+        db.execute(
+            "SELECT status, tokens_valid_after FROM devices WHERE device_id = ?", ("floor-1",)
+        )
+        db.execute("SELECT id FROM revocations WHERE jti = ? LIMIT 1", (os.urandom(16).hex(),))
+        row = (f"floor-{i % 50}", "floor-1", "jti", "floor-1#1", now, now + 600, "[]", "[]")
+        db.execute(g._UPSERT_HOOK_GRANT.qmark, row)
+
     def per_grant(work_of: Callable[[int, int], None], grants: int) -> float:
         now, start = int(time.time()), time.perf_counter()
         for first in range(0, grants, batch):
@@ -131,5 +121,32 @@ def store_costs(batch: int = BATCH) -> dict[str, float]:
     for _ in range(2):  # the second round, on a database that already holds some
         costs = {"sqlite grant": per_grant(grant, grants)}
         costs["sqlite refresh"] = per_grant(refresh, grants)
+        costs["sqlite hook connect"] = per_grant(hook_connect, grants)
     db.close()
     return costs
+
+
+def _seeded_database() -> str:
+    """A migrated SQLite database holding the fleet "floor" and its device "floor-1"."""
+    import tempfile
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    from device_sdk import generate_key, public_pem
+    from provisioning.app import create_app
+    from provisioning.settings import Settings
+
+    admin = "adm_floor_" + "x" * 40
+    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="cb-floor-")), admin_key=admin)
+    with TestClient(create_app(settings)) as http:
+        headers = {"Authorization": f"Bearer {admin}"}
+        acl = {"publish": ["d/{device_id}/#"], "subscribe": ["d/{device_id}/cmd"]}
+        http.post("/v1/fleets", headers=headers, json={"name": "floor", "acl": acl})
+        device = {
+            "device_id": "floor-1",
+            "fleet": "floor",
+            "public_key": public_pem(generate_key()),
+        }
+        http.post("/v1/devices", headers=headers, json=device).raise_for_status()
+    return settings.effective_database_url.split("///", 1)[1]

@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
-from floor import crypto_costs, floor_rate  # noqa: E402
+from floor import crypto_costs, describe, floor_rate, store_costs  # noqa: E402
 from token_endpoint import ADMIN, BIN, HERE, free_port, provision, start, wrk  # noqa: E402
 
 from device_sdk import assertion_form  # noqa: E402
@@ -117,16 +117,24 @@ def main() -> None:
             ),
         }
         costs = crypto_costs()
+        store = store_costs(args.connections)
         floors = {
             "CONNECT (verify + shared grant)": floor_rate(bare_rps, costs, "p256 verify"),
             "cached publish check": bare_rps,
         }
+        with_db = floor_rate(bare_rps, {**costs, **store}, "p256 verify", "sqlite hook connect")
+        print(f"raw cryptography: {describe(costs)}; raw SQLite: {describe(store)}")
         print(f"bare FastAPI POST: {bare_rps:,.0f} req/s (baseline)")
         for name, (rps, errors) in results.items():
             print(
                 f"{name}: {rps:,.0f} req/s, {errors} non-2xx, {rps / bare_rps:.2f}x bare, "
                 f"{rps / floors[name]:.2f}x its floor ({floors[name]:,.0f}/s)"
             )
+        connect_rps = results["CONNECT (verify + shared grant)"][0]
+        print(
+            f"CONNECT vs its floor with the raw SQLite work (reads, upsert; {args.connections}"
+            f" a commit): {connect_rps / with_db:.2f}x ({with_db:,.0f}/s)"
+        )
         for label, cache in (("http backend", None), ("cache + http (30 s)", 30000)):
             node = start_rabbit(
                 work / f"rabbit-{cache}", api=base, hook_key=ADMIN, cache_ttl_ms=cache
