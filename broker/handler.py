@@ -23,11 +23,13 @@ import asyncio
 import logging
 from typing import Any
 
+from amqtt.errors import ProtocolHandlerError
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.pubrel import PubrelPacket
 from amqtt.session import OUTGOING, Session
 
 from broker.errors import ConnectionEnded
+from broker.slim import SlimEvent, SlimQueue
 
 log = logging.getLogger("credbroker.broker")
 Waiters = dict[int, asyncio.Future[Any]]
@@ -35,6 +37,7 @@ Waiters = dict[int, asyncio.Future[Any]]
 
 class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is untyped
     _closing: asyncio.Future[None] | None = None
+    _disconnect_waiter: asyncio.Future[Any] | None  # set by amqtt's __init__
     _delivery_waiter: asyncio.Task[Any] | None = None
     _ended = False
     _early_disconnect: tuple[Any] | None = None
@@ -42,15 +45,31 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._flows: set[asyncio.Future[Any]] = set()
+        # An asyncio queue costs ~3 KiB even when empty; most connections never
+        # unsubscribe, and subscribe once (slim.py).
+        self._pending_subscriptions: SlimQueue[Any] = SlimQueue()
+        self._pending_unsubscriptions: SlimQueue[Any] = SlimQueue()
 
     async def start(self) -> None:
-        await super().start()
-        # Stock amqtt makes the disconnect waiter only at the end of start(), after the
-        # reader has started and the session's unacknowledged messages have been resent.
-        # A connection that ended, or was taken over, in between resolved no waiter, and
-        # its session stayed "connected" for good (fault 17).
+        """Stock `ProtocolHandler.start` and `BrokerProtocolHandler.start` in one, with
+        slim events (slim.py) and no write keep-alive timer: a broker's
+        `handle_write_timeout` does nothing, yet amqtt kept a timer per connection and
+        re-armed it for every packet sent. (The read keep-alive is the reader loop's.)"""
+        if not self._is_attached():
+            raise ProtocolHandlerError("Handler is not attached to a stream")
+        self._reader_ready = SlimEvent()
+        self._reader_stopped = SlimEvent()
+        self._reader_task = asyncio.create_task(self._reader_loop())
+        await self._reader_ready.wait()
+        await self._retry_deliveries()
         waiter = self._disconnect_waiter
-        if self._early_disconnect is not None and waiter is not None and not waiter.done():
+        if waiter is None or waiter.done():
+            waiter = self._disconnect_waiter = asyncio.get_running_loop().create_future()
+        # Stock amqtt makes the disconnect waiter only here, after the reader has started
+        # and the session's unacknowledged messages have been resent. A connection that
+        # ended, or was taken over, in between resolved no waiter, and its session stayed
+        # "connected" for good (fault 17).
+        if self._early_disconnect is not None and not waiter.done():
             waiter.set_result(self._early_disconnect[0])
 
     async def handle_disconnect(self, disconnect: Any) -> None:

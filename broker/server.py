@@ -39,6 +39,7 @@ from broker.handler import CredHandler
 from broker.metrics import BrokerStats
 from broker.packets import PacketReader
 from broker.session import session_from_connect
+from broker.slim import SlimEvent
 from credbroker.decision import Authenticator, Grant, Kind, Refusal
 from credbroker.trust import CachedTrustStore, Change
 from credbroker.verifier import StoreUnavailable
@@ -71,7 +72,7 @@ class CredBroker(DeliveryBroker):
         self.max_violations = max_violations
         self.poll_interval = poll_interval
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._ended: dict[str, asyncio.Event] = {}  # client id -> its connection has ended
+        self._ended: dict[str, SlimEvent] = {}  # client id -> its connection has ended
         self._tasks: set[asyncio.Future[object]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._changes = 0  # batches of changes of standing heard (see `_run_session`)
@@ -251,7 +252,7 @@ class CredBroker(DeliveryBroker):
     ) -> None:
         client_id = client_session.client_id
         assert client_id is not None  # noqa: S101 - set in _adopt
-        ended = self._ended[client_id] = asyncio.Event()
+        ended = self._ended[client_id] = SlimEvent()
         try:
             await self._run_session(reader, writer, client_session, handler, client_id)
         finally:

@@ -1,11 +1,19 @@
 """Delivery inside the broker: the subscription index (fault 8) gives the same answers as
-testing every filter; an ended connection leaves no waiter behind (fault 10)."""
+testing every filter; an ended connection leaves no waiter behind (fault 10), with the
+slim queue and event (slim.py) the broker uses for it."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+from amqtt.session import Session
 from hypothesis import given
 from hypothesis import strategies as st
 
+from broker.handler import CredHandler
+from broker.session import CredSession
+from broker.slim import SlimEvent, SlimQueue
 from broker.subscriptions import SubscriptionTable
 from credbroker.topics import matches
 
@@ -41,17 +49,16 @@ def test_removed_filters_are_not_candidates() -> None:
     assert list(table.candidates("devices/d1/cmd")) == []
 
 
-def test_an_ended_connection_leaves_no_delivery_waiter_on_the_session() -> None:
+@pytest.mark.parametrize("session_class", [Session, CredSession])
+def test_an_ended_connection_leaves_no_delivery_waiter_on_the_session(
+    session_class: type[Session],
+) -> None:
     """Fault 10: a persistent session's connections share one delivery queue; the waiter
-    of an ended connection must not take the next connection's first message."""
-    import asyncio
-
-    from amqtt.session import Session
-
-    from broker.handler import CredHandler
+    of an ended connection must not take the next connection's first message (with
+    amqtt's asyncio.Queue and with the broker's SlimQueue)."""
 
     async def scenario() -> object:
-        session = Session()
+        session = session_class()
         old, new = CredHandler(None, session=session), CredHandler(None, session=session)
         orphan = asyncio.ensure_future(old.mqtt_deliver_next_message())
         await asyncio.sleep(0)  # the old connection's loop is waiting for a message
@@ -64,3 +71,32 @@ def test_an_ended_connection_leaves_no_delivery_waiter_on_the_session() -> None:
         return delivered
 
     assert asyncio.run(scenario()) == "first after the reconnect"
+
+
+def test_a_slim_queue_hands_on_an_item_its_cancelled_getter_was_woken_for() -> None:
+    """SlimQueue waits as asyncio.Queue does: items in order, and a getter cancelled after
+    an item woke it (a connection ending at that moment) leaves the item to the next."""
+
+    async def scenario() -> list[str]:
+        queue: SlimQueue[str] = SlimQueue()
+        first = asyncio.ensure_future(queue.get())
+        second = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0)  # both are waiting
+        queue.put_nowait("a")  # wakes the first
+        first.cancel()  # before it ran again
+        queue.put_nowait("b")
+        got = [await asyncio.wait_for(second, 5), await asyncio.wait_for(queue.get(), 5)]
+        return [*got, str(queue.qsize()), str(first.cancelled())]
+
+    assert asyncio.run(scenario()) == ["a", "b", "0", "True"]
+
+
+def test_a_slim_event_wakes_every_waiter_and_stays_set() -> None:
+    async def scenario() -> list[bool]:
+        event = SlimEvent()
+        waiters = [asyncio.ensure_future(event.wait()) for _ in range(3)]
+        await asyncio.sleep(0)
+        event.set()
+        return [*await asyncio.wait_for(asyncio.gather(*waiters), 5), await event.wait()]
+
+    assert asyncio.run(scenario()) == [True, True, True, True]
