@@ -35,7 +35,7 @@ from broker.connack import RETURN_CODES
 from broker.connect import read_connect
 from broker.delivery import MAX_QUEUED_MESSAGES, DeliveryBroker
 from broker.errors import BadConnect, Violation
-from broker.handler import CredHandler
+from broker.handler import DISCONNECTED, SUBSCRIBED, UNSUBSCRIBED, CredHandler
 from broker.metrics import BrokerStats
 from broker.packets import PacketReader
 from broker.session import session_from_connect
@@ -306,6 +306,31 @@ class CredBroker(DeliveryBroker):
                         (topic_filter, qos), client_session
                     )
         await self._client_message_loop(client_session, handler)
+
+    async def _client_message_loop(
+        self, client_session: Session, handler: BrokerProtocolHandler
+    ) -> None:
+        """Stock amqtt's loop, over `CredHandler.next_work` instead of four tasks."""
+        assert isinstance(handler, CredHandler)  # noqa: S101 - _initialize_client_session's
+        try:
+            while True:
+                kind, item = await handler.next_work()
+                # amqtt's steps take the future a waiter task would have been.
+                done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                done.set_result(item)
+                if kind == DISCONNECTED:
+                    await self._handle_disconnect(client_session, handler, done)
+                    return
+                if kind == SUBSCRIBED:
+                    await self._handle_subscription(client_session, handler, done)
+                elif kind == UNSUBSCRIBED:
+                    await self._handle_unsubscription(client_session, handler, done)
+                elif not await self._handle_message_delivery(client_session, handler, done):
+                    return
+        except asyncio.CancelledError:
+            log.debug("%s: message loop cancelled", client_session.client_id)  # as stock
+        finally:
+            handler.stop_waiting_for_messages()
 
     async def _handle_disconnect(
         self,

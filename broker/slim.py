@@ -10,24 +10,37 @@ a list (waiters: one at a time here, a second only while a connection ends).
 
 Both are unbounded and single-loop, as every queue and event amqtt makes is; `put`
 never waits. Waiting follows asyncio's own: a getter woken for an item that another
-took first waits again, and one cancelled after its wake-up passes it on.
+took first waits again, and one cancelled after its wake-up passes it on. A queue can
+also be watched (`watch`): a loop that serves several queues then waits on one future
+of its own, where stock amqtt kept a task blocked in `get()` per queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class SlimQueue(Generic[T]):
-    __slots__ = ("_getters", "_items")
+    __slots__ = ("_getters", "_items", "_watcher")
 
-    def __init__(self) -> None:
+    def __init__(self, watcher: Callable[[], None] | None = None) -> None:
         self._items: deque[T] | None = None
         self._getters: list[asyncio.Future[None]] | None = None
+        self._watcher = watcher
+
+    def watch(self, watcher: Callable[[], None]) -> None:
+        """Call `watcher` after every put from now on, instead of any earlier watcher."""
+        self._watcher = watcher
+
+    def unwatch(self, watcher: Callable[[], None]) -> None:
+        """Stop calling `watcher`, unless another has replaced it."""
+        if self._watcher == watcher:  # == : bound methods are made anew at each access
+            self._watcher = None
 
     def qsize(self) -> int:
         return len(self._items) if self._items else 0
@@ -40,6 +53,8 @@ class SlimQueue(Generic[T]):
             self._items = deque()
         self._items.append(item)
         self._wake_one()
+        if self._watcher is not None:
+            self._watcher()
 
     async def put(self, item: T) -> None:
         self.put_nowait(item)

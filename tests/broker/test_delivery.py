@@ -1,17 +1,15 @@
 """Delivery inside the broker: the subscription index (fault 8) gives the same answers as
-testing every filter; an ended connection leaves no waiter behind (fault 10), with the
-slim queue and event (slim.py) the broker uses for it."""
+testing every filter; an ended connection leaves no waiter behind (fault 10); the slim
+queue and event (slim.py) wait as asyncio's do."""
 
 from __future__ import annotations
 
 import asyncio
 
-import pytest
-from amqtt.session import Session
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.handler import CredHandler
+from broker.handler import DISCONNECTED, RECEIVED, CredHandler
 from broker.session import CredSession
 from broker.slim import SlimEvent, SlimQueue
 from broker.subscriptions import SubscriptionTable
@@ -49,28 +47,30 @@ def test_removed_filters_are_not_candidates() -> None:
     assert list(table.candidates("devices/d1/cmd")) == []
 
 
-@pytest.mark.parametrize("session_class", [Session, CredSession])
-def test_an_ended_connection_leaves_no_delivery_waiter_on_the_session(
-    session_class: type[Session],
-) -> None:
-    """Fault 10: a persistent session's connections share one delivery queue; the waiter
-    of an ended connection must not take the next connection's first message (with
-    amqtt's asyncio.Queue and with the broker's SlimQueue)."""
+def test_an_ended_connection_leaves_no_delivery_waiter_on_the_session() -> None:
+    """Fault 10: a persistent session's connections share one delivery queue; the loop
+    of an ended connection must not take the next connection's first message."""
 
-    async def scenario() -> object:
-        session = session_class()
+    async def scenario() -> tuple[object, object]:
+        loop = asyncio.get_running_loop()
+        session = CredSession()
         old, new = CredHandler(None, session=session), CredHandler(None, session=session)
-        orphan = asyncio.ensure_future(old.mqtt_deliver_next_message())
-        await asyncio.sleep(0)  # the old connection's loop is waiting for a message
+        old._disconnect_waiter = loop.create_future()  # what start() makes
+        new._disconnect_waiter = loop.create_future()
+        old_work = asyncio.ensure_future(old.next_work())
+        await asyncio.sleep(0)  # the old connection's loop is waiting
+        await old.handle_connection_closed()  # the old connection ends
+        ended = await asyncio.wait_for(old_work, 5)
         old.stop_waiting_for_messages()  # what the broker does when that connection ends
-        current = asyncio.ensure_future(new.mqtt_deliver_next_message())
+        current = asyncio.ensure_future(new.next_work())
         await asyncio.sleep(0)
         session.delivered_message_queue.put_nowait("first after the reconnect")
-        delivered = await asyncio.wait_for(current, 5)
-        await asyncio.gather(orphan, return_exceptions=True)
-        return delivered
+        return ended, await asyncio.wait_for(current, 5)
 
-    assert asyncio.run(scenario()) == "first after the reconnect"
+    assert asyncio.run(scenario()) == (
+        (DISCONNECTED, None),
+        (RECEIVED, "first after the reconnect"),
+    )
 
 
 def test_a_slim_queue_hands_on_an_item_its_cancelled_getter_was_woken_for() -> None:
