@@ -208,19 +208,7 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
                     fixed_header = await MQTTFixedHeader.from_stream(self.reader)
                 if not fixed_header:
                     break  # end of stream
-                packet = await packet_class(fixed_header).from_stream(
-                    self.reader, fixed_header=fixed_header
-                )
-                await self.plugins_manager.fire_event(
-                    MQTTEvents.PACKET_RECEIVED, packet=packet, session=session
-                )
-                handle = getattr(self, _HANDLERS.get(fixed_header.packet_type, ""), None)
-                if handle is None:
-                    log.warning("%s: unhandled packet %r", session.client_id, packet)
-                    continue
-                task = asyncio.create_task(handle(packet))
-                handling.add(task)
-                task.add_done_callback(handling.discard)
+                await self._dispatch(fixed_header, handling)
             except MQTTError:
                 log.debug("%s: packet discarded", session.client_id, exc_info=True)
             except asyncio.CancelledError:
@@ -237,6 +225,24 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
         await self.handle_connection_closed()
         stopped.set()
         await self.stop()
+
+    async def _dispatch(self, fixed_header: Any, handling: set[asyncio.Task[None]]) -> None:
+        """Read the packet whose fixed header was read, and start its handling task. (A
+        method of its own so that an idle connection keeps nothing of its last packet.)"""
+        session = self._session()
+        packet = await packet_class(fixed_header).from_stream(
+            self.reader, fixed_header=fixed_header
+        )
+        await self.plugins_manager.fire_event(
+            MQTTEvents.PACKET_RECEIVED, packet=packet, session=session
+        )
+        handle = getattr(self, _HANDLERS.get(fixed_header.packet_type, ""), None)
+        if handle is None:
+            log.warning("%s: unhandled packet %r", session.client_id, packet)
+            return
+        task = asyncio.create_task(handle(packet))
+        handling.add(task)
+        task.add_done_callback(handling.discard)
 
     async def next_work(self) -> tuple[str, Any]:
         """What the broker's message loop handles next for this connection: the end of

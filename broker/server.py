@@ -315,22 +315,31 @@ class CredBroker(DeliveryBroker):
         try:
             while True:
                 kind, item = await handler.next_work()
-                # amqtt's steps take the future a waiter task would have been.
-                done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-                done.set_result(item)
-                if kind == DISCONNECTED:
-                    await self._handle_disconnect(client_session, handler, done)
+                if not await self._handle_work(client_session, handler, kind, item):
                     return
-                if kind == SUBSCRIBED:
-                    await self._handle_subscription(client_session, handler, done)
-                elif kind == UNSUBSCRIBED:
-                    await self._handle_unsubscription(client_session, handler, done)
-                elif not await self._handle_message_delivery(client_session, handler, done):
-                    return
+                del item  # an idle connection keeps nothing of its last packet
         except asyncio.CancelledError:
             log.debug("%s: message loop cancelled", client_session.client_id)  # as stock
         finally:
             handler.stop_waiting_for_messages()
+
+    async def _handle_work(
+        self, client_session: Session, handler: CredHandler, kind: str, item: Any
+    ) -> bool:
+        """One step of the message loop; False when the loop ends."""
+        # amqtt's steps take the future a waiter task would have been.
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(item)
+        if kind == DISCONNECTED:
+            await self._handle_disconnect(client_session, handler, done)
+            return False
+        if kind == SUBSCRIBED:
+            await self._handle_subscription(client_session, handler, done)
+        elif kind == UNSUBSCRIBED:
+            await self._handle_unsubscription(client_session, handler, done)
+        else:
+            return bool(await self._handle_message_delivery(client_session, handler, done))
+        return True
 
     async def _handle_disconnect(
         self,
