@@ -33,6 +33,7 @@ from amqtt.session import OUTGOING, Session
 
 from broker import packets
 from broker.errors import ConnectionEnded
+from broker.packets import PacketReader
 from broker.slim import SlimEvent, SlimQueue
 
 log = logging.getLogger("credbroker.broker")
@@ -205,6 +206,8 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
             try:
                 ready.set()
                 async with asyncio.timeout(keep_alive):
+                    if isinstance(self.reader, PacketReader):
+                        await self.reader.fill()  # the wait, in fewer frames
                     fixed_header = await MQTTFixedHeader.from_stream(self.reader)
                 if not fixed_header:
                     break  # end of stream
