@@ -321,7 +321,7 @@ class CredBroker(DeliveryBroker):
         except asyncio.CancelledError:
             log.debug("%s: message loop cancelled", client_session.client_id)  # as stock
         finally:
-            handler.stop_waiting_for_messages()
+            handler.stop_waiting_for_messages()  # the session may outlive it (fault 10)
 
     async def _handle_work(
         self, client_session: Session, handler: CredHandler, kind: str, item: Any
@@ -347,8 +347,6 @@ class CredBroker(DeliveryBroker):
         handler: BrokerProtocolHandler,
         disconnect_waiter: asyncio.Future[Any],
     ) -> None:
-        if isinstance(handler, CredHandler):
-            handler.stop_waiting_for_messages()  # fault 10
         # PUBACKs went out when the messages were queued: deliver them before the end.
         queue = client_session.delivered_message_queue
         while not queue.empty():
