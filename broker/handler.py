@@ -55,11 +55,16 @@ _HANDLERS = {
 }
 
 
+def _drain(queue: SlimQueue[Any]) -> list[Any]:
+    return [queue.get_nowait() for _ in range(queue.qsize())]
+
+
 class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is untyped
     _closing: asyncio.Future[None] | None = None
     _disconnect_waiter: asyncio.Future[Any] | None  # set by amqtt's __init__
     _disconnected: asyncio.Future[Any] | None = None  # the waiter the message loop watches
     _bell: asyncio.Future[None] | None = None  # what the message loop awaits
+    _last: list[tuple[str, Any]] | None = None  # what it handles after the end
     _ended = False
     _early_disconnect: tuple[Any] | None = None
 
@@ -248,9 +253,10 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
         task.add_done_callback(handling.discard)
 
     async def next_work(self) -> tuple[str, Any]:
-        """What the broker's message loop handles next for this connection: the end of
-        the connection first (the DISCONNECT packet, or None), as in stock amqtt; then a
-        SUBSCRIBE, an UNSUBSCRIBE or a received message, each kind in arrival order.
+        """What the broker's message loop handles next for this connection: a SUBSCRIBE,
+        an UNSUBSCRIBE or a received message, each kind in arrival order; once the
+        connection has ended, what `_last_work` says, and last the end itself (the
+        DISCONNECT packet, or None).
 
         Stock amqtt's loop waited on a task per kind (and made a new one per message)
         with asyncio.wait: ~5 KiB per idle connection. Here the queues (slim.py) and the
@@ -267,7 +273,7 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
         messages = self._session().delivered_message_queue
         while True:
             if self._disconnected.done():
-                return DISCONNECTED, self._disconnected.result()
+                return self._last_work()
             for kind, queue in (
                 (SUBSCRIBED, self._pending_subscriptions),
                 (UNSUBSCRIBED, self._pending_unsubscriptions),
@@ -277,6 +283,21 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
                     return kind, queue.get_nowait()
             self._bell = asyncio.get_running_loop().create_future()
             await self._bell
+
+    def _last_work(self) -> tuple[str, Any]:
+        """Once the connection has ended: the SUBSCRIBEs and UNSUBSCRIBEs it had queued
+        by then, then the end. Packets are handled in order (MQTT 3.1.1 section 4.6): a
+        persistent session keeps a SUBSCRIBE sent with the DISCONNECT, as in stock amqtt,
+        whose loop handled what its tasks had taken. Only those, so that a client cannot
+        put its cut off (a revoked token) by sending more. (Received messages are
+        delivered by the broker's disconnect handling, fault 3.)"""
+        assert self._disconnected is not None  # noqa: S101 - set by next_work
+        if self._last is None:
+            self._last = [(SUBSCRIBED, s) for s in _drain(self._pending_subscriptions)]
+            self._last += [(UNSUBSCRIBED, u) for u in _drain(self._pending_unsubscriptions)]
+        if self._last:
+            return self._last.pop(0)
+        return DISCONNECTED, self._disconnected.result()
 
     def _ring(self, _: object = None) -> None:
         bell = self._bell
