@@ -15,6 +15,11 @@ reconnect, so a timeout can only turn a late acknowledgement into a duplicate. N
 of the broker waits for a client's acknowledgement: `deliver` follows each flow in the
 background, and the flows end with the connection. A connection that ends, or is taken
 over, while it starts still ends its session (fault 17).
+
+Receiving, it keeps little per idle connection (README, Benchmarks, Memory): its reader
+loop waits without a task of its own per read, and `next_work` hands the broker's
+message loop its SUBSCRIBEs, UNSUBSCRIBEs, received messages and end through one future,
+where stock amqtt kept four tasks waiting.
 """
 
 from __future__ import annotations

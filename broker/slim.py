@@ -3,16 +3,16 @@ uses, without a `collections.deque` each.
 
 An empty deque is 760 bytes (it allocates its first block of 64 slots at once), and
 stock amqtt gives every connection four queues of four deques each (items, getters,
-putters and the `join()` event's waiters) and three events: about 14 KiB of an idle
-session's 39 (tracemalloc). These hold their items and waiters in nothing until there
-are any, and then in a deque (items, which may be many: an offline session's queue) or
-a list (waiters: one at a time here, a second only while a connection ends).
+putters and the `join()` event's waiters) and three events: about 15 KiB of an idle
+session's 39 (tracemalloc). These hold nothing until they have an item or a waiter:
+items then go in a deque (an offline session's queue may hold many), waiters in a list.
 
 Both are unbounded and single-loop, as every queue and event amqtt makes is; `put`
-never waits. Waiting follows asyncio's own: a getter woken for an item that another
+never waits. `get` waits as asyncio's does: a getter woken for an item that another
 took first waits again, and one cancelled after its wake-up passes it on. A queue can
-also be watched (`watch`): a loop that serves several queues then waits on one future
-of its own, where stock amqtt kept a task blocked in `get()` per queue.
+also be watched (`watch`): the broker's message loop serves three queues and waits on
+one future of its own (`CredHandler.next_work`), where stock amqtt kept a task blocked
+in `get()` per queue.
 """
 
 from __future__ import annotations
