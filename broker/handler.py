@@ -15,6 +15,11 @@ reconnect, so a timeout can only turn a late acknowledgement into a duplicate. N
 of the broker waits for a client's acknowledgement: `deliver` follows each flow in the
 background, and the flows end with the connection. A connection that ends, or is taken
 over, while it starts still ends its session (fault 17).
+
+Receiving, it keeps little per idle connection (README, Benchmarks, Memory): its reader
+loop waits without a task of its own per read, and `next_work` hands the broker's
+message loop its SUBSCRIBEs, UNSUBSCRIBEs, received messages and end through one future,
+where stock amqtt kept four tasks waiting.
 """
 
 from __future__ import annotations
@@ -23,34 +28,79 @@ import asyncio
 import logging
 from typing import Any
 
+from amqtt.errors import MQTTError, NoDataError, ProtocolHandlerError
+from amqtt.events import MQTTEvents
+from amqtt.mqtt import packet_class
+from amqtt.mqtt.packet import MQTTFixedHeader
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.pubrel import PubrelPacket
 from amqtt.session import OUTGOING, Session
 
+from broker import packets
 from broker.errors import ConnectionEnded
+from broker.packets import PacketReader
+from broker.slim import SlimEvent, SlimQueue
 
 log = logging.getLogger("credbroker.broker")
+# The kinds of work `CredHandler.next_work` hands the broker's message loop.
+DISCONNECTED, SUBSCRIBED, UNSUBSCRIBED, RECEIVED = "disconnected", "sub", "unsub", "received"
 Waiters = dict[int, asyncio.Future[Any]]
+# The packets a client may send after CONNECT (packets.py lets no other through), and
+# the handler method of each, as in stock amqtt's reader loop.
+_HANDLERS = {
+    packets.PUBLISH: "handle_publish",
+    packets.PUBACK: "handle_puback",
+    packets.PUBREC: "handle_pubrec",
+    packets.PUBREL: "handle_pubrel",
+    packets.PUBCOMP: "handle_pubcomp",
+    packets.SUBSCRIBE: "handle_subscribe",
+    packets.UNSUBSCRIBE: "handle_unsubscribe",
+    packets.PINGREQ: "handle_pingreq",
+    packets.DISCONNECT: "handle_disconnect",
+}
+
+
+def _drain(queue: SlimQueue[Any]) -> list[Any]:
+    return [queue.get_nowait() for _ in range(queue.qsize())]
 
 
 class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is untyped
     _closing: asyncio.Future[None] | None = None
-    _delivery_waiter: asyncio.Task[Any] | None = None
+    _disconnect_waiter: asyncio.Future[Any] | None  # set by amqtt's __init__
+    _disconnected: asyncio.Future[Any] | None = None  # the waiter the message loop watches
+    _bell: asyncio.Future[None] | None = None  # what the message loop awaits
+    _last: list[tuple[str, Any]] | None = None  # what it handles after the end
     _ended = False
     _early_disconnect: tuple[Any] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._flows: set[asyncio.Future[Any]] = set()
+        # An asyncio queue costs ~3 KiB even when empty; most connections never
+        # unsubscribe, and subscribe once (slim.py).
+        self._pending_subscriptions: SlimQueue[Any] = SlimQueue(self._ring)
+        self._pending_unsubscriptions: SlimQueue[Any] = SlimQueue(self._ring)
 
     async def start(self) -> None:
-        await super().start()
-        # Stock amqtt makes the disconnect waiter only at the end of start(), after the
-        # reader has started and the session's unacknowledged messages have been resent.
-        # A connection that ended, or was taken over, in between resolved no waiter, and
-        # its session stayed "connected" for good (fault 17).
+        """Stock `ProtocolHandler.start` and `BrokerProtocolHandler.start` in one, with
+        slim events (slim.py) and no write keep-alive timer: a broker's
+        `handle_write_timeout` does nothing, yet amqtt kept a timer per connection and
+        re-armed it for every packet sent. (The read keep-alive is the reader loop's.)"""
+        if not self._is_attached():
+            raise ProtocolHandlerError("Handler is not attached to a stream")
+        self._reader_ready = SlimEvent()
+        self._reader_stopped = SlimEvent()
+        self._reader_task = asyncio.create_task(self._reader_loop())
+        await self._reader_ready.wait()
+        await self._retry_deliveries()
         waiter = self._disconnect_waiter
-        if self._early_disconnect is not None and waiter is not None and not waiter.done():
+        if waiter is None or waiter.done():
+            waiter = self._disconnect_waiter = asyncio.get_running_loop().create_future()
+        # Stock amqtt makes the disconnect waiter only here, after the reader has started
+        # and the session's unacknowledged messages have been resent. A connection that
+        # ended, or was taken over, in between resolved no waiter, and its session stayed
+        # "connected" for good (fault 17).
+        if self._early_disconnect is not None and not waiter.done():
             waiter.set_result(self._early_disconnect[0])
 
     async def handle_disconnect(self, disconnect: Any) -> None:
@@ -150,17 +200,120 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
 
     # -- receiving ---------------------------------------------------------------------
 
-    async def mqtt_deliver_next_message(self) -> Any:
-        self._delivery_waiter = asyncio.current_task()
-        return await super().mqtt_deliver_next_message()
+    async def _reader_loop(self) -> None:
+        """Stock amqtt's reader loop, but for what it cost per connection: the read
+        timeout is `asyncio.timeout`, where `asyncio.wait_for` made a task for every
+        packet read (one always waiting on an idle connection, ~1.5 KiB with its timer),
+        and each packet's handling task is kept in a set until it is done, where stock
+        kept a 760-byte deque swept at the next packet. packets.py has checked each
+        packet, so only a client's packets get here (CONNECT again is a violation)."""
+        session = self._session()
+        ready, stopped = self._reader_ready, self._reader_stopped
+        assert ready is not None  # noqa: S101 - made by start(), which starts this loop
+        keep_alive = session.keep_alive if session.keep_alive > 0 else None
+        handling: set[asyncio.Task[None]] = set()
+        while self.reader is not None:
+            try:
+                ready.set()
+                async with asyncio.timeout(keep_alive):
+                    if isinstance(self.reader, PacketReader):
+                        await self.reader.fill()  # the wait, in fewer frames
+                    fixed_header = await MQTTFixedHeader.from_stream(self.reader)
+                if not fixed_header:
+                    break  # end of stream
+                await self._dispatch(fixed_header, handling)
+            except MQTTError:
+                log.debug("%s: packet discarded", session.client_id, exc_info=True)
+            except asyncio.CancelledError:
+                break
+            except TimeoutError:
+                self.handle_read_timeout()
+            except NoDataError:
+                pass
+            except Exception as exc:  # as stock: the connection ends
+                log.warning("%s: reader loop ended: %r", session.client_id, exc)
+                break
+        for task in list(handling):
+            task.cancel()
+        await self.handle_connection_closed()
+        stopped.set()
+        await self.stop()
+
+    async def _dispatch(self, fixed_header: Any, handling: set[asyncio.Task[None]]) -> None:
+        """Read the packet whose fixed header was read, and start its handling task. (A
+        method of its own so that an idle connection keeps nothing of its last packet.)"""
+        session = self._session()
+        packet = await packet_class(fixed_header).from_stream(
+            self.reader, fixed_header=fixed_header
+        )
+        await self.plugins_manager.fire_event(
+            MQTTEvents.PACKET_RECEIVED, packet=packet, session=session
+        )
+        handle = getattr(self, _HANDLERS.get(fixed_header.packet_type, ""), None)
+        if handle is None:
+            log.warning("%s: unhandled packet %r", session.client_id, packet)
+            return
+        task = asyncio.create_task(handle(packet))
+        handling.add(task)
+        task.add_done_callback(handling.discard)
+
+    async def next_work(self) -> tuple[str, Any]:
+        """What the broker's message loop handles next for this connection: a SUBSCRIBE,
+        an UNSUBSCRIBE or a received message, each kind in arrival order; once the
+        connection has ended, what `_last_work` says, and last the end itself (the
+        DISCONNECT packet, or None).
+
+        Stock amqtt's loop waited on a task per kind (and made a new one per message)
+        with asyncio.wait: ~5 KiB per idle connection. Here the queues (slim.py) and the
+        disconnect waiter ring one future. Nothing waits on the session's message queue,
+        which a persistent session's connections share (fault 10)."""
+        if self._disconnected is None:  # the first call, as the loop starts
+            waiter = self._disconnect_waiter
+            if waiter is None:  # ended already: amqtt resets the waiter as it resolves it
+                waiter = asyncio.get_running_loop().create_future()
+                waiter.set_result(None)
+            self._disconnected = waiter
+            waiter.add_done_callback(self._ring)
+            self._session().delivered_message_queue.watch(self._ring)
+        messages = self._session().delivered_message_queue
+        while True:
+            if self._disconnected.done():
+                return self._last_work()
+            for kind, queue in (
+                (SUBSCRIBED, self._pending_subscriptions),
+                (UNSUBSCRIBED, self._pending_unsubscriptions),
+                (RECEIVED, messages),
+            ):
+                if not queue.empty():
+                    return kind, queue.get_nowait()
+            self._bell = asyncio.get_running_loop().create_future()
+            await self._bell
+
+    def _last_work(self) -> tuple[str, Any]:
+        """Once the connection has ended: the SUBSCRIBEs and UNSUBSCRIBEs it had queued
+        by then, then the end. Packets are handled in order (MQTT 3.1.1 section 4.6): a
+        persistent session keeps a SUBSCRIBE sent with the DISCONNECT, as in stock amqtt,
+        whose loop handled what its tasks had taken. Only those, so that a client cannot
+        put its cut off (a revoked token) by sending more. (Received messages are
+        delivered by the broker's disconnect handling, fault 3.)"""
+        assert self._disconnected is not None  # noqa: S101 - set by next_work
+        if self._last is None:
+            self._last = [(SUBSCRIBED, s) for s in _drain(self._pending_subscriptions)]
+            self._last += [(UNSUBSCRIBED, u) for u in _drain(self._pending_unsubscriptions)]
+        if self._last:
+            return self._last.pop(0)
+        return DISCONNECTED, self._disconnected.result()
+
+    def _ring(self, _: object = None) -> None:
+        bell = self._bell
+        if bell is not None and not bell.done():
+            bell.set_result(None)
 
     def stop_waiting_for_messages(self) -> None:
-        """Stock amqtt leaves this connection's waiter on the session's message queue
-        when the connection ends. A persistent session's next connection shares that
-        queue, and the orphan took its first message: gone, though acknowledged."""
-        waiter = self._delivery_waiter
-        if waiter is not None and not waiter.done():
-            waiter.cancel()  # asyncio.Queue.get hands a pending item on when cancelled
+        """The session's message queue outlives this connection (a persistent session):
+        it rings this connection's loop no more."""
+        if self.session is not None:
+            self.session.delivered_message_queue.unwatch(self._ring)
 
     def handle_read_timeout(self) -> None:
         # Stock amqtt ignores a silent client forever (amqtt#308). The read timeout is

@@ -35,10 +35,11 @@ from broker.connack import RETURN_CODES
 from broker.connect import read_connect
 from broker.delivery import MAX_QUEUED_MESSAGES, DeliveryBroker
 from broker.errors import BadConnect, Violation
-from broker.handler import CredHandler
+from broker.handler import DISCONNECTED, SUBSCRIBED, UNSUBSCRIBED, CredHandler
 from broker.metrics import BrokerStats
 from broker.packets import PacketReader
 from broker.session import session_from_connect
+from broker.slim import SlimEvent
 from credbroker.decision import Authenticator, Grant, Kind, Refusal
 from credbroker.trust import CachedTrustStore, Change
 from credbroker.verifier import StoreUnavailable
@@ -71,7 +72,7 @@ class CredBroker(DeliveryBroker):
         self.max_violations = max_violations
         self.poll_interval = poll_interval
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._ended: dict[str, asyncio.Event] = {}  # client id -> its connection has ended
+        self._ended: dict[str, SlimEvent] = {}  # client id -> its connection has ended
         self._tasks: set[asyncio.Future[object]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._changes = 0  # batches of changes of standing heard (see `_run_session`)
@@ -251,7 +252,7 @@ class CredBroker(DeliveryBroker):
     ) -> None:
         client_id = client_session.client_id
         assert client_id is not None  # noqa: S101 - set in _adopt
-        ended = self._ended[client_id] = asyncio.Event()
+        ended = self._ended[client_id] = SlimEvent()
         try:
             await self._run_session(reader, writer, client_session, handler, client_id)
         finally:
@@ -306,14 +307,46 @@ class CredBroker(DeliveryBroker):
                     )
         await self._client_message_loop(client_session, handler)
 
+    async def _client_message_loop(
+        self, client_session: Session, handler: BrokerProtocolHandler
+    ) -> None:
+        """Stock amqtt's loop, over `CredHandler.next_work` instead of four tasks."""
+        assert isinstance(handler, CredHandler)  # noqa: S101 - _initialize_client_session's
+        try:
+            while True:
+                kind, item = await handler.next_work()
+                if not await self._handle_work(client_session, handler, kind, item):
+                    return
+                del item  # an idle connection keeps nothing of its last packet
+        except asyncio.CancelledError:
+            log.debug("%s: message loop cancelled", client_session.client_id)  # as stock
+        finally:
+            handler.stop_waiting_for_messages()  # the session may outlive it (fault 10)
+
+    async def _handle_work(
+        self, client_session: Session, handler: CredHandler, kind: str, item: Any
+    ) -> bool:
+        """One step of the message loop; False when the loop ends."""
+        # amqtt's steps take the future a waiter task would have been.
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(item)
+        if kind == DISCONNECTED:
+            await self._handle_disconnect(client_session, handler, done)
+            return False
+        if kind == SUBSCRIBED:
+            await self._handle_subscription(client_session, handler, done)
+        elif kind == UNSUBSCRIBED:
+            await self._handle_unsubscription(client_session, handler, done)
+        else:
+            return bool(await self._handle_message_delivery(client_session, handler, done))
+        return True
+
     async def _handle_disconnect(
         self,
         client_session: Session,
         handler: BrokerProtocolHandler,
         disconnect_waiter: asyncio.Future[Any],
     ) -> None:
-        if isinstance(handler, CredHandler):
-            handler.stop_waiting_for_messages()  # fault 10
         # PUBACKs went out when the messages were queued: deliver them before the end.
         queue = client_session.delivered_message_queue
         while not queue.empty():

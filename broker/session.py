@@ -16,6 +16,8 @@ plugins.
 
 from __future__ import annotations
 
+from typing import Any
+
 from amqtt.adapters import WriterAdapter
 from amqtt.errors import MQTTError
 from amqtt.mqtt.connack import BAD_USERNAME_PASSWORD, IDENTIFIER_REJECTED, ConnackPacket
@@ -23,6 +25,7 @@ from amqtt.mqtt.connect import ConnectPacket
 from amqtt.session import Session
 
 from broker.connect import BufferReader
+from broker.slim import SlimQueue
 
 
 class SessionStates:
@@ -56,6 +59,12 @@ class SessionStates:
 
 
 class CredSession(Session):  # type: ignore[misc]  # amqtt is untyped
+    def __init__(self) -> None:
+        super().__init__()
+        # asyncio queues cost ~3 KiB each even when empty, as an idle session's are.
+        self.retained_messages: SlimQueue[Any] = SlimQueue()
+        self.delivered_message_queue: SlimQueue[Any] = SlimQueue()
+
     def _init_states(self) -> None:
         self.transitions = SessionStates(self)
 

@@ -5,12 +5,22 @@ gauge tells when the broker has seen a device go."""
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.broker.wire import DISCONNECT, PUBACK, PUBLISH, RawClient, ack, packet
+from tests.broker.wire import (
+    DISCONNECT,
+    PUBACK,
+    PUBLISH,
+    SUBSCRIBE,
+    RawClient,
+    ack,
+    encode,
+    packet,
+)
 from tests.stack import Client, Device, Stack, start_stack, wait_for
 
 BOUND = 3
@@ -90,6 +100,29 @@ def test_an_offline_session_keeps_the_latest_messages_up_to_its_bound(
         again.send(ack(PUBACK, message.packet_id))
         kept.append(message.payload)
     assert kept == [b"2", b"3", b"4"]  # the oldest went first
+    again.close()
+
+
+def test_a_subscribe_sent_with_the_disconnect_still_holds(queue_stack: Stack) -> None:
+    """SUBSCRIBE and DISCONNECT in one write, the SUBACK not awaited: the persistent
+    session keeps the subscription (packets are handled in order, MQTT 3.1.1 section
+    4.6), and what is published while it is away waits for it."""
+    fleet = queue_stack.fleet()
+    receiver, sender = queue_stack.device(fleet), queue_stack.device(fleet)
+    raw = RawClient(queue_stack, receiver, clean=False)
+    body = struct.pack("!H", 1) + encode(f"fleets/{fleet}/up/+") + b"\x01"
+    raw.send(packet(SUBSCRIBE, 0b0010, body) + packet(DISCONNECT, 0, b""))
+    assert raw.closed_by_server()
+    raw.close()
+    connected = 'credbroker_mqtt_sessions{state="connected"}'
+    wait_for(lambda: _metric(queue_stack, connected) == 0, what="the session to be offline")
+    publisher = Client(queue_stack, sender.id, sender.token())
+    assert publisher.connected.wait(10)
+    publisher.publish(f"fleets/{fleet}/up/{sender.id}", b"while away", qos=1)
+    publisher.close()
+    again = RawClient(queue_stack, receiver, clean=False)
+    assert again.session_present
+    assert again.expect(PUBLISH).payload == b"while away"
     again.close()
 
 
