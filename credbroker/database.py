@@ -3,10 +3,11 @@ broker runs without SQLModel)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -28,6 +29,31 @@ def _sqlite_begin(connection: Any) -> None:
     # statements (an execution context and its events for a fixed string).
     mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
     connection.connection.driver_connection.execute(f"BEGIN {mode}")
+
+
+class Sql:
+    """One statement of a hot path, run as plain SQL on the DB-API cursor (SQLAlchemy
+    Core spends about 0.1 ms of Python on a statement, more than SQLite spends running
+    it), with the parameter markers of both families of drivers: `?` (sqlite3) and `%s`
+    (psycopg). The SQL is the common subset of SQLite and PostgreSQL."""
+
+    __slots__ = ("format", "qmark")
+
+    def __init__(self, text: str) -> None:
+        self.qmark = " ".join(text.split())
+        self.format = self.qmark.replace("?", "%s")
+
+    def run(self, conn: Connection, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        """The first row of the statement on `conn`'s driver connection."""
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(
+                self.qmark if conn.dialect.paramstyle == "qmark" else self.format, params
+            )
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        return None if row is None else tuple(row)
 
 
 def create_db_engine(url: str) -> Engine:

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from credbroker.claims import parse_kid
+from credbroker.database import Sql
 from credbroker.jws import PublicKey
 from credbroker.verifier import DeviceState, StoreUnavailable
 
@@ -32,9 +33,10 @@ MAX_ENTRIES = 100_000
 MAX_LEEWAY = 300  # the settings' bound: a deny-listed jti is dropped this long after exp
 _FOREVER = 2**62
 
-_KEY = text("SELECT public_der, verify_until FROM signing_keys WHERE kid = :kid")
-_DEVICE = text("SELECT status, tokens_valid_after FROM devices WHERE device_id = :id")
-_JTI = text("SELECT id FROM revocations WHERE jti = :jti LIMIT 1")
+# Read on every verification that misses a cache (the API's, which keeps none): plain SQL.
+_KEY = Sql("SELECT public_der, verify_until FROM signing_keys WHERE kid = ?")
+_DEVICE = Sql("SELECT status, tokens_valid_after FROM devices WHERE device_id = ?")
+_JTI = Sql("SELECT id FROM revocations WHERE jti = ? LIMIT 1")
 _LOG = text(
     "SELECT id, device_id, jti, expires_at FROM revocations WHERE (id > :after OR id IN :gaps) "
     "AND (jti IS NULL OR expires_at IS NULL OR expires_at > :now) ORDER BY id"
@@ -117,7 +119,7 @@ class CachedTrustStore:
         cached = self._devices.get(device_id)
         if cached is not None and cached[1] > now:
             return cached[0]
-        row = self._query(_DEVICE, id=device_id)
+        row = self._query(_DEVICE, device_id)
         state = None if row is None else DeviceState(status=row[0], tokens_valid_after=row[1])
         if self._device_ttl > 0:
             if len(self._devices) > MAX_ENTRIES:
@@ -130,7 +132,7 @@ class CachedTrustStore:
             if self._last_entry is None:  # fail closed until the log has been read once
                 raise StoreUnavailable("the revocation log has not been read yet")
             return jti in self._denied
-        return self._query(_JTI, jti=jti) is not None
+        return self._query(_JTI, jti) is not None
 
     def apply(self, changes: Iterable[Change]) -> None:
         """Forget what changes of standing made stale: device state, signing keys."""
@@ -188,7 +190,7 @@ class CachedTrustStore:
         return [Change(device_id, jti, exp) for _, device_id, jti, exp in rows]
 
     def _load_key(self, kid: str) -> tuple[PublicKey, int | None] | None:
-        row = self._query(_KEY, kid=kid)
+        row = self._query(_KEY, kid)
         if row is None:
             return None
         key = serialization.load_der_public_key(row[0])
@@ -198,10 +200,12 @@ class CachedTrustStore:
             return None
         return key, row[1]
 
-    def _query(self, statement: object, **params: object) -> tuple[Any, ...] | None:
+    def _query(self, sql: Sql, *params: object) -> tuple[Any, ...] | None:
         try:
             with self._connect() as conn:
-                row = conn.execute(statement, params).first()  # type: ignore[call-overload]
+                try:
+                    return sql.run(conn, params)
+                except conn.dialect.loaded_dbapi.Error as exc:  # the driver's own, raw
+                    raise StoreUnavailable(str(exc)) from exc
         except SQLAlchemyError as exc:
             raise StoreUnavailable(str(exc)) from exc
-        return None if row is None else tuple(row)

@@ -19,22 +19,13 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete
 
+from credbroker.database import Sql
 from credbroker.decision import Grant
 from credbroker.trust import Change
 from provisioning.models import UsedAssertion
 
 _used = UsedAssertion.__table__  # type: ignore[attr-defined]
 _PRUNE_USED = delete(_used).where(_used.c.expires_at < bindparam("now"))
-
-
-class Sql:
-    """One statement, with the parameter markers of both families of drivers."""
-
-    __slots__ = ("format", "qmark")
-
-    def __init__(self, text: str) -> None:
-        self.qmark = " ".join(text.split())
-        self.format = self.qmark.replace("?", "%s")
 
 
 _CLIENT = Sql("""
