@@ -20,8 +20,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ValidationError
-from starlette.routing import BaseRoute, Match, request_response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import BaseRoute, Match
+from starlette.types import Receive, Scope, Send
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 M = TypeVar("M", bound=BaseModel)
@@ -44,23 +44,27 @@ class DirectPaths(BaseRoute):
     methods on these paths go on to the routers (a 405 with `Allow`)."""
 
     def __init__(self, app: FastAPI) -> None:
-        self._found: dict[tuple[str, str], tuple[DirectRoute, ASGIApp]] = {}
+        self._found: dict[tuple[str, str], DirectRoute] = {}
         for context in iter_route_contexts(app.routes):
             route = context.original_route
             if isinstance(route, DirectRoute) and context.path:
                 for method in route.methods or ():
-                    self._found[method, context.path] = (route, request_response(route.endpoint))
+                    self._found[method, context.path] = route
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] == "http":
-            found = self._found.get((scope["method"], scope["path"]))
-            if found is not None:
-                route, app = found
-                return Match.FULL, {"endpoint": route.endpoint, "route": route, "direct": app}
+            route = self._found.get((scope["method"], scope["path"]))
+            if route is not None:
+                return Match.FULL, {"endpoint": route.endpoint, "route": route}
         return Match.NONE, {}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await scope["direct"](scope, receive, send)
+        """The endpoint's answer; what it raises goes up to the application's
+        ExceptionMiddleware, which renders it with the application's handlers (a
+        route-level wrapper would only look up the same handlers again)."""
+        endpoint: Endpoint = scope["endpoint"]
+        response = await endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
