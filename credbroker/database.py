@@ -43,13 +43,15 @@ class Sql:
         self.qmark = " ".join(text.split())
         self.format = self.qmark.replace("?", "%s")
 
+    def text(self, paramstyle: str) -> str:
+        """The statement for a driver of `paramstyle` (PEP 249)."""
+        return self.qmark if paramstyle == "qmark" else self.format
+
     def run(self, conn: Connection, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """The first row of the statement on `conn`'s driver connection."""
         cursor = conn.connection.cursor()
         try:
-            cursor.execute(
-                self.qmark if conn.dialect.paramstyle == "qmark" else self.format, params
-            )
+            cursor.execute(self.text(conn.dialect.paramstyle), params)
             row = cursor.fetchone()
         finally:
             cursor.close()

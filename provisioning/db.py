@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from credbroker.database import create_db_engine
 
-__all__ = ["create_db_engine", "migrate", "transaction"]
+__all__ = ["committed", "create_db_engine", "migrate", "transaction"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -38,7 +38,14 @@ def migrate(engine: Engine) -> None:
 def transaction(engine: Engine) -> Iterator[Session]:
     """One session, one transaction: committed on success, rolled back on any error."""
     bind = engine.execution_options(sqlite_begin="IMMEDIATE")
-    with Session(bind, expire_on_commit=False) as session:
+    with committed(Session(bind, expire_on_commit=False)) as session:
+        yield session
+
+
+@contextmanager
+def committed(session: Session) -> Iterator[Session]:
+    """`session`, committed when the block ends, rolled back if it raises, then closed."""
+    with session:
         try:
             yield session
             session.commit()

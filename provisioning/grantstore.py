@@ -111,7 +111,7 @@ class GrantStore:
         self.conn = conn
         self.changes = changes  # of standing, announced after the commit
         self._cursor = conn.connection.cursor()
-        self._format = conn.dialect.paramstyle != "qmark"
+        self._paramstyle = conn.dialect.paramstyle
         self._integrity_error: type[Exception] = conn.dialect.loaded_dbapi.IntegrityError
 
     def save_hook_grant(self, client_id: str, grant: Grant) -> None:
@@ -126,7 +126,7 @@ class GrantStore:
         self._cursor.close()
 
     def _run(self, sql: Sql, params: Sequence[Any]) -> Any:
-        self._cursor.execute(sql.format if self._format else sql.qmark, params)
+        self._cursor.execute(sql.text(self._paramstyle), params)
         return self._cursor
 
     def client(self, device_id: str) -> Client | None:

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from credbroker.trust import Change
-from provisioning.db import transaction
+from provisioning.db import committed, transaction
 from provisioning.standing import PENDING, Bus
 
 T = TypeVar("T")
@@ -75,7 +75,6 @@ class GroupCommit:
         released) when the block ends, rolled back if it raises."""
         batch = _current.get()
         if batch is None:
-            unit = None
             with self._engine.begin() as conn:
                 unit = Unit(conn)
                 yield unit
@@ -111,18 +110,14 @@ class GroupCommit:
                 yield session
             self._bus.publish(changes)
             return
-        with Session(
+        joined = Session(
             batch.conn,
             join_transaction_mode="create_savepoint",
             expire_on_commit=False,
             info={PENDING: changes},
-        ) as session:
-            try:
-                yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+        )
+        with committed(joined) as session:
+            yield session
         batch.changes.extend(changes)
 
     @contextmanager

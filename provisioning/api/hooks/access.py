@@ -80,8 +80,14 @@ async def connect(
     services: Services, *, client_id: str, username: str, password: str, address: str | None
 ) -> Grant | Refusal:
     """Decide a CONNECT (`HookAuthority.connect`) where the database wants it."""
-    login = {"client_id": client_id, "username": username, "password": password}
-    return await services.grant(partial(services.hooks.connect, **login, address=address))
+    decide = partial(
+        services.hooks.connect,
+        client_id=client_id,
+        username=username,
+        password=password,
+        address=address,
+    )
+    return await services.grant(decide)
 
 
 class Loose(BaseModel):
