@@ -28,13 +28,12 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
 from floor import crypto_costs, describe  # benchmarks/, the script's directory
 from token_endpoint import (
     ADMIN,
@@ -49,21 +48,9 @@ from token_endpoint import (
     wrk,
 )
 
+from tests.databases import postgres_database
+
 REFRESH_BODIES = 6000  # each costs a private_key_jwt grant to prepare
-
-
-@contextmanager
-def database(server: str) -> Iterator[str]:
-    """A new, empty database on `server` (as tests/databases.py makes them); its
-    SQLAlchemy URL. Dropped afterwards, connections or not."""
-    name = "credbroker_bench_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{server.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
-    finally:
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
@@ -80,7 +67,7 @@ def main() -> None:
     port, bare_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     token_url = base + "/oauth2/token"
-    with database(args.server) as url:
+    with postgres_database(args.server) as url:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
         env.update(
             CREDBROKER_DATABASE_URL=url,

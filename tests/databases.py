@@ -15,13 +15,14 @@ PG_SERVER = os.environ.get("CREDBROKER_TEST_POSTGRES", "postgresql://postgres@12
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """A new, empty database; its SQLAlchemy URL."""
+def postgres_database(server: str = PG_SERVER) -> Iterator[str]:
+    """A new, empty database on `server`; its SQLAlchemy URL. Dropped afterwards,
+    connections or not (the benchmarks use it too)."""
     name = "credbroker_test_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield f"{PG_SERVER.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
+        yield f"{server.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
     finally:
-        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
