@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, StatementError
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -28,7 +29,20 @@ def _sqlite_begin(connection: Any) -> None:
     # On the driver's connection: through `exec_driver_sql` this cost more than a grant's
     # statements (an execution context and its events for a fixed string).
     mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-    connection.connection.driver_connection.execute(f"BEGIN {mode}")
+    statement = f"BEGIN {mode}"
+    try:
+        connection.connection.driver_connection.execute(statement)
+    except connection.dialect.loaded_dbapi.Error as exc:  # locked for longer than busy_timeout
+        raise _wrapped(exc, statement, connection.dialect) from exc
+
+
+def _wrapped(exc: Exception, statement: str, dialect: Dialect) -> StatementError:
+    """The driver's own error as SQLAlchemy's (`OperationalError`, `IntegrityError`...),
+    the one tree that callers and the application's handlers know (a database that
+    cannot answer is a 503, not a 500). Parameters stay out of its message."""
+    return DBAPIError.instance(
+        statement, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+    )
 
 
 class Sql:
@@ -47,15 +61,28 @@ class Sql:
         """The statement for a driver of `paramstyle` (PEP 249)."""
         return self.qmark if paramstyle == "qmark" else self.format
 
+    def execute(self, cursor: Any, dialect: Dialect, params: Sequence[Any]) -> Any:
+        """Run the statement on a DB-API `cursor` of `dialect`'s driver; its errors are
+        raised as SQLAlchemy's (`_wrapped`). Returns the cursor."""
+        statement = self.text(dialect.paramstyle)
+        try:
+            cursor.execute(statement, params)
+        except dialect.loaded_dbapi.Error as exc:
+            raise _wrapped(exc, statement, dialect) from exc
+        return cursor
+
     def run(self, conn: Connection, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """The first row of the statement on `conn`'s driver connection."""
         cursor = conn.connection.cursor()
         try:
-            cursor.execute(self.text(conn.dialect.paramstyle), params)
-            row = cursor.fetchone()
+            row = self.execute(cursor, conn.dialect, params).fetchone()
         finally:
             cursor.close()
         return None if row is None else tuple(row)
+
+
+POOL_SIZE = 20  # connections each process keeps to a server database
+POOL_OVERFLOW = 10  # more for a burst of admin requests and hook reads
 
 
 def create_db_engine(url: str) -> Engine:
@@ -74,4 +101,8 @@ def create_db_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # A server database: POOL_SIZE connections kept, as many as the grants a process runs
+    # at once (`Services.grant`). Overflow connections are opened for a burst and closed
+    # when handed back: a PostgreSQL connection costs a backend process and milliseconds,
+    # which the old 10 kept for 16 concurrent grants paid on most requests.
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)

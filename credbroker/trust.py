@@ -203,9 +203,6 @@ class CachedTrustStore:
     def _query(self, sql: Sql, *params: object) -> tuple[Any, ...] | None:
         try:
             with self._connect() as conn:
-                try:
-                    return sql.run(conn, params)
-                except conn.dialect.loaded_dbapi.Error as exc:  # the driver's own, raw
-                    raise StoreUnavailable(str(exc)) from exc
-        except SQLAlchemyError as exc:
+                return sql.run(conn, params)
+        except SQLAlchemyError as exc:  # the driver's errors too (`Sql.execute`)
             raise StoreUnavailable(str(exc)) from exc

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete
+from sqlalchemy.exc import IntegrityError
 
 from credbroker.database import Sql
 from credbroker.decision import Grant
@@ -111,8 +112,7 @@ class GrantStore:
         self.conn = conn
         self.changes = changes  # of standing, announced after the commit
         self._cursor = conn.connection.cursor()
-        self._paramstyle = conn.dialect.paramstyle
-        self._integrity_error: type[Exception] = conn.dialect.loaded_dbapi.IntegrityError
+        self._dialect = conn.dialect
 
     def save_hook_grant(self, client_id: str, grant: Grant) -> None:
         """The grant of a hook-accepted CONNECT, for every API process (one row per
@@ -126,8 +126,7 @@ class GrantStore:
         self._cursor.close()
 
     def _run(self, sql: Sql, params: Sequence[Any]) -> Any:
-        self._cursor.execute(sql.text(self._paramstyle), params)
-        return self._cursor
+        return sql.execute(self._cursor, self._dialect, params)
 
     def client(self, device_id: str) -> Client | None:
         row = self._run(_CLIENT, (device_id,)).fetchone()
@@ -161,7 +160,7 @@ class GrantStore:
         """
         try:
             self._run(_INSERT_USED, (key, expires_at))
-        except self._integrity_error:
+        except IntegrityError:
             return False
         return True
 
