@@ -9,10 +9,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from anyio import CapacityLimiter, to_thread
 from sqlalchemy import Engine
 from sqlmodel import Session
-from starlette.concurrency import run_in_threadpool
 
+from credbroker.database import POOL_SIZE
 from credbroker.decision import Authenticator
 from credbroker.trust import CachedTrustStore
 from credbroker.verifier import Verifier, VerifyPolicy
@@ -45,6 +46,7 @@ class Services:
     commits: GroupCommit  # every transaction of the token endpoint and the hooks
     clock: Callable[[], float] = time.time
     metrics: Metrics = field(default_factory=Metrics)
+    _grant_threads: CapacityLimiter | None = field(default=None, init=False)  # made on the loop
 
     @classmethod
     def build(
@@ -101,10 +103,13 @@ class Services:
         database wants it: on the embedded database on the loop, in a batch that shares
         one commit (`groupcommit`; a thread hop would only add to CPU work with no I/O
         wait); elsewhere on the thread pool, since a remote database waits on the
-        network."""
+        network. There, no more grants run at once than the pool keeps connections:
+        one more would open a connection of its own (a PostgreSQL backend) and close it."""
         if self.local_database:
             return await self.commits.run(work)
-        return await run_in_threadpool(work)
+        if self._grant_threads is None:
+            self._grant_threads = CapacityLimiter(POOL_SIZE)
+        return await to_thread.run_sync(work, limiter=self._grant_threads)
 
     def now(self) -> int:
         return int(self.clock())
