@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from credbroker import heap
 from provisioning.app import create_app
 from provisioning.settings import Settings
 
 
 def app() -> FastAPI:
-    return create_app(Settings())
+    application = create_app(Settings())
+    heap.settle()  # a worker serves next
+    return application

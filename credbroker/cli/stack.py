@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import typer
 import uvicorn
 
+from credbroker import heap
 from credbroker.cli.datadir import claim
 from credbroker.cli.lifecycle import bind_http, start_broker, until_signal
 
@@ -126,6 +127,7 @@ async def run_embedded(
         # Both ports are ours now: a clash has stopped the process before any key is made.
         bootstrap_admin_key(app, settings.data_dir)
         app.state.health["mqtt"] = True
+        heap.settle()
         serving = await server.serving(http_sockets)
         if server.listening.is_set():
             typer.echo(
@@ -149,6 +151,7 @@ async def run_api(settings: Settings) -> None:
     app = create_app(settings)
     bootstrap_admin_key(app, settings.data_dir)
     server = _uvicorn(app, settings)
+    heap.settle()
     serving = await server.serving(http_sockets)
     try:
         await until_signal(serving)

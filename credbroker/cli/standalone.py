@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from credbroker import heap
 from credbroker.cli.lifecycle import start_broker, until_signal
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ async def run_broker(
         max_queued_messages=max_queued_messages,
     )
     await start_broker(broker)
+    heap.settle()
     typer.echo(f"credbroker broker: MQTT {listeners.host}:{listeners.mqtt_port}", err=True)
     try:
         await until_signal()
