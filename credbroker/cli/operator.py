@@ -1,85 +1,66 @@
-"""Thin API clients for operators (`fleet`, `device`) and for trying things as a device
-(`token`). Output is the API's JSON, so it pipes into jq."""
+"""`credbroker fleet ...` and `credbroker device ...`: thin API clients for operators.
+
+Read commands print an aligned table, or the API's JSON with `--json`; write commands
+print the API's JSON answer (pipe it into jq). Errors are one line on stderr."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-ApiOpt = Annotated[str, typer.Option("--api", envvar="CREDBROKER_API", help="API base URL")]
-KeyOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--admin-key",
-        envvar="CREDBROKER_ADMIN_KEY",
-        show_default=False,
-        help="admin API key (default: DATA_DIR/admin.key)",
-    ),
-]
-DataDirOpt = Annotated[Path, typer.Option("--data-dir", envvar="CREDBROKER_DATA_DIR")]
-DEFAULT_API = "http://127.0.0.1:8000"
-DEFAULT_DATA = Path("./credbroker-data")
+from credbroker.cli.client import (
+    DEFAULT_API,
+    DEFAULT_DATA,
+    ApiOpt,
+    Column,
+    DataDirOpt,
+    JsonOpt,
+    KeyOpt,
+    call,
+    every_page,
+    fail,
+    field,
+    print_fields,
+    print_json,
+    print_table,
+    read_text,
+    resolve_key,
+    time_field,
+)
 
 fleet_app = typer.Typer(help="Fleets: ACL templates and token lifetimes.", no_args_is_help=True)
-device_app = typer.Typer(help="Devices: create, list, show, disable, revoke.", no_args_is_help=True)
-token_app = typer.Typer(help="Tokens, as a device would get them.", no_args_is_help=True)
+device_app = typer.Typer(
+    help="Devices: create, list, show, disable, revoke, keys.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="A device's credential public keys.", no_args_is_help=True)
+device_app.add_typer(keys_app, name="keys")
 
-
-def _admin_key(key: str | None, data_dir: Path) -> str:
-    if key:
-        return key
-    path = data_dir / "admin.key"
-    if path.exists():
-        return path.read_text().strip()
-    _fail(
-        f"no admin key: {path} does not exist; pass --admin-key, set CREDBROKER_ADMIN_KEY, "
-        "or point --data-dir (CREDBROKER_DATA_DIR) at the stack's data directory"
-    )
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def _read_text(path: Path, what: str) -> str:
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read {what} {path}: {getattr(exc, 'strerror', None) or exc}")
-
-
-def _call(
-    method: str,
-    api: str,
-    path: str,
-    *,
-    key: str | None = None,
-    json_body: Any = None,
-    form: dict[str, str] | None = None,
-) -> Any:
-    import httpx
-
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    try:
-        response = httpx.request(
-            method, api.rstrip("/") + path, headers=headers, json=json_body, data=form, timeout=30
-        )
-    except httpx.HTTPError as exc:
-        typer.echo(f"error: cannot reach {api}: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    body = response.json() if response.content else {}
-    if response.is_error:
-        typer.echo(json.dumps(body, indent=2), err=True)
-        raise typer.Exit(1)
-    return body
-
-
-def _print(body: Any) -> None:
-    typer.echo(json.dumps(body, indent=2))
+FLEET_COLUMNS: list[Column] = [
+    ("NAME", field("name")),
+    ("TOKEN TTL", field("token_ttl")),
+    ("CLIENT SECRETS", field("allow_client_secret")),
+    ("PUBLISH", lambda f: f["acl"]["publish"]),
+    ("SUBSCRIBE", lambda f: f["acl"]["subscribe"]),
+    ("CREATED", time_field("created_at")),
+]
+DEVICE_COLUMNS: list[Column] = [
+    ("DEVICE", field("device_id")),
+    ("FLEET", field("fleet")),
+    ("STATUS", field("status")),
+    ("AUTH", field("auth_method")),
+    ("KEYS", lambda d: len(d["credential_keys"])),
+    ("SIGNING KEY", field("signing_key_version")),
+    ("CREATED", time_field("created_at")),
+]
+DEVICE_FIELDS: list[Column] = [
+    *DEVICE_COLUMNS,
+    ("UPDATED", time_field("updated_at")),
+    ("METADATA", field("metadata")),
+    ("OWN ACL", field("acl")),
+    ("CREDENTIAL KEYS", lambda d: [k["kid"] for k in d["credential_keys"]]),
+]
 
 
 @fleet_app.command("create")
@@ -94,20 +75,98 @@ def fleet_create(
     data_dir: DataDirOpt = DEFAULT_DATA,
 ) -> None:
     """Create a fleet. Filters may use {device_id} and {fleet}."""
-    _print(
-        _call(
-            "POST",
-            api,
-            "/v1/fleets",
-            key=_admin_key(admin_key, data_dir),
-            json_body={
-                "name": name,
-                "acl": {"publish": publish, "subscribe": subscribe},
-                "token_ttl": token_ttl,
-                "allow_client_secret": allow_client_secret,
-            },
-        )
-    )
+    body = {
+        "name": name,
+        "acl": {"publish": publish, "subscribe": subscribe},
+        "token_ttl": token_ttl,
+        "allow_client_secret": allow_client_secret,
+    }
+    key = resolve_key(admin_key, data_dir)
+    print_json(call("POST", api, "/v1/fleets", key=key, json_body=body))
+
+
+@fleet_app.command("list")
+def fleet_list(
+    json_out: JsonOpt = False,
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """List fleets (every page)."""
+    fleets = every_page(api, "/v1/fleets", key=resolve_key(admin_key, data_dir))
+    if json_out:
+        print_json(fleets)
+    else:
+        print_table(fleets, FLEET_COLUMNS)
+
+
+@fleet_app.command("show")
+def fleet_show(
+    name: str,
+    json_out: JsonOpt = False,
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """Show one fleet."""
+    fleet = call("GET", api, f"/v1/fleets/{name}", key=resolve_key(admin_key, data_dir))
+    if json_out:
+        print_json(fleet)
+    else:
+        print_fields(fleet, FLEET_COLUMNS)
+
+
+@fleet_app.command("update")
+def fleet_update(
+    name: str,
+    publish: Annotated[
+        list[str] | None, typer.Option("--publish", help="ACL filter (repeat); replaces the list")
+    ] = None,
+    subscribe: Annotated[
+        list[str] | None,
+        typer.Option("--subscribe", help="ACL filter (repeat); replaces the list"),
+    ] = None,
+    token_ttl: Annotated[int | None, typer.Option("--token-ttl")] = None,
+    allow_client_secret: Annotated[
+        bool | None, typer.Option("--allow-client-secret/--no-allow-client-secret")
+    ] = None,
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """Change a fleet's ACL, token lifetime or client secret policy. --publish or
+    --subscribe alone keeps the other list as it is."""
+    key = resolve_key(admin_key, data_dir)
+    body: dict[str, Any] = {}
+    if publish or subscribe:
+        acl = call("GET", api, f"/v1/fleets/{name}", key=key)["acl"]
+        body["acl"] = {
+            "publish": publish or acl["publish"],
+            "subscribe": subscribe or acl["subscribe"],
+        }
+    if token_ttl is not None:
+        body["token_ttl"] = token_ttl
+    if allow_client_secret is not None:
+        body["allow_client_secret"] = allow_client_secret
+    if not body:
+        fail("nothing to change: pass --publish, --subscribe, --token-ttl or --allow-client-secret")
+    print_json(call("PATCH", api, f"/v1/fleets/{name}", key=key, json_body=body))
+
+
+@fleet_app.command("delete")
+def fleet_delete(
+    name: str,
+    cascade: Annotated[
+        bool, typer.Option("--cascade", help="delete its devices too (their tokens die)")
+    ] = False,
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """Delete a fleet; refused while it has devices, unless --cascade."""
+    params = {"cascade": "true"} if cascade else None
+    call("DELETE", api, f"/v1/fleets/{name}", key=resolve_key(admin_key, data_dir), params=params)
+    typer.echo(f"deleted fleet {name}")
 
 
 @device_app.command("create")
@@ -124,42 +183,43 @@ def device_create(
     if device_id:
         body["device_id"] = device_id
     if public_key:
-        body["public_key"] = _read_text(public_key, "the public key")
-    _print(_call("POST", api, "/v1/devices", key=_admin_key(admin_key, data_dir), json_body=body))
+        body["public_key"] = read_text(public_key, "the public key")
+    key = resolve_key(admin_key, data_dir)
+    print_json(call("POST", api, "/v1/devices", key=key, json_body=body))
 
 
 @device_app.command("list")
 def device_list(
     fleet: Annotated[str | None, typer.Option("--fleet")] = None,
     status: Annotated[str | None, typer.Option("--status")] = None,
+    json_out: JsonOpt = False,
     api: ApiOpt = DEFAULT_API,
     admin_key: KeyOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA,
 ) -> None:
     """List devices (every page)."""
-    key, cursor, items = _admin_key(admin_key, data_dir), None, []
-    while True:
-        params = {
-            k: v for k, v in {"fleet": fleet, "status": status, "cursor": cursor}.items() if v
-        }
-        query = "&".join(f"{k}={v}" for k, v in params.items())
-        page = _call("GET", api, "/v1/devices" + (f"?{query}" if query else ""), key=key)
-        items.extend(page["items"])
-        cursor = page.get("next_cursor")
-        if not cursor:
-            break
-    _print(items)
+    key = resolve_key(admin_key, data_dir)
+    devices = every_page(api, "/v1/devices", key=key, params={"fleet": fleet, "status": status})
+    if json_out:
+        print_json(devices)
+    else:
+        print_table(devices, DEVICE_COLUMNS)
 
 
 @device_app.command("show")
 def device_show(
     device_id: str,
+    json_out: JsonOpt = False,
     api: ApiOpt = DEFAULT_API,
     admin_key: KeyOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA,
 ) -> None:
     """Show one device."""
-    _print(_call("GET", api, f"/v1/devices/{device_id}", key=_admin_key(admin_key, data_dir)))
+    device = call("GET", api, f"/v1/devices/{device_id}", key=resolve_key(admin_key, data_dir))
+    if json_out:
+        print_json(device)
+    else:
+        print_fields(device, DEVICE_FIELDS)
 
 
 @device_app.command("disable")
@@ -170,7 +230,7 @@ def device_disable(
     data_dir: DataDirOpt = DEFAULT_DATA,
 ) -> None:
     """Disable a device: its tokens stop working until it is enabled again."""
-    _set_status(device_id, "disabled", api, _admin_key(admin_key, data_dir))
+    _set_status(device_id, "disabled", api, resolve_key(admin_key, data_dir))
 
 
 @device_app.command("enable")
@@ -181,11 +241,12 @@ def device_enable(
     data_dir: DataDirOpt = DEFAULT_DATA,
 ) -> None:
     """Enable a disabled device."""
-    _set_status(device_id, "active", api, _admin_key(admin_key, data_dir))
+    _set_status(device_id, "active", api, resolve_key(admin_key, data_dir))
 
 
 def _set_status(device_id: str, status: str, api: str, key: str) -> None:
-    _print(_call("PATCH", api, f"/v1/devices/{device_id}", key=key, json_body={"status": status}))
+    body = {"status": status}
+    print_json(call("PATCH", api, f"/v1/devices/{device_id}", key=key, json_body=body))
 
 
 @device_app.command("revoke")
@@ -196,64 +257,65 @@ def device_revoke(
     data_dir: DataDirOpt = DEFAULT_DATA,
 ) -> None:
     """Revoke a device: every token and refresh token dies, live sessions are cut."""
-    _print(
-        _call("POST", api, f"/v1/devices/{device_id}:revoke", key=_admin_key(admin_key, data_dir))
-    )
+    key = resolve_key(admin_key, data_dir)
+    print_json(call("POST", api, f"/v1/devices/{device_id}:revoke", key=key))
 
 
-@token_app.command("get")
-def token_get(
-    device_id: Annotated[str, typer.Option("--device")],
-    key: Annotated[Path, typer.Option("--key", help="the device's private key (PEM)")],
-    api: ApiOpt = DEFAULT_API,
-) -> None:
-    """Get tokens with a client assertion signed by the device key (RFC 7523)."""
-    from device_sdk import assertion_form, load_private_key
-
-    try:
-        private_key = load_private_key(key)
-    except OSError as exc:
-        _fail(f"cannot read the device key {key}: {exc.strerror or exc}")
-    except ValueError as exc:  # not a PEM private key, or not one a device may use
-        _fail(f"{key} is not a device private key: {exc}")
-    meta = _call("GET", api, "/.well-known/oauth-authorization-server")
-    form = assertion_form(private_key, device_id=device_id, audience=meta["token_endpoint"])
-    _print(_call("POST", api, "/oauth2/token", form=form))
-
-
-@token_app.command("refresh")
-def token_refresh(refresh_token: str, api: ApiOpt = DEFAULT_API) -> None:
-    """Trade a refresh token for new tokens (the old one is used up)."""
-    _print(
-        _call(
-            "POST",
-            api,
-            "/oauth2/token",
-            form={"grant_type": "refresh_token", "refresh_token": refresh_token},
-        )
-    )
-
-
-@token_app.command("revoke")
-def token_revoke(token: str, api: ApiOpt = DEFAULT_API) -> None:
-    """Revoke an access or refresh token (RFC 7009)."""
-    _print(_call("POST", api, "/oauth2/revoke", form={"token": token}))
-
-
-@token_app.command("introspect")
-def token_introspect(
-    token: str,
+@device_app.command("rotate-signing-key")
+def device_rotate_signing_key(
+    device_id: str,
+    immediate: Annotated[
+        bool,
+        typer.Option("--immediate", help="retire the old key now: its tokens stop working"),
+    ] = False,
     api: ApiOpt = DEFAULT_API,
     admin_key: KeyOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA,
 ) -> None:
-    """Is this token active? (RFC 7662; needs an admin key)"""
-    _print(
-        _call(
-            "POST",
-            api,
-            "/oauth2/introspect",
-            key=_admin_key(admin_key, data_dir),
-            form={"token": token},
-        )
-    )
+    """Make a new signing key version; the old one verifies until its tokens expire,
+    or not at all with --immediate."""
+    params = {"immediate": "true"} if immediate else None
+    key = resolve_key(admin_key, data_dir)
+    path = f"/v1/devices/{device_id}/signing-keys:rotate"
+    print_json(call("POST", api, path, key=key, params=params))
+
+
+@keys_app.command("add")
+def device_keys_add(
+    device_id: str,
+    public_key: Annotated[Path, typer.Option("--public-key", help="PEM or JWK file")],
+    expires_at: Annotated[
+        int | None, typer.Option("--expires-at", help="Unix time after which it is refused")
+    ] = None,
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """Register another credential public key of the device (rotation with overlap)."""
+    import json
+
+    text = read_text(public_key, "the public key")
+    body: dict[str, Any] = {"public_key": text}
+    if text.lstrip().startswith("{"):  # a JWK file
+        try:
+            body["public_key"] = json.loads(text)
+        except ValueError:
+            fail(f"{public_key} is neither PEM nor a JWK: not valid JSON")
+    if expires_at is not None:
+        body["expires_at"] = expires_at
+    key = resolve_key(admin_key, data_dir)
+    print_json(call("POST", api, f"/v1/devices/{device_id}/keys", key=key, json_body=body))
+
+
+@keys_app.command("remove")
+def device_keys_remove(
+    device_id: str,
+    kid: Annotated[str, typer.Argument(help="the key's kid (RFC 7638 thumbprint)")],
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """Remove a credential key; tokens already issued live until they expire."""
+    key = resolve_key(admin_key, data_dir)
+    call("DELETE", api, f"/v1/devices/{device_id}/keys/{kid}", key=key)
+    typer.echo(f"removed key {kid} of {device_id}")
