@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
@@ -228,3 +229,50 @@ def test_the_new_endpoints_are_documented_with_their_errors(api: Api) -> None:
         assert set(responses) >= statuses, (path, method, sorted(responses))
         for status in statuses - {"200", "204"}:
             assert list(responses[status]["content"]) == ["application/problem+json"]
+
+
+def test_two_revocations_at_once_leave_a_key_with_every_scope(api: Api) -> None:
+    """The only two keys with every scope revoke each other at the same moment: one
+    wins, the other is refused (409, or 401 if it came after), never both (PostgreSQL:
+    the live keys are read FOR UPDATE)."""
+    every = ["devices:read", "devices:write", "tokens:revoke", "audit:read", "broker:hook"]
+    root = {"id": "env", "key": api.admin_key}
+    for _ in range(5):
+        first = _key(api, *every) if root["id"] == "env" else _made_by(api, root, every)
+        second = _made_by(api, first, every)
+        gone = api.client.delete(f"/v1/admin-keys/{root['id']}", headers=_bearer(first["key"]))
+        assert gone.status_code == 204, gone.text
+        start = threading.Barrier(2)
+        answers: dict[str, int] = {}
+
+        pairs = [(first, second), (second, first)]
+        threads = [
+            threading.Thread(target=_revoke_at, args=(api, start, answers, *pair)) for pair in pairs
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert sorted(answers.values()) in ([204, 401], [204, 409]), answers
+        [root] = [actor for actor in (first, second) if answers[actor["id"]] == 204]
+        listed = _listed(api, "/v1/admin-keys", _bearer(root["key"]))
+        assert [k["id"] for k in listed if set(k["scopes"]) == set(every)] == [root["id"]]
+
+
+def _revoke_at(
+    api: Api,
+    start: threading.Barrier,
+    answers: dict[str, int],
+    actor: dict[str, Any],
+    target: dict[str, Any],
+) -> None:
+    start.wait()
+    path = f"/v1/admin-keys/{target['id']}"
+    answers[actor["id"]] = api.client.delete(path, headers=_bearer(actor["key"])).status_code
+
+
+def _made_by(api: Api, actor: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
+    body = {"name": "k", "scopes": scopes}
+    response = api.client.post("/v1/admin-keys", json=body, headers=_bearer(actor["key"]))
+    assert response.status_code == 201, response.text
+    return dict(response.json())
