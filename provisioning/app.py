@@ -17,7 +17,8 @@ from sqlalchemy.exc import OperationalError
 from credbroker import __version__
 from credbroker.verifier import StoreUnavailable
 from provisioning import masterkey, openapi
-from provisioning.api import devices, direct, fleets, hooks, meta, oauth, revocations
+from provisioning.api import admin_keys, devices, direct, fleets, hooks, meta, oauth, revocations
+from provisioning.brokerhooks import KEY_TTL
 from provisioning.db import create_db_engine, migrate, transaction
 from provisioning.grantstore import prune_used_assertions
 from provisioning.http import RequestGuard, install_error_handlers
@@ -61,7 +62,7 @@ def create_app(
     app.state.health = {"api": True}
     install_error_handlers(app)
     app.add_middleware(RequestGuard, max_body=settings.max_body_bytes)
-    routers = (oauth, hooks, fleets, devices, meta, revocations)
+    routers = (oauth, hooks, fleets, devices, meta, admin_keys, revocations)
     for module in routers:
         app.include_router(module.router)
     openapi.install(app)
@@ -70,6 +71,20 @@ def create_app(
 
 
 PRUNE_EVERY = 60  # seconds between prunings of the assertion replay cache
+CLOCK_SKEW = 2  # seconds between the clocks of API processes, at most
+
+
+def forget_revoked_keys(services: Services) -> None:
+    """The hook paths take a key on trust for `KEY_TTL` seconds: a key remembered before
+    a revocation is gone from the cache `KEY_TTL` after it. So a revocation within the
+    last `KEY_TTL` seconds (made by any process, by its own clock) clears the cache."""
+    if not services.hooks.remembers_keys():
+        return
+    since = services.now() - int(KEY_TTL) - CLOCK_SKEW
+    with services.transaction() as session:
+        revoked = admin.revoked_since(session=session, since=since)
+    if revoked:
+        services.hooks.forget_keys()
 
 
 def _following_revocations(
@@ -78,7 +93,8 @@ def _following_revocations(
     """While serving, read the revocation log every `interval` seconds: changes of
     standing made by other processes reach this one's caches through its own bus, as
     its own changes do (and, embedded, the broker's sessions). Every `PRUNE_EVERY`
-    seconds, drop expired assertion jtis too (off the token endpoint's hot path)."""
+    seconds, drop expired assertion jtis too (off the token endpoint's hot path). Admin
+    keys revoked by another process are forgotten by this one's hook key cache."""
     pruned_at = float("-inf")
 
     def follow_once() -> None:
@@ -88,6 +104,8 @@ def _following_revocations(
         except StoreUnavailable:
             return  # the next round reads what this one missed
         services.bus.publish(changes)
+        with contextlib.suppress(OperationalError):  # the next round asks again
+            forget_revoked_keys(services)
         if services.clock() - pruned_at >= PRUNE_EVERY:
             with contextlib.suppress(OperationalError):  # the next pruning catches up
                 prune_used_assertions(services.engine, services.now())

@@ -64,10 +64,21 @@ class HookAuthority:
         until = self._keys.get(hashlib.sha256(authorization.encode()).digest(), 0.0)
         return until > self.clock()
 
-    def remember_key(self, authorization: str) -> None:
+    def remember_key(self, authorization: str, *, expires_at: int | None = None) -> None:
         if len(self._keys) > 1000:  # a handful of brokers: anything more is noise
             self._keys.clear()
-        self._keys[hashlib.sha256(authorization.encode()).digest()] = self.clock() + KEY_TTL
+        until = self.clock() + KEY_TTL
+        if expires_at is not None:
+            until = min(until, expires_at)
+        self._keys[hashlib.sha256(authorization.encode()).digest()] = until
+
+    def remembers_keys(self) -> bool:
+        return bool(self._keys)
+
+    def forget_keys(self) -> None:
+        """An admin key was revoked: every hook key is checked again at its next use
+        (a handful of keys, one read each)."""
+        self._keys.clear()
 
     def connect(
         self, *, client_id: str, username: str, password: str, address: str | None

@@ -8,7 +8,7 @@ section 5.2 JSON under /oauth2/. A route documents only what is its own (a hook'
 answer in its broker's format) with FastAPI's `responses=`; those are kept, and the
 error media type is added beside theirs.
 
-Links (OpenAPI 3.1 section 4.8.20) say where a created device or fleet goes next, for
+Links (OpenAPI 3.1 section 4.8.20) say where a created device, fleet or admin key goes next, for
 clients and for stateful testing (schemathesis follows them).
 """
 
@@ -151,6 +151,10 @@ LINKS: dict[tuple[str, str, str], dict[str, tuple[str, dict[str, str]]]] = {
     ("/v1/fleets", "post", "201"): {
         "ReadFleet": ("read_fleet", FLEET),
         "UpdateFleet": ("update_fleet", FLEET),
+        "DeleteFleet": ("delete_fleet", FLEET),
+    },
+    ("/v1/admin-keys", "post", "201"): {
+        "RevokeAdminKey": ("revoke_admin_key", {"key_id": "$response.body#/id"}),
     },
 }
 

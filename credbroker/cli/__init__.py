@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperOption
 
 from credbroker import __version__
-from credbroker.cli import certs, keys, operator, server, simulate
+from credbroker.cli import admin, certs, devices, fleets, keys, server, simulate, tokens
 
 _display_type_rich = TyperOption.display_type_rich
 
@@ -51,9 +51,11 @@ app.command("api")(server.api)
 app.command("broker")(server.broker)
 app.command("keygen")(keys.keygen)
 app.command("certs")(certs.certs)
-app.add_typer(operator.fleet_app, name="fleet")
-app.add_typer(operator.device_app, name="device")
-app.add_typer(operator.token_app, name="token")
+app.add_typer(fleets.fleet_app, name="fleet")
+app.add_typer(devices.device_app, name="device")
+app.add_typer(tokens.token_app, name="token")
+app.add_typer(admin.admin_key_app, name="admin-key")
+app.command("audit")(admin.audit)
 app.command("simulate", epilog=simulate.EPILOG)(simulate.simulate)
 
 

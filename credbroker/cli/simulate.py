@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from credbroker.cli.operator import ApiOpt, KeyOpt
+from credbroker.cli.client import ApiOpt, KeyOpt
 from simulators.scenarios import SCENARIOS
 
 # Scenarios, from the one table (typer's help joins lines of an epilog: one per paragraph).

@@ -61,7 +61,7 @@ def bootstrap_admin_key(app: FastAPI, data_dir: Path) -> None:
 
     services = app.state.services
     with services.transaction() as session:
-        if admin.any_active(session=session):
+        if admin.any_active(session=session, now=services.now()):
             return
         _, key = admin.create(
             session=session,

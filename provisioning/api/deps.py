@@ -30,7 +30,12 @@ def require(scope: str) -> Callable[..., Admin]:
         services: ServicesDep, authorization: Annotated[str | None, Header()] = None
     ) -> Admin:
         with services.transaction() as session:
-            return admin.authenticate(session=session, authorization=authorization, scopes=(scope,))
+            return admin.authenticate(
+                session=session,
+                authorization=authorization,
+                scopes=(scope,),
+                now=services.now(),
+            )
 
     async def check(request: Request) -> None:
         services = await get_services(request)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from provisioning.api.deps import DevicesRead, DevicesWrite, ServicesDep
-from provisioning.models.fleets import FleetCreate, FleetPublic, FleetUpdate
+from provisioning.models.fleets import FleetCreate, FleetFilter, FleetPage, FleetPublic, FleetUpdate
 from provisioning.store import fleets
 
 router = APIRouter(prefix="/v1/fleets", tags=["fleets"])
@@ -19,6 +21,18 @@ def create_fleet(body: FleetCreate, services: ServicesDep, actor: DevicesWrite) 
             session=session, fleet_create=body, now=services.now(), actor=actor.id
         )
         return fleet.public()
+
+
+@router.get("")
+def list_fleets(
+    services: ServicesDep, _: DevicesRead, query: Annotated[FleetFilter, Query()]
+) -> FleetPage:
+    """List fleets by name, `limit` at a time; pass `next_cursor` back for the next page."""
+    with services.transaction() as session:
+        rows, next_cursor = fleets.list_fleets(
+            session=session, cursor=query.cursor, limit=query.limit
+        )
+        return FleetPage(items=[f.public() for f in rows], next_cursor=next_cursor)
 
 
 @router.get("/{name}")
@@ -38,3 +52,16 @@ def update_fleet(
             session=session, name=name, fleet_update=body, now=services.now(), actor=actor.id
         )
         return fleet.public()
+
+
+@router.delete("/{name}", status_code=204)
+def delete_fleet(
+    name: str, services: ServicesDep, actor: DevicesWrite, cascade: bool = False
+) -> Response:
+    """Delete a fleet: 409 while it has devices, unless `cascade=true`, which deletes
+    them too (their tokens die and live sessions are cut), in one transaction."""
+    with services.transaction() as session:
+        fleets.delete_fleet(
+            session=session, name=name, cascade=cascade, now=services.now(), actor=actor.id
+        )
+    return Response(status_code=204)

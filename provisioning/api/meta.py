@@ -1,24 +1,22 @@
-"""Discovery, JWKS, enrollment, audit, admin keys, health and metrics."""
+"""Discovery, JWKS, enrollment, audit, health and metrics."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from credbroker import jws
 from credbroker.claims import SIGNING_ALG
 from provisioning import clientauth, grants, signing
-from provisioning.api.deps import AuditRead, ServicesDep, require
+from provisioning.api.deps import AuditRead, ServicesDep
 from provisioning.metrics import Metrics
-from provisioning.models.admin import AdminKeyCreate, AdminKeyCreated
 from provisioning.models.audit import AuditFilter, AuditPage
 from provisioning.models.bounds import STRICT_BODY
 from provisioning.models.devices import CredentialKeyPublic, PublicKeyInput
-from provisioning.store import admin, audit, devices, enrollment
-from provisioning.store.admin import Admin
+from provisioning.store import audit, devices, enrollment
 
 router = APIRouter()
 # Every `alg` some credential key verifies (credbroker.jws): EdDSA, Ed25519, ES256.
@@ -100,20 +98,6 @@ def read_audit(
     items = [r.public() for r in rows]
     full = len(items) == query.limit
     return AuditPage(items=items, next_cursor=str(items[-1].id) if full else None)
-
-
-@router.post("/v1/admin-keys", status_code=201, tags=["admin"])
-def create_admin_key(
-    body: AdminKeyCreate,
-    services: ServicesDep,
-    actor: Annotated[Admin, Depends(require("devices:write"))],
-) -> AdminKeyCreated:
-    """A new admin API key, shown once; it can hold only scopes the caller holds."""
-    with services.transaction() as session:
-        row, key = admin.create(
-            session=session, admin_key_create=body, now=services.now(), actor=actor
-        )
-        return AdminKeyCreated(**row.public().model_dump(), key=key)
 
 
 @router.get(

@@ -134,7 +134,9 @@ def _admin_for(services: Services, authorization: str | None, *scopes: str) -> a
     underprivileged one as RFC 6750 section 3 does, with 401 (not problem+json)."""
     try:
         with services.transaction() as session:
-            return admin.authenticate(session=session, authorization=authorization, scopes=scopes)
+            return admin.authenticate(
+                session=session, authorization=authorization, scopes=scopes, now=services.now()
+            )
     except Forbidden as exc:
         raise InsufficientScope(exc.detail) from exc
     except Unauthorized as exc:

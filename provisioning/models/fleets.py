@@ -8,7 +8,7 @@ from sqlmodel import JSON, Field, SQLModel
 
 from credbroker.claims import DEFAULT_TOKEN_TTL, FLEET_NAME_PATTERN, MAX_TOKEN_TTL, PLACEHOLDERS
 from credbroker.topics import is_valid_filter
-from provisioning.models.bounds import STRICT_BODY
+from provisioning.models.bounds import STRICT_BODY, STRICT_QUERY
 
 MAX_ACL_ENTRIES = 64
 
@@ -63,6 +63,20 @@ class FleetBase(SQLModel):
 
 class FleetPublic(FleetBase):
     acl: AclTemplate
+
+
+class FleetFilter(BaseModel):
+    """The query of `GET /v1/fleets`."""
+
+    model_config = STRICT_QUERY
+
+    cursor: str | None = pydantic.Field(default=None, max_length=200)
+    limit: int = pydantic.Field(default=100, ge=1, le=1000)
+
+
+class FleetPage(BaseModel):
+    items: list[FleetPublic]
+    next_cursor: str | None
 
 
 class Fleet(FleetBase, table=True):

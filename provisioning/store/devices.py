@@ -9,7 +9,6 @@ import orjson
 from sqlmodel import Session, col, delete, select
 
 from credbroker.claims import is_device_id
-from credbroker.jws import JWSError, b64url_decode, b64url_encode
 from provisioning import credentials, hashing, standing
 from provisioning.errors import BadRequest, Conflict, NotFound
 from provisioning.models import (
@@ -27,7 +26,7 @@ from provisioning.models.devices import (
 )
 from provisioning.models.fleets import AclTemplate
 from provisioning.signing import Keyring
-from provisioning.store import audit, fleets, keys
+from provisioning.store import audit, fleets, keys, paging
 
 _STATUS_ACTIONS = {"active": "device.enable", "disabled": "device.disable"}
 
@@ -141,20 +140,6 @@ def create_device(
     return created
 
 
-def _encode_cursor(device_id: str) -> str:
-    return b64url_encode(device_id.encode())
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        value = b64url_decode(cursor).decode()
-    except (JWSError, UnicodeDecodeError) as exc:
-        raise BadRequest("malformed cursor") from exc
-    if not is_device_id(value):
-        raise BadRequest("malformed cursor")
-    return value
-
-
 def list_devices(
     *,
     session: Session,
@@ -169,11 +154,14 @@ def list_devices(
         query = query.where(Device.fleet == fleet)
     if status is not None:
         query = query.where(Device.status == status)
-    if cursor:
-        query = query.where(col(Device.device_id) > _decode_cursor(cursor))
-    rows = list(session.exec(query.order_by(col(Device.device_id)).limit(limit + 1)))
-    next_cursor = _encode_cursor(rows[limit - 1].device_id) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return paging.page(
+        session=session,
+        query=query,
+        key=Device.device_id,
+        cursor=cursor,
+        limit=limit,
+        valid=is_device_id,
+    )
 
 
 def update_device(

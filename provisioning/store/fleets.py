@@ -1,14 +1,14 @@
-"""Fleets."""
+"""Fleets: create, read, list, update, delete (with their devices, on request)."""
 
 from __future__ import annotations
 
-from sqlmodel import Session
+from sqlmodel import Session, col, func, select
 
 from credbroker.claims import is_fleet_name
 from provisioning.errors import Conflict, NotFound
-from provisioning.models import Fleet
+from provisioning.models import Device, Fleet
 from provisioning.models.fleets import FleetCreate, FleetUpdate, acl_columns
-from provisioning.store import audit
+from provisioning.store import audit, devices, paging
 
 
 def get_fleet(*, session: Session, name: str) -> Fleet:
@@ -50,3 +50,46 @@ def update_fleet(
         session=session, now=now, action="fleet.update", actor=actor, fleet=name, changed=changed
     )
     return fleet
+
+
+def list_fleets(
+    *, session: Session, cursor: str | None, limit: int
+) -> tuple[list[Fleet], str | None]:
+    return paging.page(
+        session=session,
+        query=select(Fleet),
+        key=Fleet.name,
+        cursor=cursor,
+        limit=limit,
+        valid=is_fleet_name,
+    )
+
+
+def delete_fleet(*, session: Session, name: str, cascade: bool, now: int, actor: str) -> int:
+    """Delete a fleet; refused while it has devices, unless `cascade`: then each of them
+    is deleted as `DELETE /v1/devices/{id}` deletes one (its tokens die, its live
+    sessions are cut once this transaction commits), all in this one transaction.
+    Returns how many devices went."""
+    fleet = get_fleet(session=session, name=name)
+    members = select(Device.device_id).where(Device.fleet == name)
+    if not cascade:
+        count = session.exec(select(func.count()).select_from(members.subquery())).one()
+        if count:
+            raise Conflict(
+                f"fleet {name!r} has {count} device(s): delete them first, or pass cascade=true"
+            )
+    device_ids = list(session.exec(members.order_by(col(Device.device_id)).with_for_update()))
+    for device_id in device_ids:
+        devices.delete_device(session=session, device_id=device_id, now=now, actor=actor)
+    session.flush()  # the devices' rows go before the fleet's, which they refer to
+    session.delete(fleet)
+    audit.record(
+        session=session,
+        now=now,
+        action="fleet.delete",
+        actor=actor,
+        fleet=name,
+        cascade=cascade,
+        devices=len(device_ids),
+    )
+    return len(device_ids)

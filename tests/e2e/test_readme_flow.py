@@ -61,7 +61,7 @@ def test_readme_walkthrough(stack: Stack, tmp_path: Path) -> None:
         refreshed["refresh_token"]
         != json.loads((work / "tokens.json").read_text())["refresh_token"]
     )
-    listed = json.loads(stack.cli("device", "list", "--fleet", "sensors").stdout)
+    listed = json.loads(stack.cli("device", "list", "--fleet", "sensors", "--json").stdout)
     assert [(d["device_id"], d["status"]) for d in listed] == [("dev-1", "revoked")]
     refused = stack.cli("token", "get", "--device", "dev-1", "--key", str(key))
     assert refused.returncode == 1 and "invalid_client" in refused.stderr

@@ -129,6 +129,8 @@ UNKNOWN_QUERY = {
     "audit typo": ("/v1/audit?actoin=device.create", "actoin"),
     "devices": ("/v1/devices?fleet_name=x", "fleet_name"),
     "revocations": ("/v1/revocations?since=3", "since"),
+    "fleets": ("/v1/fleets?name=x", "name"),
+    "admin keys": ("/v1/admin-keys?scope=x", "scope"),
 }
 
 
@@ -157,8 +159,10 @@ def test_known_filters_still_filter(api: Api, fleet: str) -> None:
 
 NOT_ALLOWED = {
     "device: PUT": ("PUT", "/v1/devices/d-1", "GET, PATCH, DELETE"),
-    "fleets: DELETE": ("DELETE", "/v1/fleets", "POST"),
-    "fleet: PUT": ("PUT", "/v1/fleets/f-1", "GET, PATCH"),
+    "fleets: DELETE": ("DELETE", "/v1/fleets", "GET, POST"),
+    "fleet: PUT": ("PUT", "/v1/fleets/f-1", "GET, PATCH, DELETE"),
+    "admin keys: PUT": ("PUT", "/v1/admin-keys", "GET, POST"),
+    "admin key: GET": ("GET", "/v1/admin-keys/ak_1", "DELETE"),
     "credential key: GET": ("GET", "/v1/devices/d-1/keys/k", "DELETE"),
     "health: POST": ("POST", "/healthz", "GET"),
 }
@@ -234,6 +238,12 @@ ANSWERS = [
     ("GET", "/v1/devices/{device_id}", "/v1/devices/nobody", {"admin": True}),
     ("GET", "/v1/devices/{device_id}", "/v1/devices/nobody", {}),
     ("GET", "/v1/fleets/{name}", "/v1/fleets/nothing", {"admin": True}),
+    ("GET", "/v1/fleets", "/v1/fleets?cursor=!", {"admin": True}),
+    ("DELETE", "/v1/fleets/{name}", "/v1/fleets/nothing", {"admin": True}),
+    ("DELETE", "/v1/fleets/{name}", "/v1/fleets/nothing", {}),
+    ("GET", "/v1/admin-keys", "/v1/admin-keys?limit=0", {"admin": True}),
+    ("DELETE", "/v1/admin-keys/{key_id}", "/v1/admin-keys/env", {"admin": True}),
+    ("DELETE", "/v1/admin-keys/{key_id}", "/v1/admin-keys/nobody", {"admin": True}),
     ("POST", "/v1/fleets", "/v1/fleets", {"admin": True, "json": {"name": "FLEET"}}),
     ("POST", "/v1/fleets", "/v1/fleets", {"admin": True, "data": {"name": "x"}}),
     ("POST", "/v1/devices", "/v1/devices", {"admin": True, "json": {"fleet": "FLEET", "x": 1}}),

@@ -27,9 +27,11 @@ async def hook_key(
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
-    """A `broker:hook` key; accepted keys are remembered for a few seconds, since every
-    publish check would otherwise cost a database transaction (revoking a hook key takes
-    effect within `KEY_TTL`)."""
+    """A `broker:hook` key; accepted keys are remembered for a few seconds (`KEY_TTL`,
+    never past the key's expiry), since every publish check would otherwise cost a
+    database transaction. A revoked key is forgotten at once in the process that revoked
+    it, and within a second elsewhere (`forget_revoked_keys`, read with the revocation
+    log)."""
     if authorization and services.hooks.known_key(authorization):
         return
     if not authorization and _trusted(services, request):
@@ -40,8 +42,8 @@ async def hook_key(
             bearer = f"Bearer {clientauth.basic(authorization or '')[1]}"
         except InvalidClient:
             bearer = "Bearer "  # malformed: refused below like any wrong key
-    await run_in_threadpool(_check_key, services, bearer)
-    services.hooks.remember_key(authorization or "")
+    key = await run_in_threadpool(_check_key, services, bearer)
+    services.hooks.remember_key(authorization or "", expires_at=key.expires_at)
 
 
 async def _check_hook_key(request: Request) -> None:
@@ -62,9 +64,11 @@ def _trusted(services: Services, request: Request) -> bool:
     return any(address in network for network in networks)
 
 
-def _check_key(services: Services, bearer: str | None) -> None:
+def _check_key(services: Services, bearer: str | None) -> admin.Admin:
     with services.transaction() as session:
-        admin.authenticate(session=session, authorization=bearer, scopes=("broker:hook",))
+        return admin.authenticate(
+            session=session, authorization=bearer, scopes=("broker:hook",), now=services.now()
+        )
 
 
 async def _authority(services: ServicesDep, _: Annotated[None, Depends(hook_key)]) -> HookAuthority:

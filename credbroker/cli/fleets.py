@@ -1,0 +1,146 @@
+"""`credbroker fleet ...`: fleets, as thin clients of the API.
+
+Read commands print an aligned table, or the API's JSON with `--json`; write commands
+print the API's JSON answer (pipe it into jq). Errors are one line on stderr."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from credbroker.cli.client import (
+    DEFAULT_API,
+    DEFAULT_DATA,
+    ApiOpt,
+    Column,
+    DataDirOpt,
+    JsonOpt,
+    KeyOpt,
+    call,
+    every_page,
+    fail,
+    field,
+    print_fields,
+    print_json,
+    print_table,
+    resolve_key,
+    time_field,
+)
+
+fleet_app = typer.Typer(help="Fleets: ACL templates and token lifetimes.", no_args_is_help=True)
+
+FLEET_COLUMNS: list[Column] = [
+    ("NAME", field("name")),
+    ("TOKEN TTL", field("token_ttl")),
+    ("CLIENT SECRETS", field("allow_client_secret")),
+    ("PUBLISH", lambda f: f["acl"]["publish"]),
+    ("SUBSCRIBE", lambda f: f["acl"]["subscribe"]),
+    ("CREATED", time_field("created_at")),
+]
+
+
+@fleet_app.command("create")
+def fleet_create(
+    name: str,
+    publish: Annotated[list[str], typer.Option("--publish", help="ACL filter (repeat)")] = [],  # noqa: B006
+    subscribe: Annotated[list[str], typer.Option("--subscribe", help="ACL filter (repeat)")] = [],  # noqa: B006
+    token_ttl: Annotated[int, typer.Option("--token-ttl")] = 900,
+    allow_client_secret: Annotated[bool, typer.Option("--allow-client-secret")] = False,
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """Create a fleet. Filters may use {device_id} and {fleet}."""
+    body = {
+        "name": name,
+        "acl": {"publish": publish, "subscribe": subscribe},
+        "token_ttl": token_ttl,
+        "allow_client_secret": allow_client_secret,
+    }
+    key = resolve_key(admin_key, data_dir)
+    print_json(call("POST", api, "/v1/fleets", key=key, json_body=body))
+
+
+@fleet_app.command("list")
+def fleet_list(
+    json_out: JsonOpt = False,
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """List fleets (every page)."""
+    fleets = every_page(api, "/v1/fleets", key=resolve_key(admin_key, data_dir))
+    if json_out:
+        print_json(fleets)
+    else:
+        print_table(fleets, FLEET_COLUMNS)
+
+
+@fleet_app.command("show")
+def fleet_show(
+    name: str,
+    json_out: JsonOpt = False,
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """Show one fleet."""
+    fleet = call("GET", api, f"/v1/fleets/{name}", key=resolve_key(admin_key, data_dir))
+    if json_out:
+        print_json(fleet)
+    else:
+        print_fields(fleet, FLEET_COLUMNS)
+
+
+@fleet_app.command("update")
+def fleet_update(
+    name: str,
+    publish: Annotated[
+        list[str] | None, typer.Option("--publish", help="ACL filter (repeat); replaces the list")
+    ] = None,
+    subscribe: Annotated[
+        list[str] | None,
+        typer.Option("--subscribe", help="ACL filter (repeat); replaces the list"),
+    ] = None,
+    token_ttl: Annotated[int | None, typer.Option("--token-ttl")] = None,
+    allow_client_secret: Annotated[
+        bool | None, typer.Option("--allow-client-secret/--no-allow-client-secret")
+    ] = None,
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """Change a fleet's ACL, token lifetime or client secret policy. --publish or
+    --subscribe alone keeps the other list as it is."""
+    key = resolve_key(admin_key, data_dir)
+    body: dict[str, Any] = {}
+    if publish or subscribe:
+        acl = call("GET", api, f"/v1/fleets/{name}", key=key)["acl"]
+        body["acl"] = {
+            "publish": publish or acl["publish"],
+            "subscribe": subscribe or acl["subscribe"],
+        }
+    if token_ttl is not None:
+        body["token_ttl"] = token_ttl
+    if allow_client_secret is not None:
+        body["allow_client_secret"] = allow_client_secret
+    if not body:
+        fail("nothing to change: pass --publish, --subscribe, --token-ttl or --allow-client-secret")
+    print_json(call("PATCH", api, f"/v1/fleets/{name}", key=key, json_body=body))
+
+
+@fleet_app.command("delete")
+def fleet_delete(
+    name: str,
+    cascade: Annotated[
+        bool, typer.Option("--cascade", help="delete its devices too (their tokens die)")
+    ] = False,
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """Delete a fleet; refused while it has devices, unless --cascade."""
+    params = {"cascade": "true"} if cascade else None
+    call("DELETE", api, f"/v1/fleets/{name}", key=resolve_key(admin_key, data_dir), params=params)
+    typer.echo(f"deleted fleet {name}")
