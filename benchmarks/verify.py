@@ -114,5 +114,6 @@ def main() -> None:
         per_second, ratio = paired(fn, base)
         print(f"{name:32s} {per_second:9,.0f}/s  {1e6 / per_second:7.1f} us  ratio {ratio:.2f}x")
 
+
 if __name__ == "__main__":
     main()
