@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
@@ -43,7 +44,7 @@ def tokens(base: str, devices: list, count: int) -> list[tuple[str, str]]:  # ty
 
     def one(i: int) -> tuple[str, str]:
         device_id, key = devices[i % len(devices)]
-        form = assertion_form(key, device_id=device_id, audience=url)  # type: ignore[arg-type]
+        form = assertion_form(key, device_id=device_id, audience=url)
         return device_id, http.post(url, data=form).json()["access_token"]
 
     with httpx.Client() as http, concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -54,7 +55,7 @@ def connect_cycles(port: int, device_id: str, token: str, count: int) -> float:
     """Sequential CONNECT, CONNACK, DISCONNECT: cycles per second."""
     began = time.perf_counter()
     for _ in range(count):
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device_id)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id)
         client.username_pw_set(device_id, token)
         client.connect("127.0.0.1", port)
         while not client.is_connected():

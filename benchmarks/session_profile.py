@@ -73,7 +73,9 @@ async def clients(spec: str) -> None:
     import memory  # benchmarks/, this script's directory
 
     port, prefix, count = spec.split(":")
-    credentials = [(f"{prefix}{i}", "x", f"devices/{prefix}{i}/cmd/#") for i in range(int(count))]
+    credentials: list[tuple[str, str | None, str]] = [
+        (f"{prefix}{i}", "x", f"devices/{prefix}{i}/cmd/#") for i in range(int(count))
+    ]
     writers = await memory.open_sessions(int(port), credentials)
     print("ok", flush=True)
     await asyncio.to_thread(sys.stdin.read)  # until the profiler is done

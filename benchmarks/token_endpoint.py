@@ -36,6 +36,7 @@ from floor import (  # benchmarks/, the script's directory
 )
 
 from device_sdk import assertion_form, generate_key, public_pem
+from device_sdk._keys import DevicePrivateKey
 
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
@@ -119,7 +120,7 @@ def wrk(
     return rps, int(errors.group(1)) if errors else 0
 
 
-def provision(base: str, alg: str = "ed25519") -> list[tuple[str, object]]:
+def provision(base: str, alg: str = "ed25519") -> list[tuple[str, DevicePrivateKey]]:
     """`DEVICES` devices with `alg` keys in the fleet "bench" (made by the first call)."""
     admin = {"Authorization": f"Bearer {ADMIN}"}
     fleet = httpx.post(

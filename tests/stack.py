@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from device_sdk import assertion_form, generate_key, public_pem
 from device_sdk._keys import DevicePrivateKey
@@ -212,7 +213,7 @@ class Client:
         self.disconnected = threading.Event()
         self.disconnected_at: float | None = None
         self.paho = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=clean,
             protocol=mqtt.MQTTv311,
@@ -222,7 +223,9 @@ class Client:
         if will is not None:
             self.paho.will_set(will[0], will[1], qos=1)
         self.paho.on_connect = self._on_connect
-        self.paho.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, m.retain))
+        self.paho.on_message = lambda c, u, m: self.messages.append(
+            (m.topic, bytes(m.payload), m.retain)
+        )
         self.paho.on_subscribe = self._on_subscribe
         self.paho.on_disconnect = self._on_disconnect
         self.paho.connect("127.0.0.1", stack.mqtt_port, keepalive=keepalive)
