@@ -33,10 +33,10 @@ def _sqlite_begin(connection: Any) -> None:
     try:
         connection.connection.driver_connection.execute(statement)
     except connection.dialect.loaded_dbapi.Error as exc:  # locked for longer than busy_timeout
-        raise _wrapped(exc, statement, connection.dialect) from exc
+        raise driver_error(exc, statement, connection.dialect) from exc
 
 
-def _wrapped(exc: Exception, statement: str, dialect: Dialect) -> StatementError:
+def driver_error(exc: Exception, statement: str, dialect: Dialect) -> StatementError:
     """The driver's own error as SQLAlchemy's (`OperationalError`, `IntegrityError`...),
     the one tree that callers and the application's handlers know (a database that
     cannot answer is a 503, not a 500). Parameters stay out of its message."""
@@ -63,12 +63,12 @@ class Sql:
 
     def execute(self, cursor: Any, dialect: Dialect, params: Sequence[Any]) -> Any:
         """Run the statement on a DB-API `cursor` of `dialect`'s driver; its errors are
-        raised as SQLAlchemy's (`_wrapped`). Returns the cursor."""
+        raised as SQLAlchemy's (`driver_error`). Returns the cursor."""
         statement = self.text(dialect.paramstyle)
         try:
             cursor.execute(statement, params)
         except dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(exc, statement, dialect) from exc
+            raise driver_error(exc, statement, dialect) from exc
         return cursor
 
     def run(self, conn: Connection, params: Sequence[Any]) -> tuple[Any, ...] | None:

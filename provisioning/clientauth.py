@@ -49,7 +49,7 @@ def _private_key_jwt(
     device_id = assertions.claimed_device(form["client_assertion"])
     if device_id is None or form.get("client_id", device_id) != device_id:
         raise InvalidClient("client assertion does not name a device")
-    client = _active_client(store, device_id, "private_key_jwt")
+    client = _active_client(store, device_id, "private_key_jwt", keys_at=now)
     jkt = assertions.verify_assertion(
         store=store,
         assertion=form["client_assertion"],
@@ -87,8 +87,10 @@ def _secret(store: GrantStore, device_id: str, secret: str, method: str) -> Auth
     return Authenticated(client, method, "")
 
 
-def _active_client(store: GrantStore, device_id: str, auth_method: str) -> Client:
-    client = store.client(device_id)
+def _active_client(
+    store: GrantStore, device_id: str, auth_method: str, *, keys_at: int | None = None
+) -> Client:
+    client = store.client(device_id, keys_at=keys_at)
     if client is None or client.auth_method != auth_method:
         raise InvalidClient("unknown client or wrong authentication method")
     if client.status != "active":

@@ -71,8 +71,9 @@ class _RefuseAfterCommit(Exception):
 
 @contextmanager
 def _store(services: Services) -> Iterator[GrantStore]:
-    """One unit of work (`groupcommit`): kept on success and on `_RefuseAfterCommit`; the
-    changes of standing it made are announced once it has committed."""
+    """One unit of work (`groupcommit`): kept on success and on `_RefuseAfterCommit`, its
+    held-back writes sent first (`GrantStore.flush`); the changes of standing it made
+    are announced once it has committed."""
     refusal = None
     with services.commits.unit() as unit:
         store = GrantStore(unit.conn, unit.changes)
@@ -80,6 +81,9 @@ def _store(services: Services) -> Iterator[GrantStore]:
             yield store
         except _RefuseAfterCommit as exc:
             refusal = exc.error
+            store.flush()
+        else:
+            store.flush()
         finally:
             store.close()
     if refusal is not None:

@@ -12,7 +12,8 @@ microseconds, use the ORM store modules; `tests/provisioning` runs both database
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete
 from sqlalchemy.exc import IntegrityError
 
-from credbroker.database import Sql
+from credbroker.database import Sql, driver_error
 from credbroker.decision import Grant
 from credbroker.trust import Change
 from provisioning.models import UsedAssertion
@@ -69,6 +70,10 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
+def _key_rows(rows: Sequence[Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(kid, alg, _json(jwk)) for kid, alg, jwk in rows]
+
+
 def prune_used_assertions(engine: Engine, now: int) -> int:
     """Forget assertion jtis whose assertions have expired: a replay of one is refused
     for its `exp` anyway. This keeps the replay cache at what the assertion lifetime
@@ -106,13 +111,23 @@ class RefreshState:
 
 
 class GrantStore:
-    """Statements of one grant, on the connection of its transaction."""
+    """Statements of one grant, on the connection of its transaction.
+
+    On PostgreSQL every statement is a round trip, and on a grant's thread each one a
+    hand-off of the GIL; there, psycopg's pipeline mode sends what can go together: the
+    client with its credential keys (and the transaction's BEGIN), and the writes whose
+    answer the grant does not need (family, refresh token, audit event), held back until
+    `flush`. Writes whose answer decides (the assertion's jti, a refresh token's use) run
+    at once. SQLite, in process, runs each statement when called."""
 
     def __init__(self, conn: Connection, changes: list[Change]) -> None:
         self.conn = conn
         self.changes = changes  # of standing, announced after the commit
         self._cursor = conn.connection.cursor()
         self._dialect = conn.dialect
+        self._pipelined = conn.dialect.name == "postgresql"
+        self._held: list[tuple[Sql, Sequence[Any]]] = []
+        self._keys: dict[tuple[str, int], list[tuple[str, str, dict[str, Any]]]] = {}
 
     def save_hook_grant(self, client_id: str, grant: Grant) -> None:
         """The grant of a hook-accepted CONNECT, for every API process (one row per
@@ -128,8 +143,48 @@ class GrantStore:
     def _run(self, sql: Sql, params: Sequence[Any]) -> Any:
         return sql.execute(self._cursor, self._dialect, params)
 
-    def client(self, device_id: str) -> Client | None:
-        row = self._run(_CLIENT, (device_id,)).fetchone()
+    def _write(self, sql: Sql, params: Sequence[Any]) -> None:
+        """A write whose answer the grant does not need: held back for `flush` where
+        statements are pipelined, else run now."""
+        if self._pipelined:
+            self._held.append((sql, params))
+        else:
+            self._run(sql, params)
+
+    def flush(self) -> None:
+        """Send the held-back writes, all in one round trip; before the commit."""
+        held, self._held = self._held, []
+        if held:
+            with self._pipeline("the grant's writes"):
+                for sql, params in held:
+                    self._run(sql, params)
+
+    @contextmanager
+    def _pipeline(self, what: str) -> Iterator[None]:
+        """psycopg's pipeline mode; an error of a statement in it is raised when the
+        pipeline syncs, here, as SQLAlchemy's (`credbroker.database.driver_error`)."""
+        driver = self.conn.connection.driver_connection
+        try:
+            with driver.pipeline():  # type: ignore[union-attr]
+                yield
+        except self._dialect.loaded_dbapi.Error as exc:
+            raise driver_error(exc, what, self._dialect) from exc
+
+    def client(self, device_id: str, *, keys_at: int | None = None) -> Client | None:
+        """The device and its fleet's part of its tokens; with `keys_at`, its credential
+        keys not expired then are read in the same round trip (`credential_keys`)."""
+        if keys_at is not None and self._pipelined:
+            keys = self.conn.connection.cursor()
+            try:
+                with self._pipeline("the client and its keys"):
+                    self._run(_CLIENT, (device_id,))
+                    _KEYS.execute(keys, self._dialect, (device_id, keys_at))
+                row = self._cursor.fetchone()
+                self._keys[device_id, keys_at] = _key_rows(keys.fetchall())
+            finally:
+                keys.close()
+        else:
+            row = self._run(_CLIENT, (device_id,)).fetchone()
         if row is None:
             return None
         return Client(
@@ -149,8 +204,10 @@ class GrantStore:
 
     def credential_keys(self, device_id: str, now: int) -> list[tuple[str, str, dict[str, Any]]]:
         """(kid, alg, jwk) of the keys that have not expired."""
-        rows = self._run(_KEYS, (device_id, now)).fetchall()
-        return [(kid, alg, _json(jwk)) for kid, alg, jwk in rows]
+        read = self._keys.get((device_id, now))
+        return (
+            read if read is not None else _key_rows(self._run(_KEYS, (device_id, now)).fetchall())
+        )
 
     def consume_jti(self, key: str, expires_at: int) -> bool:
         """False if this assertion jti was seen before (RFC 7523 section 3, item 7).
@@ -171,7 +228,7 @@ class GrantStore:
     def new_family(
         self, *, family_id: str, device_id: str, jkt: str, now: int, expires_at: int
     ) -> None:
-        self._run(_INSERT_FAMILY, (family_id, device_id, jkt, now, expires_at))
+        self._write(_INSERT_FAMILY, (family_id, device_id, jkt, now, expires_at))
 
     def add_refresh(
         self,
@@ -183,7 +240,9 @@ class GrantStore:
         access_jti: str,
         access_exp: int,
     ) -> None:
-        self._run(_INSERT_REFRESH, (token_hash, family_id, device_id, now, access_jti, access_exp))
+        self._write(
+            _INSERT_REFRESH, (token_hash, family_id, device_id, now, access_jti, access_exp)
+        )
 
     def refresh_state(self, token_hash: str) -> RefreshState | None:
         row = self._run(_REFRESH_STATE, (token_hash,)).fetchone()
@@ -194,4 +253,4 @@ class GrantStore:
         return int(self._run(_MARK_USED, (now, token_hash)).rowcount) == 1
 
     def audit(self, *, now: float, action: str, device_id: str | None, **detail: Any) -> None:
-        self._run(_INSERT_AUDIT, (now, action, device_id, orjson.dumps(detail).decode()))
+        self._write(_INSERT_AUDIT, (now, action, device_id, orjson.dumps(detail).decode()))
