@@ -33,7 +33,8 @@ _PRUNE_USED = delete(_used).where(_used.c.expires_at < bindparam("now"))
 _CLIENT = Sql("""
     SELECT d.device_id, d.status, d.auth_method, d.client_secret_hash,
            d.signing_key_version, d.acl_publish, d.acl_subscribe,
-           f.name, f.acl_publish, f.acl_subscribe, f.token_ttl, f.allow_client_secret
+           f.name, f.acl_publish, f.acl_subscribe, f.token_ttl, f.allow_client_secret,
+           d.tokens_valid_after
     FROM devices AS d JOIN fleets AS f ON f.name = d.fleet
     WHERE d.device_id = ?""")
 _KEYS = Sql("""
@@ -98,6 +99,7 @@ class Client:
     fleet_subscribe: list[str]
     token_ttl: int
     allow_client_secret: bool
+    tokens_valid_after: int  # a logout's cut-off: tokens issued from now on are dated here
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +202,7 @@ class GrantStore:
             fleet_subscribe=_json(row[9]),
             token_ttl=row[10],
             allow_client_secret=bool(row[11]),
+            tokens_valid_after=row[12],
         )
 
     def credential_keys(self, device_id: str, now: int) -> list[tuple[str, str, dict[str, Any]]]:

@@ -51,14 +51,17 @@ def sign_access_token(
     kid = kid_for(client.device_id, client.signing_key_version)
     key = keyring.private_key(kid, store.sealed_signing_key)
     jti = secrets.token_hex(16)
+    # A logout moves the cut-off to the next second (iat has second precision); a token
+    # granted after it in that same second is dated at the cut-off so that it works.
+    iat = max(now, client.tokens_valid_after)
     exp = now + client.token_ttl
     claims: dict[str, Any] = {
         "iss": issuer,
         "sub": client.device_id,
         "client_id": client.device_id,
         "aud": audience,
-        "iat": now,
-        "nbf": now,
+        "iat": iat,
+        "nbf": iat,
         "exp": exp,
         "jti": jti,
         "fleet": client.fleet,
