@@ -41,12 +41,14 @@ from broker.packets import PacketReader
 from broker.session import session_from_connect
 from broker.slim import SlimEvent
 from credbroker.decision import Authenticator, Grant, Kind, Refusal
+from credbroker.presence import Connection
 from credbroker.trust import CachedTrustStore, Change
 from credbroker.verifier import StoreUnavailable
 
 log = logging.getLogger("credbroker.broker")
 GRANT = "credbroker.grant"
 CHANGES_SEEN = "credbroker.changes_seen"
+SINCE = "credbroker.since"  # when the session's CONNECT was accepted (Unix time)
 Audit = Callable[..., None]
 
 
@@ -281,6 +283,7 @@ class CredBroker(DeliveryBroker):
     ) -> None:
         client_session.transitions.connect()
         handler.attach(client_session, PacketReader(reader, self._violation(client_id)), writer)
+        client_session.attributes[SINCE] = time.time()
         self._sessions[client_id] = (client_session, handler)
         await handler.mqtt_connack_authorize(True)
         grant = client_session.attributes[GRANT]
@@ -443,6 +446,28 @@ class CredBroker(DeliveryBroker):
         self.audit(action="mqtt.kick", outcome="ok", device_id=client_id, reason=reason)
         await handler.handle_connection_closed()
         return True
+
+    def connections(self, device_id: str) -> list[Connection]:
+        """The device's live connection, if any (client id = device id). Safe to call from
+        another thread: it reads one dict entry and the session's attributes."""
+        entry = self._sessions.get(device_id)
+        if entry is None or not entry[0].transitions.is_connected():
+            return []
+        session = entry[0]
+        grant: Grant | None = session.attributes.get(GRANT)
+        if grant is None:
+            return []
+        return [
+            Connection(
+                broker="embedded",
+                client_id=device_id,
+                address=str(session.remote_address or ""),
+                since=float(session.attributes.get(SINCE, 0.0)),
+                protocol="3.1.1",
+                jti=grant.jti,
+                expires_at=grant.exp,
+            )
+        ]
 
     async def changed(self, changes: list[Change]) -> None:
         """Changes of standing: a session whose token was revoked, or whose device's

@@ -13,8 +13,10 @@ from anyio import CapacityLimiter, to_thread
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from credbroker import presence
 from credbroker.database import POOL_SIZE
 from credbroker.decision import Authenticator
+from credbroker.presence import Connections
 from credbroker.trust import CachedTrustStore
 from credbroker.verifier import Verifier, VerifyPolicy
 from provisioning.assertions import AssertionPolicy
@@ -45,6 +47,7 @@ class Services:
     bus: Bus  # tells this process's caches of every committed change of standing
     commits: GroupCommit  # every transaction of the token endpoint and the hooks
     clock: Callable[[], float] = time.time
+    connections: Connections = presence.none  # the embedded broker's, when there is one
     metrics: Metrics = field(default_factory=Metrics)
     _grant_threads: CapacityLimiter | None = field(default=None, init=False)  # made on the loop
 

@@ -120,6 +120,7 @@ async def run_embedded(
         loop.call_soon_threadsafe(lambda: asyncio.ensure_future(broker.changed(changes)))
 
     services.bus.subscribe(on_change)
+    services.connections = broker.connections
     await start_broker(broker)
     server = _uvicorn(app, settings)
     serving: asyncio.Future[None] | None = None

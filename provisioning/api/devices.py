@@ -19,7 +19,7 @@ from provisioning.models.devices import (
     DeviceUpdate,
 )
 from provisioning.services import Services
-from provisioning.store import batch, devices, keys, revocations
+from provisioning.store import batch, devices, keys, revocations, sessions
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -168,4 +168,44 @@ def revoke_device(device_id: str, services: ServicesDep, actor: TokensRevoke) ->
         revocations.revoke_device(
             session=session, device=device, now=services.now(), actor=actor.id
         )
+        return devices.to_public(session=session, device=device)
+
+
+@router.get("/{device_id}/sessions")
+def list_sessions(device_id: str, services: ServicesDep, _: DevicesRead) -> dict[str, Any]:
+    """The device's live refresh families and its live MQTT connections on the embedded
+    broker, each with the family whose access token it presented."""
+    connections = services.connections(device_id)
+    with services.transaction() as session:
+        device = devices.get_device(session=session, device_id=device_id)
+        return sessions.list_sessions(
+            session=session, device=device, connections=connections, now=services.now()
+        )
+
+
+@router.delete("/{device_id}/sessions/{family_id}", status_code=204)
+def end_session(
+    device_id: str, family_id: str, services: ServicesDep, actor: TokensRevoke
+) -> Response:
+    """End one refresh family: its refresh and access tokens die, its live connections
+    are cut; the device stays active and may be granted new tokens at once."""
+    with services.transaction() as session:
+        device = devices.get_device(session=session, device_id=device_id)
+        sessions.end_family(
+            session=session,
+            device=device,
+            family_id=family_id,
+            now=services.now(),
+            actor=actor.id,
+        )
+    return Response(status_code=204)
+
+
+@router.post("/{device_id}/tokens:revoke")
+def logout_device(device_id: str, services: ServicesDep, actor: TokensRevoke) -> DevicePublic:
+    """Log out everywhere: every token and refresh family of the device dies and its
+    live sessions are cut; the device stays active (unlike `:revoke`)."""
+    with services.transaction() as session:
+        device = devices.get_device(session=session, device_id=device_id)
+        sessions.logout_device(session=session, device=device, now=services.now(), actor=actor.id)
         return devices.to_public(session=session, device=device)

@@ -1,0 +1,110 @@
+"""Sessions a person can see and end: a device's refresh families and live connections,
+the end of one family, and logouts of a device or of a whole fleet.
+
+A logout kills what was issued before it and nothing after: the device's cut-off
+(`tokens_valid_after`) moves to the next second, and the token endpoint dates a token
+granted within that second at the cut-off (`provisioning.tokens`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, func, select
+
+from credbroker.presence import Connection
+from provisioning.errors import NotFound
+from provisioning.models import Device, RefreshFamily, RefreshToken
+from provisioning.store import audit, revocations
+
+
+def list_sessions(
+    *, session: Session, device: Device, connections: list[Connection], now: int
+) -> dict[str, Any]:
+    """Live refresh families (not ended, not expired) and live connections, each
+    connection with the family whose access token it presented, if any."""
+    families = list(
+        session.exec(
+            select(RefreshFamily)
+            .where(RefreshFamily.device_id == device.device_id)
+            .where(col(RefreshFamily.revoked_at).is_(None))
+            .where(RefreshFamily.expires_at > now)
+            .order_by(col(RefreshFamily.created_at), col(RefreshFamily.id))
+        )
+    )
+    ids = [f.id for f in families]
+    last_used: dict[str, int] = {}
+    outstanding: dict[str, int] = {}
+    if ids:
+        for family_id, last in session.exec(
+            select(RefreshToken.family_id, func.max(RefreshToken.created_at))
+            .where(col(RefreshToken.family_id).in_(ids))
+            .group_by(col(RefreshToken.family_id))
+        ):
+            last_used[family_id] = last
+        for family_id, count in session.exec(
+            select(RefreshToken.family_id, func.count())
+            .where(col(RefreshToken.family_id).in_(ids))
+            .where(RefreshToken.access_exp > now)
+            .group_by(col(RefreshToken.family_id))
+        ):
+            outstanding[family_id] = count
+    by_jti = _families_of(session=session, jtis=[c.jti for c in connections])
+    return {
+        "families": [
+            {
+                "id": f.id,
+                "created_at": f.created_at,
+                "last_used_at": last_used.get(f.id, f.created_at),
+                "expires_at": f.expires_at,
+                "access_tokens_outstanding": outstanding.get(f.id, 0),
+            }
+            for f in families
+        ],
+        "connections": [
+            {
+                "broker": c.broker,
+                "client_id": c.client_id,
+                "address": c.address,
+                "since": int(c.since),
+                "protocol": c.protocol,
+                "family": by_jti.get(c.jti),
+                "expires_at": int(c.expires_at),
+            }
+            for c in connections
+        ],
+    }
+
+
+def _families_of(*, session: Session, jtis: list[str]) -> dict[str, str]:
+    if not jtis:
+        return {}
+    rows = session.exec(
+        select(RefreshToken.access_jti, RefreshToken.family_id).where(
+            col(RefreshToken.access_jti).in_(jtis)
+        )
+    )
+    return dict(rows.all())
+
+
+def end_family(*, session: Session, device: Device, family_id: str, now: int, actor: str) -> None:
+    """One family's refresh tokens and live access tokens die; its connections are cut
+    (the deny-listed jtis, through `standing`). The device stays as it is."""
+    family = session.get(RefreshFamily, family_id)
+    if family is None or family.device_id != device.device_id or family.revoked_at is not None:
+        raise NotFound(f"no live session {family_id!r} of device {device.device_id!r}")
+    revocations.revoke_family(
+        session=session, family=family, now=now, reason="session_end", actor=actor
+    )
+
+
+def logout_device(*, session: Session, device: Device, now: int, actor: str) -> None:
+    """Every token and family of the device dies, live sessions are cut; its status
+    stays (unlike `revoke_device`), so it may be granted new tokens at once."""
+    device.tokens_valid_after = now + 1  # iat has second precision: cover this second
+    device.updated_at = now
+    session.add(device)
+    revocations.cut_tokens(session=session, device_id=device.device_id, now=now)
+    audit.record(
+        session=session, now=now, action="device.logout", device_id=device.device_id, actor=actor
+    )

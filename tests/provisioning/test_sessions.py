@@ -1,0 +1,123 @@
+"""Sessions a person can see and end (issue 12): refresh families, one family's end,
+log out everywhere; a logout kills what was issued before it and nothing after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.support import Api
+
+
+def _sessions(api: Api, device_id: str) -> dict[str, Any]:
+    response = api.client.get(f"/v1/devices/{device_id}/sessions", headers=api.admin)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _actions(api: Api, device_id: str) -> list[dict[str, Any]]:
+    page = api.client.get(f"/v1/audit?device_id={device_id}", headers=api.admin).json()
+    return list(page["items"])
+
+
+def _bearer(api: Api, *scopes: str) -> dict[str, str]:
+    body = {"name": "k", "scopes": list(scopes)}
+    response = api.client.post("/v1/admin-keys", json=body, headers=api.admin)
+    assert response.status_code == 201, response.text
+    return {"Authorization": f"Bearer {response.json()['key']}"}
+
+
+def test_each_grant_is_a_family_listed_with_its_use(api: Api, fleet: str) -> None:
+    device = api.device(fleet)
+    first, second = device.tokens(), device.tokens()
+    api.clock.advance(5)
+    refreshed = api.token({"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    assert refreshed.status_code == 200
+    listed = _sessions(api, device.id)
+    assert listed["connections"] == []  # no broker in this process
+    families = listed["families"]
+    assert len(families) == 2
+    assert {"id", "created_at", "last_used_at", "expires_at", "access_tokens_outstanding"} <= set(
+        families[0]
+    )
+    used = [f for f in families if f["last_used_at"] > f["created_at"]]
+    assert len(used) == 1 and used[0]["access_tokens_outstanding"] == 2
+    assert second["access_token"]  # the other family was not touched
+
+
+def test_ending_a_family_kills_its_tokens_and_nothing_else(api: Api, fleet: str) -> None:
+    device = api.device(fleet)
+    ended, kept = device.tokens(), device.tokens()
+    families = _sessions(api, device.id)["families"]
+    # The family whose refresh token is `ended`'s: the first one granted.
+    target = families[0]["id"]
+    response = api.client.delete(f"/v1/devices/{device.id}/sessions/{target}", headers=api.admin)
+    assert response.status_code == 204, response.text
+    assert api.introspect(ended["access_token"]) == {"active": False}
+    assert api.introspect(ended["refresh_token"]) == {"active": False}
+    assert api.introspect(kept["access_token"])["active"] is True
+    assert api.introspect(kept["refresh_token"])["active"] is True
+    assert [f["id"] for f in _sessions(api, device.id)["families"]] == [families[1]["id"]]
+    # The device stays active; a new grant works at once, in the same second.
+    fresh = device.tokens()
+    assert api.introspect(fresh["access_token"])["active"] is True
+    ends = [e for e in _actions(api, device.id) if e["action"] == "refresh.family_revoke"]
+    assert ends and ends[0]["detail"]["reason"] == "session_end"
+    again = api.client.delete(f"/v1/devices/{device.id}/sessions/{target}", headers=api.admin)
+    assert again.status_code == 404
+    assert again.headers["content-type"].startswith("application/problem+json")
+
+
+def test_log_out_everywhere_keeps_the_device_active(api: Api, fleet: str) -> None:
+    device = api.device(fleet)
+    one, two = device.tokens(), device.tokens()
+    response = api.client.post(f"/v1/devices/{device.id}/tokens:revoke", headers=api.admin)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "active"
+    for tokens in (one, two):
+        assert api.introspect(tokens["access_token"]) == {"active": False}
+        assert api.introspect(tokens["refresh_token"]) == {"active": False}
+    assert _sessions(api, device.id)["families"] == []
+    # Granted in the very second of the logout: it works at once.
+    fresh = device.tokens()
+    assert api.introspect(fresh["access_token"])["active"] is True
+    assert "device.logout" in [e["action"] for e in _actions(api, device.id)]
+
+
+def test_unknown_devices_and_families_are_404(api: Api, fleet: str) -> None:
+    device, other = api.device(fleet), api.device(fleet)
+    other.tokens()
+    theirs = _sessions(api, other.id)["families"][0]["id"]
+    for method, path in (
+        ("GET", "/v1/devices/nope/sessions"),
+        ("DELETE", "/v1/devices/nope/sessions/abc"),
+        ("POST", "/v1/devices/nope/tokens:revoke"),
+        ("DELETE", f"/v1/devices/{device.id}/sessions/abc"),
+        ("DELETE", f"/v1/devices/{device.id}/sessions/{theirs}"),  # another device's
+    ):
+        response = api.client.request(method, path, headers=api.admin)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_sessions_need_their_scopes(api: Api, fleet: str) -> None:
+    device = api.device(fleet)
+    device.tokens()
+    family = _sessions(api, device.id)["families"][0]["id"]
+    reader = _bearer(api, "devices:read")
+    assert api.client.get(f"/v1/devices/{device.id}/sessions", headers=reader).status_code == 200
+    for method, path in (
+        ("DELETE", f"/v1/devices/{device.id}/sessions/{family}"),
+        ("POST", f"/v1/devices/{device.id}/tokens:revoke"),
+    ):
+        assert api.client.request(method, path, headers=reader).status_code == 403
+    revoker = _bearer(api, "tokens:revoke")
+    listed = api.client.get(f"/v1/devices/{device.id}/sessions", headers=revoker)
+    assert listed.status_code == 403
+
+
+def test_the_endpoints_are_in_the_openapi_document(api: Api) -> None:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    assert {"404", "403"} <= set(paths["/v1/devices/{device_id}/sessions"]["get"]["responses"])
+    ended = paths["/v1/devices/{device_id}/sessions/{family_id}"]["delete"]["responses"]
+    assert {"204", "404", "403"} <= set(ended)
+    assert "404" in paths["/v1/devices/{device_id}/tokens:revoke"]["post"]["responses"]
