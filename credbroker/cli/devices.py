@@ -147,6 +147,59 @@ def device_revoke(
     print_json(call("POST", api, f"/v1/devices/{device_id}:revoke", key=key))
 
 
+FAMILY_COLUMNS: list[Column] = [
+    ("FAMILY", field("id")),
+    ("CREATED", time_field("created_at")),
+    ("LAST USED", time_field("last_used_at")),
+    ("EXPIRES", time_field("expires_at")),
+    ("ACCESS TOKENS", field("access_tokens_outstanding")),
+]
+CONNECTION_COLUMNS: list[Column] = [
+    ("BROKER", field("broker")),
+    ("ADDRESS", field("address")),
+    ("SINCE", time_field("since")),
+    ("PROTOCOL", field("protocol")),
+    ("FAMILY", field("family")),
+    ("EXPIRES", time_field("expires_at")),
+]
+
+
+@device_app.command("sessions")
+def device_sessions(
+    device_id: str,
+    json_out: JsonOpt = False,
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """A device's refresh families and live MQTT connections."""
+    key = resolve_key(admin_key, data_dir)
+    listed = call("GET", api, f"/v1/devices/{device_id}/sessions", key=key)
+    if json_out:
+        print_json(listed)
+        return
+    print_table(listed["families"], FAMILY_COLUMNS)
+    typer.echo("")
+    print_table(listed["connections"], CONNECTION_COLUMNS)
+
+
+@device_app.command("logout")
+def device_logout(
+    device_id: str,
+    family: Annotated[str | None, typer.Option("--family", help="end only this family")] = None,
+    api: ApiOpt = DEFAULT_API,
+    admin_key: KeyOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DATA,
+) -> None:
+    """Log a device out everywhere, or end one refresh family; the device stays active."""
+    key = resolve_key(admin_key, data_dir)
+    if family is None:
+        print_json(call("POST", api, f"/v1/devices/{device_id}/tokens:revoke", key=key))
+    else:
+        call("DELETE", api, f"/v1/devices/{device_id}/sessions/{family}", key=key)
+        typer.echo(f"ended session {family} of {device_id}")
+
+
 @device_app.command("rotate-signing-key")
 def device_rotate_signing_key(
     device_id: str,

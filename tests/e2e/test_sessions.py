@@ -1,0 +1,103 @@
+"""Sessions a person can see and end (issue 12, section 2), on a real `credbroker up`:
+live MQTT connections listed with their refresh family, one family's end cutting only
+its own connection within 1 s, log out everywhere, and the commands that do both."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.stack import Client, Device, Stack, start_stack, wait_for
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    started = start_stack(Path(tmp_path_factory.mktemp("sessions")), seed_admin=False)
+    yield started
+    started.stop()
+
+
+def _sessions(device: Device) -> dict[str, Any]:
+    response = device.api("GET", "/sessions")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _connected(stack: Stack, device: Device, token: str) -> Client:
+    client = Client(stack, device.id, token)
+    assert client.connected.wait(10), client.connect_rc
+    return client
+
+
+def _cut_within(client: Client, seconds: float, started: float) -> None:
+    assert client.disconnected.wait(10), "the connection was not cut"
+    assert client.disconnected_at is not None
+    assert client.disconnected_at - started < seconds, client.disconnected_at - started
+
+
+def test_a_connection_shows_with_its_family_and_ends_with_it(stack: Stack) -> None:
+    device = stack.device(stack.fleet())
+    other_token, token = device.token(), device.token()
+    client = _connected(stack, device, token)
+    try:
+        wait_for(lambda: _sessions(device)["connections"], what="the connection listed")
+        listed = _sessions(device)
+        assert len(listed["families"]) == 2
+        (connection,) = listed["connections"]
+        assert connection["broker"] == "embedded" and connection["protocol"] == "3.1.1"
+        assert connection["address"] == "127.0.0.1" and connection["since"] <= time.time()
+        family = connection["family"]
+        assert family in [f["id"] for f in listed["families"]]
+        # Ending the other family leaves this connection be.
+        (other,) = [f["id"] for f in listed["families"] if f["id"] != family]
+        assert device.api("DELETE", f"/sessions/{other}").status_code == 204
+        started = time.monotonic()
+        assert device.api("DELETE", f"/sessions/{family}").status_code == 204
+        _cut_within(client, 1.0, started)
+        assert other_token  # granted before, ended with its family
+    finally:
+        client.close()
+    # The device stays active: a token granted right after works at once.
+    again = _connected(stack, device, device.token())
+    again.close()
+
+
+def test_log_out_everywhere_cuts_and_a_new_token_works_at_once(stack: Stack) -> None:
+    device = stack.device(stack.fleet())
+    client = _connected(stack, device, device.token())
+    try:
+        started = time.monotonic()
+        response = device.api("POST", "/tokens:revoke")
+        assert response.status_code == 200 and response.json()["status"] == "active"
+        _cut_within(client, 1.0, started)
+    finally:
+        client.close()
+    again = _connected(stack, device, device.token())
+    again.close()
+
+
+def test_the_commands(stack: Stack) -> None:
+    device = stack.device(stack.fleet())
+    device.token()
+    done = stack.cli("device", "sessions", device.id, "--json")
+    assert done.returncode == 0, done.stderr
+    (family,) = json.loads(done.stdout)["families"]
+    table = stack.cli("device", "sessions", device.id)
+    assert table.returncode == 0 and family["id"] in table.stdout
+    assert table.stdout.startswith("FAMILY")
+    ended = stack.cli("device", "logout", device.id, "--family", family["id"])
+    assert ended.returncode == 0, ended.stderr
+    assert _sessions(device)["families"] == []
+    missing = stack.cli("device", "logout", device.id, "--family", family["id"])
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
+    device.token()
+    everywhere = stack.cli("device", "logout", device.id)
+    assert everywhere.returncode == 0 and json.loads(everywhere.stdout)["status"] == "active"
+    assert _sessions(device)["families"] == []
+    unknown = stack.cli("device", "sessions", "nope")
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
