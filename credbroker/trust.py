@@ -37,9 +37,12 @@ _FOREVER = 2**62
 _KEY = Sql("SELECT public_der, verify_until FROM signing_keys WHERE kid = ?")
 _DEVICE = Sql("SELECT status, tokens_valid_after FROM devices WHERE device_id = ?")
 _JTI = Sql("SELECT id FROM revocations WHERE jti = ? LIMIT 1")
+# A fleet entry (a fleet-wide logout) stands for every device of its fleet: one row each.
 _LOG = text(
-    "SELECT id, device_id, jti, expires_at FROM revocations WHERE (id > :after OR id IN :gaps) "
-    "AND (jti IS NULL OR expires_at IS NULL OR expires_at > :now) ORDER BY id"
+    "SELECT r.id, COALESCE(d.device_id, r.device_id), r.jti, r.expires_at FROM revocations AS r "
+    "LEFT JOIN devices AS d ON r.fleet IS NOT NULL AND d.fleet = r.fleet "
+    "WHERE (r.id > :after OR r.id IN :gaps) "
+    "AND (r.jti IS NULL OR r.expires_at IS NULL OR r.expires_at > :now) ORDER BY r.id"
 ).bindparams(bindparam("gaps", expanding=True))
 # Ids come from a sequence when a row is inserted, but rows become visible when their
 # transaction commits: on PostgreSQL, entry 10 may appear after 11 was read. Ids skipped

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from provisioning.api.deps import DevicesRead, DevicesWrite, ServicesDep
+from provisioning.api.deps import DevicesRead, DevicesWrite, ServicesDep, TokensRevoke
 from provisioning.models.fleets import FleetCreate, FleetFilter, FleetPage, FleetPublic, FleetUpdate
-from provisioning.store import fleets
+from provisioning.store import fleets, sessions
 
 router = APIRouter(prefix="/v1/fleets", tags=["fleets"])
 
@@ -65,3 +65,16 @@ def delete_fleet(
             session=session, name=name, cascade=cascade, now=services.now(), actor=actor.id
         )
     return Response(status_code=204)
+
+
+@router.post("/{name}/tokens:revoke")
+def logout_fleet(name: str, services: ServicesDep, actor: TokensRevoke) -> dict[str, Any]:
+    """An incident: every token and refresh family of every device of the fleet dies at
+    once and live sessions are cut; the devices stay active. One audit event, one entry
+    in the revocation feed."""
+    with services.transaction() as session:
+        fleet = fleets.get_fleet(session=session, name=name)
+        count = sessions.logout_fleet(
+            session=session, fleet=fleet, now=services.now(), actor=actor.id
+        )
+    return {"fleet": name, "devices": count}

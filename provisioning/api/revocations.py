@@ -23,8 +23,9 @@ class FeedQuery(BaseModel):
 
 class RevocationEntry(BaseModel):
     id: int
-    kind: Literal["token", "device"]  # one access token (jti), or the device's standing
-    device_id: str
+    kind: Literal["token", "device", "fleet"]  # one access token (jti), a device, a fleet
+    device_id: str  # "" for "fleet"
+    fleet: str | None = None  # for "fleet": the standing of every device of it changed
     jti: str | None
     expires_at: int | None
     created_at: int
@@ -44,7 +45,9 @@ def revocation_feed(
     """Changes of standing after the cursor `after`, oldest first. A `device` entry
     means: the device's standing changed at `created_at` (disabled, enabled, revoked,
     deleted, signing keys rotated): forget what you cached about it and ask again. A
-    `token` entry deny-lists one jti until `expires_at`."""
+    `token` entry deny-lists one jti until `expires_at`. A `fleet` entry is a device
+    entry for every device of `fleet` (a fleet-wide logout: tokens issued before
+    `created_at` + 1 are dead)."""
     with services.transaction() as session:
         entries, cursor = revocations.feed(
             session=session, after=query.after, limit=query.limit, now=services.now()

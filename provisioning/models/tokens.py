@@ -38,13 +38,14 @@ class UsedAssertion(SQLModel, table=True):
 
 
 class Revocation(SQLModel, table=True):
-    """The revocation log: deny-listed jtis and device-wide cut-offs, in order."""
+    """The revocation log: deny-listed jtis, device-wide and fleet-wide cut-offs, in order."""
 
     __tablename__ = "revocations"
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(max_length=16)  # "token" or "device"
-    device_id: str = Field(index=True, max_length=128)
+    kind: str = Field(max_length=16)  # "token", "device" or "fleet"
+    device_id: str = Field(index=True, max_length=128)  # "" for "fleet"
+    fleet: str | None = Field(default=None, max_length=64)  # for "fleet": every device of it
     jti: str | None = Field(default=None, index=True, max_length=64)
     expires_at: int | None = None  # for "token": when the deny entry may be dropped
     created_at: int

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from credbroker.decision import Grant
 from provisioning.grantstore import GrantStore
@@ -51,6 +51,12 @@ class DatabaseGrants:
             pub=tuple(row.pub),
             sub=tuple(row.sub),
         )
+
+
+def forget_all(*, session: Session, device_ids: list[str]) -> None:
+    """A fleet-wide logout: the hook grants of all these devices are gone."""
+    if device_ids:
+        session.execute(delete(HookGrant).where(col(HookGrant.device_id).in_(device_ids)))
 
 
 def forget(*, session: Session, device_id: str, jti: str | None = None) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from credbroker.presence import Connection
+from provisioning import standing
 from provisioning.errors import NotFound
-from provisioning.models import Device, RefreshFamily, RefreshToken
+from provisioning.models import Device, Fleet, RefreshFamily, RefreshToken
 from provisioning.store import audit, revocations
 
 
@@ -108,3 +110,32 @@ def logout_device(*, session: Session, device: Device, now: int, actor: str) -> 
     audit.record(
         session=session, now=now, action="device.logout", device_id=device.device_id, actor=actor
     )
+
+
+def logout_fleet(*, session: Session, fleet: Fleet, now: int, actor: str) -> int:
+    """An incident: every token and family of every device of the fleet dies at once,
+    live sessions are cut; the devices stay as they are. One statement per table, one
+    revocation-log entry, one audit event. The number of devices it covered."""
+    of_fleet = select(Device.device_id).where(Device.fleet == fleet.name)
+    device_ids = list(session.exec(of_fleet))
+    session.execute(
+        update(Device)
+        .where(col(Device.fleet) == fleet.name)
+        .values(tokens_valid_after=now + 1, updated_at=now)  # as `logout_device`
+    )
+    session.execute(
+        update(RefreshFamily)
+        .where(col(RefreshFamily.device_id).in_(of_fleet))
+        .where(col(RefreshFamily.revoked_at).is_(None))
+        .values(revoked_at=now)
+    )
+    standing.fleet_changed(session=session, fleet=fleet.name, device_ids=device_ids, now=now)
+    audit.record(
+        session=session,
+        now=now,
+        action="fleet.logout",
+        actor=actor,
+        fleet=fleet.name,
+        devices=len(device_ids),
+    )
+    return len(device_ids)

@@ -125,6 +125,19 @@ def _reuse_refresh(shape: Shape, device: Device) -> None:
     assert again.json()["error"] == "invalid_grant"
 
 
+def _end_session(shape: Shape, device: Device) -> None:
+    api = shape.apis[0]
+    listed = api.http.get(f"{api.base}/v1/devices/{device.id}/sessions", headers=api.admin)
+    (family,) = listed.json()["families"]
+    _admin(shape, "DELETE", f"/v1/devices/{device.id}/sessions/{family['id']}")
+
+
+def _log_out_fleet(shape: Shape, device: Device) -> None:
+    api = shape.apis[0]
+    fleet = api.http.get(f"{api.base}/v1/devices/{device.id}", headers=api.admin).json()["fleet"]
+    _admin(shape, "POST", f"/v1/fleets/{fleet}/tokens:revoke")
+
+
 CUTS: dict[str, Callable[[Shape, Device], None]] = {
     "disable": lambda s, d: _admin(s, "PATCH", f"/v1/devices/{d.id}", json={"status": "disabled"}),
     "revoke": lambda s, d: _admin(s, "POST", f"/v1/devices/{d.id}:revoke"),
@@ -135,6 +148,9 @@ CUTS: dict[str, Callable[[Shape, Device], None]] = {
     "revoke-access-token": lambda s, d: _revoke(s, d.token),
     "revoke-refresh-token": lambda s, d: _revoke(s, d.tokens["refresh_token"]),
     "reuse-refresh-token": _reuse_refresh,
+    "end-session": _end_session,
+    "log-out": lambda s, d: _admin(s, "POST", f"/v1/devices/{d.id}/tokens:revoke"),
+    "log-out-fleet": _log_out_fleet,
 }
 
 

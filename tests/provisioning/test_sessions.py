@@ -46,16 +46,16 @@ def test_each_grant_is_a_family_listed_with_its_use(api: Api, fleet: str) -> Non
 
 def test_ending_a_family_kills_its_tokens_and_nothing_else(api: Api, fleet: str) -> None:
     device = api.device(fleet)
-    ended, kept = device.tokens(), device.tokens()
+    grants = [device.tokens(), device.tokens()]
     families = _sessions(api, device.id)["families"]
-    # The family whose refresh token is `ended`'s: the first one granted.
-    target = families[0]["id"]
+    target = families[0]["id"]  # one of the two, granted in the same second
     response = api.client.delete(f"/v1/devices/{device.id}/sessions/{target}", headers=api.admin)
     assert response.status_code == 204, response.text
-    assert api.introspect(ended["access_token"]) == {"active": False}
-    assert api.introspect(ended["refresh_token"]) == {"active": False}
-    assert api.introspect(kept["access_token"])["active"] is True
-    assert api.introspect(kept["refresh_token"])["active"] is True
+    alive = [
+        (api.introspect(g["access_token"])["active"], api.introspect(g["refresh_token"])["active"])
+        for g in grants
+    ]
+    assert sorted(alive) == [(False, False), (True, True)]  # one whole family, not the other
     assert [f["id"] for f in _sessions(api, device.id)["families"]] == [families[1]["id"]]
     # The device stays active; a new grant works at once, in the same second.
     fresh = device.tokens()
@@ -121,3 +121,37 @@ def test_the_endpoints_are_in_the_openapi_document(api: Api) -> None:
     ended = paths["/v1/devices/{device_id}/sessions/{family_id}"]["delete"]["responses"]
     assert {"204", "404", "403"} <= set(ended)
     assert "404" in paths["/v1/devices/{device_id}/tokens:revoke"]["post"]["responses"]
+
+
+def test_a_fleet_logout_is_one_event_and_one_feed_entry(api: Api) -> None:
+    fleet, bystander = str(api.fleet()["name"]), str(api.fleet()["name"])
+    devices = [api.device(fleet) for _ in range(3)]
+    spared = api.device(bystander)
+    issued = [d.tokens() for d in devices]
+    kept = spared.tokens()
+    before = api.client.get("/v1/revocations?after=0&limit=1000", headers=api.admin).json()
+    response = api.client.post(f"/v1/fleets/{fleet}/tokens:revoke", headers=api.admin)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"fleet": fleet, "devices": 3}
+    for tokens in issued:
+        assert api.introspect(tokens["access_token"]) == {"active": False}
+        assert api.introspect(tokens["refresh_token"]) == {"active": False}
+    assert api.introspect(kept["access_token"])["active"] is True
+    for device in devices:
+        assert _sessions(api, device.id)["families"] == []
+        shown = api.client.get(f"/v1/devices/{device.id}", headers=api.admin).json()
+        assert shown["status"] == "active"
+        # Granted in the very second of the logout: it works at once.
+        assert api.introspect(device.tokens()["access_token"])["active"] is True
+    after = api.client.get(
+        f"/v1/revocations?after={before['next']}&limit=1000", headers=api.admin
+    ).json()
+    assert [(e["kind"], e["fleet"], e["device_id"]) for e in after["items"]] == [
+        ("fleet", fleet, "")
+    ]
+    events = api.client.get("/v1/audit?action=fleet.logout", headers=api.admin).json()["items"]
+    assert len(events) == 1 and events[0]["detail"]["fleet"] == fleet
+    assert api.client.post("/v1/fleets/nope/tokens:revoke", headers=api.admin).status_code == 404
+    reader = _bearer(api, "devices:read")
+    denied = api.client.post(f"/v1/fleets/{fleet}/tokens:revoke", headers=reader)
+    assert denied.status_code == 403
