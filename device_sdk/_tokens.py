@@ -9,6 +9,7 @@ an answer means) live in `forms()` and `accept()`, so a caller with its own HTTP
 from __future__ import annotations
 
 import email.utils
+import importlib.metadata
 import json
 import os
 import time
@@ -190,12 +191,27 @@ def _post_form(
     return _post(url, body, "application/x-www-form-urlencoded", timeout)
 
 
+def _user_agent() -> str:
+    """`credbroker-device-sdk/<version>`: the broker shows it with the device's sessions."""
+    try:
+        version = importlib.metadata.version("credbroker")
+    except importlib.metadata.PackageNotFoundError:  # vendored without its metadata
+        version = "unknown"
+    return f"credbroker-device-sdk/{version}"
+
+
+USER_AGENT = _user_agent()
+
+
 def _post(
     url: str, body: bytes, content_type: str, timeout: float
 ) -> tuple[int, Mapping[str, str], bytes]:
     """(status, headers, body) of a POST; TokenError only when there is no answer."""
     request = urllib.request.Request(  # noqa: S310 - the operator configures the URL
-        url, data=body, method="POST", headers={"Content-Type": content_type}
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": content_type, "User-Agent": USER_AGENT},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310

@@ -30,7 +30,7 @@ from provisioning.errors import (
     OAuthError,
     UnsupportedGrantType,
 )
-from provisioning.grantstore import GrantStore, RefreshState
+from provisioning.grantstore import GrantStore, Origin, RefreshState
 from provisioning.models import RefreshFamily
 from provisioning.services import Services
 from provisioning.store import revocations
@@ -38,7 +38,11 @@ from provisioning.tokens import Issued, issue
 
 
 def token(
-    services: Services, form: Mapping[str, str], authorization: str | None, address: str
+    services: Services,
+    form: Mapping[str, str],
+    authorization: str | None,
+    address: str,
+    user_agent: str | None = None,
 ) -> Issued:
     grant_type = form.get("grant_type")
     if not grant_type:
@@ -55,7 +59,7 @@ def token(
         costly=grant_type == "client_credentials" and clientauth.costly(form, authorization),
     )
     timer = services.metrics.token_seconds.labels(grant_type).time()
-    with attempt, timer, _store(services) as store:
+    with attempt, timer, _store(services, Origin.of(address, user_agent)) as store:
         issued = grant(services, store, form, authorization)
     services.metrics.tokens.labels(grant_type, "issued").inc()
     return issued
@@ -70,13 +74,13 @@ class _RefuseAfterCommit(Exception):
 
 
 @contextmanager
-def _store(services: Services) -> Iterator[GrantStore]:
+def _store(services: Services, origin: Origin) -> Iterator[GrantStore]:
     """One unit of work (`groupcommit`): kept on success and on `_RefuseAfterCommit`, its
     held-back writes sent first (`GrantStore.flush`); the changes of standing it made
     are announced once it has committed."""
     refusal = None
     with services.commits.unit() as unit:
-        store = GrantStore(unit.conn, unit.changes)
+        store = GrantStore(unit.conn, unit.changes, origin)
         try:
             yield store
         except _RefuseAfterCommit as exc:

@@ -48,8 +48,11 @@ _REFRESH_STATE = Sql("""
 _MARK_USED = Sql("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL")
 _INSERT_USED = Sql("INSERT INTO used_assertions (key, expires_at) VALUES (?, ?)")
 _INSERT_FAMILY = Sql("""
-    INSERT INTO refresh_families (id, device_id, jkt, created_at, expires_at, revoked_at)
-    VALUES (?, ?, ?, ?, ?, NULL)""")
+    INSERT INTO refresh_families
+        (id, device_id, jkt, created_at, expires_at, revoked_at, last_used_at, address,
+         user_agent)
+    VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)""")
+_TOUCH_FAMILY = Sql("UPDATE refresh_families SET last_used_at = ?, address = ? WHERE id = ?")
 _INSERT_REFRESH = Sql("""
     INSERT INTO refresh_tokens
         (token_hash, family_id, device_id, created_at, used_at, access_jti, access_exp)
@@ -103,6 +106,27 @@ class Client:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a grant came from, kept with the refresh family it makes or uses (shown by
+    `GET /v1/devices/{id}/sessions`; never logged)."""
+
+    address: str | None = None
+    user_agent: str | None = None
+
+    @classmethod
+    def of(cls, address: str | None, user_agent: str | None) -> Origin:
+        return cls(
+            (address or None) and address[:MAX_ADDRESS],
+            (user_agent or None) and user_agent[:MAX_USER_AGENT],
+        )
+
+
+MAX_ADDRESS = 64
+MAX_USER_AGENT = 200
+NOWHERE = Origin()
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshState:
     device_id: str
     family_id: str
@@ -122,7 +146,8 @@ class GrantStore:
     `flush`. Writes whose answer decides (the assertion's jti, a refresh token's use) run
     at once. SQLite, in process, runs each statement when called."""
 
-    def __init__(self, conn: Connection, changes: list[Change]) -> None:
+    def __init__(self, conn: Connection, changes: list[Change], origin: Origin = NOWHERE) -> None:
+        self.origin = origin
         self.conn = conn
         self.changes = changes  # of standing, announced after the commit
         self._cursor = conn.connection.cursor()
@@ -231,7 +256,15 @@ class GrantStore:
     def new_family(
         self, *, family_id: str, device_id: str, jkt: str, now: int, expires_at: int
     ) -> None:
-        self._write(_INSERT_FAMILY, (family_id, device_id, jkt, now, expires_at))
+        origin = self.origin
+        self._write(
+            _INSERT_FAMILY,
+            (family_id, device_id, jkt, now, expires_at, now, origin.address, origin.user_agent),
+        )
+
+    def touch_family(self, *, family_id: str, now: int) -> None:
+        """A refresh: the family was last used now, from this address."""
+        self._write(_TOUCH_FAMILY, (now, self.origin.address, family_id))
 
     def add_refresh(
         self,

@@ -104,6 +104,8 @@ def issue(
             now=now,
             expires_at=now + family_lifetime,
         )
+    else:
+        store.touch_family(family_id=family_id, now=now)
     refresh = hashing.new_token("cbr")
     store.add_refresh(
         token_hash=hashing.token_hash(refresh),

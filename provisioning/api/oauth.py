@@ -101,7 +101,8 @@ async def token(request: Request) -> Response:
     form = await _read_form(request)
     address = client_address(request)
     with _challenged(authorization, "Basic"):
-        work = partial(grants.token, services, form, authorization, address)
+        user_agent = request.headers.get("user-agent")
+        work = partial(grants.token, services, form, authorization, address, user_agent)
         if "client_secret" in form or authorization:  # argon2, ~50 ms: a thread
             issued = await run_in_threadpool(work)
         else:

@@ -14,6 +14,10 @@ class RefreshFamily(SQLModel, table=True):
     created_at: int
     expires_at: int  # absolute lifetime of the family
     revoked_at: int | None = None
+    # Where it came from (the grant that made it) and was last used (its last refresh).
+    last_used_at: int | None = None
+    address: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=200)  # capped; never logged
 
 
 class RefreshToken(SQLModel, table=True):

@@ -35,15 +35,8 @@ def list_sessions(
         )
     )
     ids = [f.id for f in families]
-    last_used: dict[str, int] = {}
     outstanding: dict[str, int] = {}
     if ids:
-        for family_id, last in session.exec(
-            select(RefreshToken.family_id, func.max(RefreshToken.created_at))
-            .where(col(RefreshToken.family_id).in_(ids))
-            .group_by(col(RefreshToken.family_id))
-        ):
-            last_used[family_id] = last
         for family_id, count in session.exec(
             select(RefreshToken.family_id, func.count())
             .where(col(RefreshToken.family_id).in_(ids))
@@ -57,7 +50,9 @@ def list_sessions(
             {
                 "id": f.id,
                 "created_at": f.created_at,
-                "last_used_at": last_used.get(f.id, f.created_at),
+                "last_used_at": f.last_used_at or f.created_at,
+                "address": f.address,
+                "user_agent": f.user_agent,
                 "expires_at": f.expires_at,
                 "access_tokens_outstanding": outstanding.get(f.id, 0),
             }

@@ -5,6 +5,7 @@ its own connection within 1 s, log out everywhere, and the commands that do both
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from device_sdk import DeviceClient
+from device_sdk._tokens import TokenSource
 from tests.stack import Client, Device, Stack, start_stack, wait_for
 
 
@@ -56,6 +59,7 @@ def test_a_connection_shows_with_its_family_and_ends_with_it(stack: Stack) -> No
         # Ending the other family leaves this connection be.
         (other,) = [f["id"] for f in listed["families"] if f["id"] != family]
         assert device.api("DELETE", f"/sessions/{other}").status_code == 204
+        assert _sessions(device)["connections"] and not client.disconnected.is_set()
         started = time.monotonic()
         assert device.api("DELETE", f"/sessions/{family}").status_code == 204
         _cut_within(client, 1.0, started)
@@ -101,3 +105,52 @@ def test_the_commands(stack: Stack) -> None:
     assert _sessions(device)["families"] == []
     unknown = stack.cli("device", "sessions", "nope")
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+
+
+def test_two_sdk_clients_are_two_families_and_one_ends_alone(stack: Stack, tmp_path: Path) -> None:
+    """Two installs of the SDK for one device, each with its own state directory: two
+    families, both naming the SDK. One client id per device on the broker, so the
+    second install only holds tokens; ending its family leaves the first's connection
+    be, ending the first's cuts it within 1 s (and it signs in again: still active)."""
+    device = stack.device(stack.fleet())
+    disconnected = threading.Event()
+    cut_at: list[float] = []
+
+    def on_state(state: str, details: dict[str, Any]) -> None:
+        if state == "disconnected" and not disconnected.is_set():
+            cut_at.append(time.monotonic())
+            disconnected.set()
+
+    first = DeviceClient(
+        api_url=stack.base,
+        device_id=device.id,
+        private_key=device.key,
+        mqtt_host="127.0.0.1",
+        mqtt_port=stack.mqtt_port,
+        state_dir=tmp_path / "first",
+        on_state=on_state,
+    )
+    second = TokenSource(
+        api_url=stack.base, device_id=device.id, private_key=device.key, state_dir=tmp_path / "2"
+    )
+    try:
+        first.connect()
+        second.fetch()
+        wait_for(lambda: _sessions(device)["connections"], what="the first's connection")
+        listed = _sessions(device)
+        assert len(listed["families"]) == 2
+        for family in listed["families"]:
+            assert family["user_agent"].startswith("credbroker-device-sdk/")
+            assert family["address"] == "127.0.0.1"
+        (connection,) = listed["connections"]
+        (others,) = [f["id"] for f in listed["families"] if f["id"] != connection["family"]]
+        assert device.api("DELETE", f"/sessions/{others}").status_code == 204
+        _sessions(device)  # a request later, the embedded broker has heard of that end
+        assert not disconnected.is_set()
+        started = time.monotonic()
+        assert device.api("DELETE", f"/sessions/{connection['family']}").status_code == 204
+        assert disconnected.wait(10), "the first's connection was not cut"
+        assert cut_at[0] - started < 1.0
+        wait_for(lambda: first.connected, what="the SDK to sign in again")
+    finally:
+        first.close()

@@ -28,7 +28,9 @@ def _bearer(api: Api, *scopes: str) -> dict[str, str]:
 
 def test_each_grant_is_a_family_listed_with_its_use(api: Api, fleet: str) -> None:
     device = api.device(fleet)
-    first, second = device.tokens(), device.tokens()
+    agent = {"User-Agent": "credbroker-device-sdk/9.9 " + "x" * 300}
+    first = api.token(device.grant_form(), headers=agent).json()
+    device.tokens()
     api.clock.advance(5)
     refreshed = api.token({"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
     assert refreshed.status_code == 200
@@ -36,12 +38,16 @@ def test_each_grant_is_a_family_listed_with_its_use(api: Api, fleet: str) -> Non
     assert listed["connections"] == []  # no broker in this process
     families = listed["families"]
     assert len(families) == 2
-    assert {"id", "created_at", "last_used_at", "expires_at", "access_tokens_outstanding"} <= set(
-        families[0]
-    )
-    used = [f for f in families if f["last_used_at"] > f["created_at"]]
-    assert len(used) == 1 and used[0]["access_tokens_outstanding"] == 2
-    assert second["access_token"]  # the other family was not touched
+    for family in families:
+        assert family["address"] == "testclient"  # the ASGI test transport's peer
+        assert family["expires_at"] > family["created_at"]
+    (used,) = [f for f in families if f["last_used_at"] > f["created_at"]]
+    assert used["last_used_at"] == used["created_at"] + 5
+    assert used["access_tokens_outstanding"] == 2
+    assert used["user_agent"] == agent["User-Agent"][:200]  # capped
+    (other,) = [f for f in families if f is not used]
+    assert other["last_used_at"] == other["created_at"]
+    assert other["user_agent"] == "testclient"  # Starlette's TestClient sends its own
 
 
 def test_ending_a_family_kills_its_tokens_and_nothing_else(api: Api, fleet: str) -> None:
