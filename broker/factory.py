@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from broker.audit import SqlAudit
 from broker.delivery import MAX_QUEUED_MESSAGES
 from broker.metrics import BrokerStats
+from broker.presence import Presence
 from broker.server import CredBroker
 from credbroker.decision import Authenticator
 from credbroker.trust import CachedTrustStore
@@ -87,4 +88,5 @@ def build_broker(
         max_queued_messages=max_queued_messages,
         stats=BrokerStats(registry),
         poll_interval=1.0 if follow_log else None,
+        presence=Presence(engine) if follow_log else None,
     )

@@ -38,6 +38,7 @@ from broker.errors import BadConnect, Violation
 from broker.handler import DISCONNECTED, SUBSCRIBED, UNSUBSCRIBED, CredHandler
 from broker.metrics import BrokerStats
 from broker.packets import PacketReader
+from broker.presence import Presence
 from broker.session import session_from_connect
 from broker.slim import SlimEvent
 from credbroker.decision import Authenticator, Grant, Kind, Refusal
@@ -64,6 +65,7 @@ class CredBroker(DeliveryBroker):
         max_violations: int = 10,
         max_queued_messages: int = MAX_QUEUED_MESSAGES,
         poll_interval: float | None = 1.0,
+        presence: Presence | None = None,
     ) -> None:
         super().__init__(config, stats=stats, max_queued_messages=max_queued_messages)
         stats.sessions.labels("connected").set_function(lambda: self._count("connected"))
@@ -73,6 +75,7 @@ class CredBroker(DeliveryBroker):
         self.audit = audit
         self.max_violations = max_violations
         self.poll_interval = poll_interval
+        self.presence = presence  # a standalone broker's live connections, for the API
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._ended: dict[str, SlimEvent] = {}  # client id -> its connection has ended
         self._tasks: set[asyncio.Future[object]] = set()
@@ -110,6 +113,8 @@ class CredBroker(DeliveryBroker):
                 changes = await asyncio.to_thread(self.trust.read_log)
                 if changes:
                     await self.changed(changes)
+                if self.presence is not None:
+                    await asyncio.to_thread(self.presence.write, self.all_connections())
             except StoreUnavailable as exc:  # said once, in one line, until it recovers
                 if not failing:
                     log.warning("revocation log unreadable (%s); retrying", _line(exc))
@@ -447,6 +452,10 @@ class CredBroker(DeliveryBroker):
         await handler.handle_connection_closed()
         return True
 
+    def all_connections(self) -> list[Connection]:
+        """Every live connection (for `broker.presence`)."""
+        return [c for client_id in list(self._sessions) for c in self.connections(client_id)]
+
     def connections(self, device_id: str) -> list[Connection]:
         """The device's live connection, if any (client id = device id). Safe to call from
         another thread: it reads one dict entry and the session's attributes."""
@@ -459,7 +468,7 @@ class CredBroker(DeliveryBroker):
             return []
         return [
             Connection(
-                broker="embedded",
+                broker="embedded" if self.presence is None else self.presence.broker,
                 client_id=device_id,
                 address=str(session.remote_address or ""),
                 since=float(session.attributes.get(SINCE, 0.0)),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+STALE = 5  # seconds without a heartbeat after which a standalone broker's rows are ignored
+
 
 @dataclass(frozen=True, slots=True)
 class Connection:

@@ -62,11 +62,12 @@ _INSERT_AUDIT = Sql("""
     VALUES (?, ?, 'ok', ?, NULL, ?)""")
 
 _UPSERT_HOOK_GRANT = Sql("""
-    INSERT INTO hook_grants (client_id, device_id, jti, kid, iat, exp, pub, sub)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO hook_grants (client_id, device_id, jti, kid, iat, exp, pub, sub, since)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (client_id) DO UPDATE SET
         device_id = excluded.device_id, jti = excluded.jti, kid = excluded.kid,
-        iat = excluded.iat, exp = excluded.exp, pub = excluded.pub, sub = excluded.sub""")
+        iat = excluded.iat, exp = excluded.exp, pub = excluded.pub, sub = excluded.sub,
+        since = excluded.since""")
 
 
 def _json(value: Any) -> Any:
@@ -156,11 +157,21 @@ class GrantStore:
         self._held: list[tuple[Sql, Sequence[Any]]] = []
         self._keys: dict[tuple[str, int], list[tuple[str, str, dict[str, Any]]]] = {}
 
-    def save_hook_grant(self, client_id: str, grant: Grant) -> None:
+    def save_hook_grant(self, client_id: str, grant: Grant, since: float) -> None:
         """The grant of a hook-accepted CONNECT, for every API process (one row per
         client id: its latest)."""
         pub, sub = orjson.dumps(list(grant.pub)).decode(), orjson.dumps(list(grant.sub)).decode()
-        row = (client_id, grant.device_id, grant.jti, grant.kid, grant.iat, grant.exp, pub, sub)
+        row = (
+            client_id,
+            grant.device_id,
+            grant.jti,
+            grant.kid,
+            grant.iat,
+            grant.exp,
+            pub,
+            sub,
+            int(since),
+        )
         self._run(_UPSERT_HOOK_GRANT, row)
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ from provisioning.models.audit import AuditEvent
 from provisioning.models.devices import CredentialKey, Device, SigningKey
 from provisioning.models.fleets import Fleet
 from provisioning.models.hooks import HookGrant
+from provisioning.models.presence import BrokerConnection, BrokerHeartbeat
 from provisioning.models.tokens import (
     EnrollmentToken,
     RefreshFamily,
@@ -20,6 +21,8 @@ from provisioning.models.tokens import (
 __all__ = [
     "AdminKey",
     "AuditEvent",
+    "BrokerConnection",
+    "BrokerHeartbeat",
     "CredentialKey",
     "Device",
     "EnrollmentToken",

@@ -23,3 +23,4 @@ class HookGrant(SQLModel, table=True):
     exp: float
     pub: list[Any] = Field(sa_column=Column(JSON, nullable=False))
     sub: list[Any] = Field(sa_column=Column(JSON, nullable=False))
+    since: int | None = None  # when a hook accepted the CONNECT (shown with the sessions)

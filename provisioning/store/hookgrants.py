@@ -31,7 +31,7 @@ class DatabaseGrants:
         with self.commits.unit() as unit:
             store = GrantStore(unit.conn, unit.changes)
             try:
-                store.save_hook_grant(client_id, grant)
+                store.save_hook_grant(client_id, grant, self.clock())
             finally:
                 store.close()
 

@@ -13,10 +13,18 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
-from credbroker.presence import Connection
+from credbroker.presence import STALE, Connection
 from provisioning import standing
 from provisioning.errors import NotFound
-from provisioning.models import Device, Fleet, RefreshFamily, RefreshToken
+from provisioning.models import (
+    BrokerConnection,
+    BrokerHeartbeat,
+    Device,
+    Fleet,
+    HookGrant,
+    RefreshFamily,
+    RefreshToken,
+)
 from provisioning.store import audit, revocations
 
 
@@ -44,6 +52,11 @@ def list_sessions(
             .group_by(col(RefreshToken.family_id))
         ):
             outstanding[family_id] = count
+    connections = [
+        *connections,
+        *standalone(session=session, device_id=device.device_id, now=now),
+        *admitted_by_hooks(session=session, device_id=device.device_id, now=now),
+    ]
     by_jti = _families_of(session=session, jtis=[c.jti for c in connections])
     return {
         "families": [
@@ -71,6 +84,53 @@ def list_sessions(
             for c in connections
         ],
     }
+
+
+def standalone(*, session: Session, device_id: str, now: int) -> list[Connection]:
+    """The device's connections on standalone brokers that are alive (`broker.presence`)."""
+    rows = session.exec(
+        select(BrokerConnection)
+        .join(BrokerHeartbeat, col(BrokerHeartbeat.broker_id) == col(BrokerConnection.broker_id))
+        .where(BrokerConnection.device_id == device_id)
+        .where(BrokerHeartbeat.seen_at >= now - STALE)
+        .order_by(col(BrokerConnection.since))
+    )
+    return [
+        Connection(
+            broker=c.broker_id,
+            client_id=c.client_id,
+            address=c.address,
+            since=c.since,
+            protocol=c.protocol,
+            jti=c.jti,
+            expires_at=c.expires_at,
+        )
+        for c in rows
+    ]
+
+
+def admitted_by_hooks(*, session: Session, device_id: str, now: int) -> list[Connection]:
+    """Connections a broker admitted through the hooks, as far as the hooks know: the
+    latest accepted CONNECT per client id whose token lives (the hooks hear of no
+    disconnect, so a grant may outlive its connection)."""
+    rows = session.exec(
+        select(HookGrant)
+        .where(HookGrant.device_id == device_id)
+        .where(HookGrant.exp > now)
+        .order_by(col(HookGrant.client_id))
+    )
+    return [
+        Connection(
+            broker="hooks",
+            client_id=g.client_id,
+            address="",
+            since=g.since or g.iat,
+            protocol="",
+            jti=g.jti,
+            expires_at=g.exp,
+        )
+        for g in rows
+    ]
 
 
 def _families_of(*, session: Session, jtis: list[str]) -> dict[str, str]:

@@ -7,15 +7,20 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from device_sdk import DeviceClient
+from device_sdk import DeviceClient, assertion_form, generate_key, public_pem
 from device_sdk._tokens import TokenSource
+from tests.e2e.scaled import scaled_shape
 from tests.stack import Client, Device, Stack, start_stack, wait_for
+
+SLACK = 1.0  # on top of a deadline across processes: this machine is shared, two cores
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +159,48 @@ def test_two_sdk_clients_are_two_families_and_one_ends_alone(stack: Stack, tmp_p
         wait_for(lambda: first.connected, what="the SDK to sign in again")
     finally:
         first.close()
+
+
+def test_a_standalone_brokers_connections_are_listed_and_cut_by_a_fleet_logout(
+    tmp_path: Path,
+) -> None:
+    """The scaled shape (PostgreSQL, two API processes, `credbroker broker`): the broker
+    writes its live connections once a second; a fleet logout made through one API
+    process reaches it through the revocation log, one entry, within 2 s."""
+    with scaled_shape(tmp_path) as shape, httpx.Client() as http:
+        base = shape.apis[1]  # not the one the logout is made through
+
+        def api(method: str, path: str, **kw: Any) -> httpx.Response:
+            return http.request(method, shape.apis[0] + path, headers=shape.admin, **kw)
+
+        def sessions(device_id: str) -> dict[str, Any]:
+            answer = http.get(f"{base}/v1/devices/{device_id}/sessions", headers=shape.admin)
+            assert answer.status_code == 200, answer.text
+            return dict(answer.json())
+
+        fleet = "f-" + uuid.uuid4().hex[:8]
+        acl = {"publish": ["devices/{device_id}/#"], "subscribe": ["devices/{device_id}/#"]}
+        assert api("POST", "/v1/fleets", json={"name": fleet, "acl": acl}).is_success
+        key, device_id = generate_key(), "d-" + uuid.uuid4().hex[:10]
+        body = {"device_id": device_id, "fleet": fleet, "public_key": public_pem(key)}
+        assert api("POST", "/v1/devices", json=body).is_success
+        form = assertion_form(key, device_id=device_id, audience=shape.issuer + "/oauth2/token")
+        token = http.post(shape.apis[0] + "/oauth2/token", data=form).json()["access_token"]
+        view = Stack(shape.apis[0], shape.broker_port, tmp_path, "", [], {}, tmp_path / "x.log")
+        client = Client(view, device_id, token)
+        try:
+            assert client.connected.wait(10), client.connect_rc
+            client.paho.reconnect_delay_set(60, 60)
+            wait_for(lambda: sessions(device_id)["connections"], what="the broker's presence")
+            listed = sessions(device_id)
+            (connection,) = listed["connections"]
+            assert connection["broker"] != "embedded" and connection["protocol"] == "3.1.1"
+            assert connection["family"] == listed["families"][0]["id"]
+            started = time.monotonic()
+            answer = api("POST", f"/v1/fleets/{fleet}/tokens:revoke")
+            assert answer.status_code == 200, answer.text
+            _cut_within(client, 2.0 + SLACK, started)
+        finally:
+            client.close()
+        wait_for(lambda: not sessions(device_id)["connections"], what="the cut to be seen")
+        assert sessions(device_id)["families"] == []

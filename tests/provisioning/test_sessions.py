@@ -161,3 +161,21 @@ def test_a_fleet_logout_is_one_event_and_one_feed_entry(api: Api) -> None:
     reader = _bearer(api, "devices:read")
     denied = api.client.post(f"/v1/fleets/{fleet}/tokens:revoke", headers=reader)
     assert denied.status_code == 403
+
+
+def test_a_connection_admitted_through_a_hook_is_listed(api: Api, fleet: str) -> None:
+    device = api.device(fleet)
+    tokens = device.tokens()
+    api.clock.advance(3)
+    login = {"clientid": device.id, "username": device.id, "password": tokens["access_token"]}
+    answer = api.client.post("/v1/hooks/emqx/authn", json=login, headers=api.admin)
+    assert answer.json()["result"] == "allow"
+    listed = _sessions(api, device.id)
+    (connection,) = listed["connections"]
+    assert connection["broker"] == "hooks" and connection["client_id"] == device.id
+    assert connection["since"] == int(api.clock())  # the CONNECT, not the token's iat
+    assert connection["family"] == listed["families"][0]["id"]
+    family = connection["family"]
+    ended = api.client.delete(f"/v1/devices/{device.id}/sessions/{family}", headers=api.admin)
+    assert ended.status_code == 204
+    assert _sessions(api, device.id)["connections"] == []  # its hook grant is gone
