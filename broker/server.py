@@ -113,8 +113,6 @@ class CredBroker(DeliveryBroker):
                 changes = await asyncio.to_thread(self.trust.read_log)
                 if changes:
                     await self.changed(changes)
-                if self.presence is not None:
-                    await asyncio.to_thread(self.presence.write, self.all_connections())
             except StoreUnavailable as exc:  # said once, in one line, until it recovers
                 if not failing:
                     log.warning("revocation log unreadable (%s); retrying", _line(exc))
@@ -125,7 +123,17 @@ class CredBroker(DeliveryBroker):
                 if failing:
                     log.warning("revocation log readable again")
                 failing = False
+            await self._write_presence()
             await asyncio.sleep(interval)
+
+    async def _write_presence(self) -> None:
+        """The live connections, for the sessions view; a failure only makes it stale."""
+        if self.presence is None:
+            return
+        try:
+            await asyncio.to_thread(self.presence.write, self.all_connections())
+        except Exception as exc:  # the database is down: the log poll says so already
+            log.debug("presence not written: %s", _line(exc))
 
     # -- connections -------------------------------------------------------------------
 
