@@ -18,6 +18,7 @@ from provisioning.models.devices import (
     DevicePublic,
     DeviceUpdate,
 )
+from provisioning.models.tokens import SessionsPublic
 from provisioning.services import Services
 from provisioning.store import batch, devices, keys, revocations, sessions
 
@@ -172,7 +173,7 @@ def revoke_device(device_id: str, services: ServicesDep, actor: TokensRevoke) ->
 
 
 @router.get("/{device_id}/sessions")
-def list_sessions(device_id: str, services: ServicesDep, _: DevicesRead) -> dict[str, Any]:
+def list_sessions(device_id: str, services: ServicesDep, _: DevicesRead) -> SessionsPublic:
     """The device's live refresh families and its live MQTT connections on the embedded
     broker, each with the family whose access token it presented."""
     connections = services.connections(device_id)

@@ -62,3 +62,32 @@ class EnrollmentToken(SQLModel, table=True):
     device_id: str = Field(foreign_key="devices.device_id", index=True, max_length=128)
     expires_at: int
     used_at: int | None = None
+
+
+class FamilyPublic(SQLModel):
+    """One session: a refresh family, from the grant that made it."""
+
+    id: str
+    created_at: int
+    last_used_at: int  # its last refresh (or its grant)
+    expires_at: int
+    address: str | None  # of the grant that made it, then of its last refresh
+    user_agent: str | None  # of the grant that made it (at most 200 characters)
+    access_tokens_outstanding: int  # issued in it and not yet expired
+
+
+class ConnectionPublic(SQLModel):
+    """One live MQTT connection of the device."""
+
+    broker: str  # "embedded", a standalone broker's id, or "hooks"
+    client_id: str
+    address: str
+    since: int
+    protocol: str
+    family: str | None  # the family whose access token it presented, if any
+    expires_at: int  # when the broker ends it (token exp plus leeway)
+
+
+class SessionsPublic(SQLModel):
+    families: list[FamilyPublic]
+    connections: list[ConnectionPublic]

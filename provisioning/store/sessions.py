@@ -8,8 +8,6 @@ granted within that second at the cut-off (`provisioning.tokens`).
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
@@ -25,12 +23,13 @@ from provisioning.models import (
     RefreshFamily,
     RefreshToken,
 )
+from provisioning.models.tokens import ConnectionPublic, FamilyPublic, SessionsPublic
 from provisioning.store import audit, revocations
 
 
 def list_sessions(
     *, session: Session, device: Device, connections: list[Connection], now: int
-) -> dict[str, Any]:
+) -> SessionsPublic:
     """Live refresh families (not ended, not expired) and live connections, each
     connection with the family whose access token it presented, if any."""
     families = list(
@@ -58,32 +57,32 @@ def list_sessions(
         *admitted_by_hooks(session=session, device_id=device.device_id, now=now),
     ]
     by_jti = _families_of(session=session, jtis=[c.jti for c in connections])
-    return {
-        "families": [
-            {
-                "id": f.id,
-                "created_at": f.created_at,
-                "last_used_at": f.last_used_at or f.created_at,
-                "address": f.address,
-                "user_agent": f.user_agent,
-                "expires_at": f.expires_at,
-                "access_tokens_outstanding": outstanding.get(f.id, 0),
-            }
+    return SessionsPublic(
+        families=[
+            FamilyPublic(
+                id=f.id,
+                created_at=f.created_at,
+                last_used_at=f.last_used_at or f.created_at,
+                address=f.address,
+                user_agent=f.user_agent,
+                expires_at=f.expires_at,
+                access_tokens_outstanding=outstanding.get(f.id, 0),
+            )
             for f in families
         ],
-        "connections": [
-            {
-                "broker": c.broker,
-                "client_id": c.client_id,
-                "address": c.address,
-                "since": int(c.since),
-                "protocol": c.protocol,
-                "family": by_jti.get(c.jti),
-                "expires_at": int(c.expires_at),
-            }
+        connections=[
+            ConnectionPublic(
+                broker=c.broker,
+                client_id=c.client_id,
+                address=c.address,
+                since=int(c.since),
+                protocol=c.protocol,
+                family=by_jti.get(c.jti),
+                expires_at=int(c.expires_at),
+            )
             for c in connections
         ],
-    }
+    )
 
 
 def standalone(*, session: Session, device_id: str, now: int) -> list[Connection]:
