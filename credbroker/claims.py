@@ -13,6 +13,9 @@ from typing import TypedDict
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type (RFC 9068 section 2.1)
 SIGNING_ALG = "ES256"
 DEFAULT_AUDIENCE = "mqtt"
+# Opaque (reference) access tokens: `cbr_` and 43 base64url characters (256 bits), the
+# prefix for secret scanners; refresh tokens share it, and live in another table.
+REFERENCE_PREFIX = "cbr"
 DEFAULT_TOKEN_TTL = 900
 MAX_TOKEN_TTL = 86_400
 

@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, Engine, bindparam, text
@@ -37,6 +38,7 @@ _FOREVER = 2**62
 _KEY = Sql("SELECT public_der, verify_until FROM signing_keys WHERE kid = ?")
 _DEVICE = Sql("SELECT status, tokens_valid_after FROM devices WHERE device_id = ?")
 _JTI = Sql("SELECT id FROM revocations WHERE jti = ? LIMIT 1")
+_REFERENCE = Sql("SELECT claims, kid FROM reference_tokens WHERE token_hash = ?")
 _LOG = text(
     "SELECT id, device_id, jti, expires_at FROM revocations WHERE (id > :after OR id IN :gaps) "
     "AND (jti IS NULL OR expires_at IS NULL OR expires_at > :now) ORDER BY id"
@@ -133,6 +135,15 @@ class CachedTrustStore:
                 raise StoreUnavailable("the revocation log has not been read yet")
             return jti in self._denied
         return self._query(_JTI, jti) is not None
+
+    def reference(self, token_hash: str) -> tuple[dict[str, Any], str] | None:
+        """Read fresh: brokers and hooks keep what they verified per session, and a
+        revoked reference token is refused through the deny list like a JWT."""
+        row = self._query(_REFERENCE, token_hash)
+        if row is None:
+            return None
+        claims = orjson.loads(row[0]) if isinstance(row[0], str | bytes) else row[0]
+        return claims, row[1]
 
     def apply(self, changes: Iterable[Change]) -> None:
         """Forget what changes of standing made stale: device state, signing keys."""

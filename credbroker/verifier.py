@@ -17,6 +17,8 @@ state and the deny list. Any failure raises `TokenRejected` with a machine-reada
 from __future__ import annotations
 
 import enum
+import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +27,13 @@ from typing import Any, Protocol, cast
 import orjson
 
 from credbroker import jws
-from credbroker.claims import ACCESS_TOKEN_TYP, SIGNING_ALG, AccessClaims, parse_kid
+from credbroker.claims import (
+    ACCESS_TOKEN_TYP,
+    REFERENCE_PREFIX,
+    SIGNING_ALG,
+    AccessClaims,
+    parse_kid,
+)
 
 
 class Reason(enum.StrEnum):
@@ -39,6 +47,7 @@ class Reason(enum.StrEnum):
 
     MISSING_CREDENTIALS = "missing_credentials"  # no client id, username or password
     MALFORMED = "malformed"
+    UNKNOWN_TOKEN = "unknown_token"  # noqa: S105 - a well-formed reference token never issued
     BAD_HEADER = "bad_header"
     UNKNOWN_KID = "unknown_kid"
     BAD_SIGNATURE = "bad_signature"
@@ -115,6 +124,11 @@ class TrustStore(Protocol):
 
     def is_jti_revoked(self, jti: str) -> bool: ...
 
+    def reference(self, token_hash: str) -> tuple[dict[str, Any], str] | None:
+        """The claims of the reference token of this SHA-256 (hex), with the kid of the
+        signing key whose standing it follows; None if no such token was issued."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class VerifyPolicy:
@@ -128,6 +142,7 @@ class VerifyPolicy:
 # same signature, so one token would have several spellings (RFC 4648 section 3.5).
 _SIGNATURE_CHARS = 86
 _CANONICAL_LAST = frozenset("AEIMQUYcgkosw048")
+_REFERENCE_START = REFERENCE_PREFIX + "_"
 
 
 def _b64decode(segment: str) -> bytes:
@@ -147,6 +162,8 @@ def _json_object(segment: str) -> dict[str, Any]:
     return value
 
 
+# A reference token: the prefix and 256 random bits in base64url (README, Token formats).
+_REFERENCE_RE = re.compile(rf"{REFERENCE_PREFIX}_[A-Za-z0-9_-]{{43}}")
 _NUMBER = (int, float)
 # Distinct verified headers remembered: about one per signing key in use.
 MAX_HEADERS = 100_000
@@ -215,7 +232,13 @@ class Verifier:
         now: float | None = None,
     ) -> tuple[AccessClaims, str]:
         """`verify`, also returning the kid that signed: a grant keeps it, so that its
-        standing can be checked again later without the token."""
+        standing can be checked again later without the token.
+
+        The token's format is told by its shape, here and nowhere else: a reference
+        token (`cbr_...`) is resolved through the trust store, anything else must be a
+        compact JWS. Both then pass the same checks of claims, binding and standing."""
+        if type(token) is str and token.startswith(_REFERENCE_START):
+            return self._check_reference(token, client_id, username, now)
         # The alphabet of each segment (RFC 7515 section 7.1) is checked as it is
         # decoded: the signature's before any key lookup, the header's unless it is a
         # verified one, the payload's once it is signed.
@@ -247,7 +270,32 @@ class Verifier:
             if len(self._headers) >= MAX_HEADERS:
                 self._headers.clear()
             self._headers[header_b64] = kid
-        claims = _json_object(payload_b64)
+        return self._check_grant(_json_object(payload_b64), kid, client_id, username, now)
+
+    def _check_reference(
+        self, token: str, client_id: str | None, username: str | None, now: float | None
+    ) -> tuple[AccessClaims, str]:
+        """An opaque token: its hash names claims the server kept when it issued it
+        (a lookup by a hash of 256 random bits leaks nothing through timing)."""
+        if _REFERENCE_RE.fullmatch(token) is None:
+            raise TokenRejected(Reason.MALFORMED)
+        try:
+            found = self.store.reference(hashlib.sha256(token.encode("ascii")).hexdigest())
+        except StoreUnavailable as exc:
+            raise TokenRejected(Reason.UNAVAILABLE) from exc
+        if found is None:
+            raise TokenRejected(Reason.UNKNOWN_TOKEN)
+        claims, kid = found
+        return self._check_grant(claims, kid, client_id, username, now)
+
+    def _check_grant(
+        self,
+        claims: dict[str, Any],
+        kid: str,
+        client_id: str | None,
+        username: str | None,
+        now: float | None,
+    ) -> tuple[AccessClaims, str]:
         self._check_claims(claims, kid, self.clock() if now is None else now)
         sub = claims["sub"]
         if (client_id is not None and client_id != sub) or (

@@ -11,6 +11,7 @@ from provisioning.models.fleets import Fleet
 from provisioning.models.hooks import HookGrant
 from provisioning.models.tokens import (
     EnrollmentToken,
+    ReferenceToken,
     RefreshFamily,
     RefreshToken,
     Revocation,
@@ -25,6 +26,7 @@ __all__ = [
     "EnrollmentToken",
     "Fleet",
     "HookGrant",
+    "ReferenceToken",
     "RefreshFamily",
     "RefreshToken",
     "Revocation",

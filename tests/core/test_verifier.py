@@ -36,6 +36,7 @@ class MemoryStore:
     devices: dict[str, DeviceState] = field(default_factory=dict)
     denied: set[str] = field(default_factory=set)
     retired: dict[str, Any] = field(default_factory=dict)
+    references: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
     down: bool = False
 
     def signing_key(self, kid: str) -> Any:
@@ -53,6 +54,11 @@ class MemoryStore:
 
     def is_jti_revoked(self, jti: str) -> bool:
         return jti in self.denied
+
+    def reference(self, token_hash: str) -> tuple[dict[str, Any], str] | None:
+        if self.down:
+            raise StoreUnavailable("down")
+        return self.references.get(token_hash)
 
 
 @dataclass

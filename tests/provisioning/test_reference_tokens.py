@@ -1,0 +1,93 @@
+"""Reference tokens (fleet `token_format: "reference"`): opaque, stored hashed, and
+valid wherever a JWT is: every broker hook, introspection (RFC 7662), revocation
+(RFC 7009) and the deny list (README, Token formats)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from sqlalchemy import text
+
+from tests.e2e.points import HOOKS
+from tests.e2e.points import Api as Points
+from tests.support import Api, Device
+
+OPAQUE = re.compile(r"cbr_[A-Za-z0-9_-]{43}")
+
+
+def _device(api: Api) -> Device:
+    fleet = api.fleet(token_format="reference")
+    assert fleet["token_format"] == "reference" and fleet["iot_core_client_ids"] is False
+    return api.device(fleet["name"])
+
+
+def _hook_connect(api: Api, hook: str, device_id: str, token: str) -> bool:
+    # The e2e helper speaks each broker's format over any httpx-like client.
+    points = Points("", api.admin, api.client)  # type: ignore[arg-type]
+    return points.hook_connect(hook, device_id, token)
+
+
+def test_the_token_is_opaque_and_only_its_hash_is_kept(api: Api) -> None:
+    device = _device(api)
+    issued = device.tokens()
+    token = issued["access_token"]
+    assert OPAQUE.fullmatch(token), token
+    assert issued["token_type"] == "Bearer" and issued["expires_in"] == 900
+    with api.engine.connect() as conn:
+        rows = conn.execute(text("SELECT token_hash, device_id FROM reference_tokens")).all()
+    assert [tuple(r) for r in rows] == [(hashlib.sha256(token.encode()).hexdigest(), device.id)]
+
+
+def test_introspection_shows_the_claims_until_revoked(api: Api) -> None:
+    device = _device(api)
+    token = device.tokens()["access_token"]
+    answer = api.introspect(token)
+    assert answer["active"] is True and answer["sub"] == device.id
+    assert answer["token_type"] == "Bearer" and answer["acl"]["pub"][0] == f"devices/{device.id}/#"
+    assert api.client.post("/oauth2/revoke", data={"token": token}).status_code == 200
+    assert api.introspect(token) == {"active": False}
+
+
+def test_every_hook_accepts_it_and_none_after_revocation(api: Api) -> None:
+    device = _device(api)
+    token = device.tokens()["access_token"]
+    assert all(_hook_connect(api, hook, device.id, token) for hook in HOOKS)
+    assert api.client.post("/oauth2/revoke", data={"token": token}).status_code == 200
+    assert not any(_hook_connect(api, hook, device.id, token) for hook in HOOKS)
+
+
+def test_refused_when_expired_unknown_or_for_another_device(api: Api) -> None:
+    device, other = _device(api), _device(api)
+    token = device.tokens()["access_token"]
+    assert not _hook_connect(api, "emqx", other.id, token)
+    made_up = "cbr_" + "A" * 43
+    assert not _hook_connect(api, "emqx", device.id, made_up)
+    assert api.introspect(made_up) == {"active": False}
+    api.clock.advance(900 + 31)
+    assert api.introspect(token) == {"active": False}
+    assert not _hook_connect(api, "vernemq", device.id, token)
+
+
+def test_a_device_revocation_kills_it(api: Api) -> None:
+    device = _device(api)
+    token = device.tokens()["access_token"]
+    assert api.introspect(token)["active"] is True
+    assert api.client.post(f"/v1/devices/{device.id}:revoke", headers=api.admin).is_success
+    assert api.introspect(token) == {"active": False}
+
+
+def test_a_jwt_fleet_is_unchanged_and_formats_are_validated(api: Api) -> None:
+    fleet = api.fleet()
+    assert fleet["token_format"] == "jwt" and fleet["audience"] is None
+    assert api.device(fleet["name"]).tokens()["access_token"].count(".") == 2
+    bad = api.client.post(
+        "/v1/fleets", json={"name": "bad-format", "token_format": "paseto"}, headers=api.admin
+    )
+    assert bad.status_code == 422
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    patched = api.client.patch(
+        f"/v1/fleets/{fleet['name']}", json={"token_format": "reference"}, headers=api.admin
+    )
+    assert patched.status_code == 200 and patched.json()["token_format"] == "reference"
+    assert OPAQUE.fullmatch(api.device(fleet["name"]).tokens()["access_token"])
