@@ -289,3 +289,36 @@ def test_a_token_of_a_retired_key_is_told_apart_from_a_guess(setup: Setup) -> No
     forged = setup.token(key=ec.generate_private_key(ec.SECP256R1()))
     assert _reason(setup, forged) == "bad_signature"
     assert _reason(setup, setup.token(header={"kid": "dev-1#7"})) == "unknown_kid"
+
+
+# -- reference tokens (README, Token formats) ----------------------------------------
+
+
+def _reference(setup: Setup, **claims: Any) -> str:
+    """An opaque token whose claims only the store knows, as the issuer keeps them."""
+    token = "cbr_" + _b64(uuid.uuid4().bytes + uuid.uuid4().bytes)[:43]
+    jwt_claims = json.loads(jws.b64url_decode(setup.token(**claims).split(".")[1]))
+    setup.store.references[hashlib.sha256(token.encode()).hexdigest()] = (jwt_claims, "dev-1#1")
+    return token
+
+
+def test_a_reference_token_verifies_through_the_store(setup: Setup) -> None:
+    token = _reference(setup)
+    claims, kid = setup.verifier.check(token, client_id="dev-1", username="dev-1")
+    assert claims["sub"] == "dev-1" and kid == "dev-1#1"
+
+
+def test_a_reference_token_gets_the_checks_of_a_jwt(setup: Setup) -> None:
+    assert _reason(setup, "cbr_" + "A" * 43) == "unknown_token"
+    assert _reason(setup, "cbr_" + "A" * 42) == "malformed"
+    assert _reason(setup, "cbr_" + "A" * 42 + "*") == "malformed"
+    assert _reason(setup, _reference(setup, exp=NOW - 31)) == "expired"
+    assert _reason(setup, _reference(setup), client_id="dev-2") == "identity_mismatch"
+    assert _reason(setup, _reference(setup, iss="https://evil")) == "bad_issuer"
+    revoked = _reference(setup, jti="gone")
+    setup.store.denied.add("gone")
+    assert _reason(setup, revoked) == "revoked"
+    setup.store.devices["dev-1"] = DeviceState("disabled", 0)
+    assert _reason(setup, _reference(setup)) == "device_disabled"
+    setup.store.down = True
+    assert _reason(setup, "cbr_" + "A" * 43) == "unavailable"

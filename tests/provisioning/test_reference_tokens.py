@@ -9,6 +9,7 @@ import re
 
 from sqlalchemy import text
 
+from provisioning.grantstore import prune_used_assertions
 from tests.e2e.points import HOOKS
 from tests.e2e.points import Api as Points
 from tests.support import Api, Device
@@ -91,3 +92,19 @@ def test_a_jwt_fleet_is_unchanged_and_formats_are_validated(api: Api) -> None:
     )
     assert patched.status_code == 200 and patched.json()["token_format"] == "reference"
     assert OPAQUE.fullmatch(api.device(fleet["name"]).tokens()["access_token"])
+
+
+def test_expired_reference_tokens_are_pruned(api: Api) -> None:
+    device = _device(api)
+    token = device.tokens()["access_token"]
+    now = int(api.clock())
+
+    def kept() -> int:
+        with api.engine.connect() as conn:
+            return int(conn.execute(text("SELECT COUNT(*) FROM reference_tokens")).scalar_one())
+
+    prune_used_assertions(api.engine, now + 900)  # expired, but within the leeway's bound
+    assert kept() == 1 and api.introspect(token)["active"] is True
+    prune_used_assertions(api.engine, now + 900 + 301)
+    assert kept() == 0
+    assert api.introspect(token) == {"active": False}
