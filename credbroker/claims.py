@@ -72,6 +72,15 @@ def parse_kid(kid: str) -> tuple[str, int] | None:
     return device_id, int(version)
 
 
+def device_of_client_id(client_id: str) -> tuple[str, bool]:
+    """The device id an MQTT client id names, and whether it used Cloud IoT Core's long
+    form `projects/P/locations/L/registries/R/devices/D` (then `D`)."""
+    parts = client_id.split("/")
+    if len(parts) == 8 and parts[0::2] == ["projects", "locations", "registries", "devices"]:
+        return parts[7], True
+    return client_id, False
+
+
 def expand_filters(templates: list[str], *, device_id: str, fleet: str) -> list[str]:
     """Replace the ACL placeholders; ids never hold topic wildcards, so this is safe."""
     return [t.replace("{device_id}", device_id).replace("{fleet}", fleet) for t in templates]

@@ -29,9 +29,12 @@ import orjson
 from credbroker import jws
 from credbroker.claims import (
     ACCESS_TOKEN_TYP,
+    MAX_TOKEN_TTL,
     REFERENCE_PREFIX,
     SIGNING_ALG,
     AccessClaims,
+    device_of_client_id,
+    is_device_id,
     parse_kid,
 )
 
@@ -109,6 +112,21 @@ class DeviceState:
     tokens_valid_after: int  # iat strictly before this is revoked (bulk revocation)
 
 
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """A device of a `device-signed` fleet, as its own tokens are checked (README, Token
+    formats): its credential keys with their pinned algorithms, what `aud` must be, and
+    what its fleet grants (a JWT's claims, which a Cloud IoT Core token does not carry)."""
+
+    keys: tuple[tuple[str, jws.PublicKey], ...]  # (alg, key) of each live credential key
+    audience: str
+    iot_core_client_ids: bool
+    fleet: str
+    kid: str  # the device's signing key, whose standing its sessions follow
+    pub: tuple[str, ...]
+    sub: tuple[str, ...]
+
+
 class TrustStore(Protocol):
     """Where the verifier learns keys and revocations. Implementations cache."""
 
@@ -127,6 +145,10 @@ class TrustStore(Protocol):
     def reference(self, token_hash: str) -> tuple[dict[str, Any], str] | None:
         """The claims of the reference token of this SHA-256 (hex), with the kid of the
         signing key whose standing it follows; None if no such token was issued."""
+        ...
+
+    def signer(self, device_id: str) -> Signer | None:
+        """The device if its fleet's token format is `device-signed`, else None."""
         ...
 
 
@@ -186,6 +208,20 @@ def _kid(header_b64: str) -> str:
     ):
         raise TokenRejected(Reason.BAD_HEADER)
     return kid
+
+
+def _ours(header_b64: str) -> bool:
+    """Whether a header claims to be one of our access tokens (`typ` at+jwt): anything
+    else may be a device's own token (`_check_device_signed`)."""
+    return _json_object(header_b64).get("typ") == ACCESS_TOKEN_TYP
+
+
+def _verifies(alg: str, key: jws.PublicKey, signing_input: bytes, signature: bytes) -> bool:
+    try:
+        jws.verify_signature(alg, key, signing_input, signature)
+    except jws.JWSError:
+        return False
+    return True
 
 
 class Verifier:
@@ -248,9 +284,11 @@ class Verifier:
         if len(segments) != 3:
             raise TokenRejected(Reason.MALFORMED)
         header_b64, payload_b64, signature_b64 = segments
+        known = self._headers.get(header_b64)
+        if known is None and not _ours(header_b64):
+            return self._check_device_signed(segments, client_id, now)
         if len(signature_b64) != _SIGNATURE_CHARS or signature_b64[-1] not in _CANONICAL_LAST:
             raise TokenRejected(Reason.MALFORMED)
-        known = self._headers.get(header_b64)
         kid = known or _kid(header_b64)
         signing_input = token[: len(header_b64) + len(payload_b64) + 1].encode("ascii")
         signature = _b64decode(signature_b64)
@@ -287,6 +325,72 @@ class Verifier:
             raise TokenRejected(Reason.UNKNOWN_TOKEN)
         claims, kid = found
         return self._check_grant(claims, kid, client_id, username, now)
+
+    def _check_device_signed(
+        self, segments: list[str], client_id: str | None, now: float | None
+    ) -> tuple[AccessClaims, str]:
+        """A JWT the device signed itself with one of its credential keys (Cloud IoT
+        Core's profile: `iat`, `exp` at most 24 h later, `aud` = the fleet's audience; no
+        `kid`, `sub` or `jti`). Only the client id names the device; the username is not
+        looked at. The `alg` must be the one of a registered key, never another."""
+        header = _json_object(segments[0])
+        alg = header.get("alg")
+        if client_id is None or "crit" in header or header.get("typ", "JWT") != "JWT":
+            raise TokenRejected(Reason.BAD_HEADER)
+        device_id, long_form = device_of_client_id(client_id)
+        if not is_device_id(device_id):
+            raise TokenRejected(Reason.IDENTITY_MISMATCH)
+        try:
+            signer = self.store.signer(device_id)
+        except StoreUnavailable as exc:
+            raise TokenRejected(Reason.UNAVAILABLE) from exc
+        if signer is None:
+            raise TokenRejected(Reason.BAD_HEADER)  # a JWT of ours would have been at+jwt
+        if long_form and not signer.iot_core_client_ids:
+            raise TokenRejected(Reason.IDENTITY_MISMATCH)
+        keys = [key for name, key in signer.keys if alg in jws.ALG_NAMES.get(name, (name,))]
+        if not keys or not isinstance(alg, str):
+            raise TokenRejected(Reason.BAD_HEADER)
+        signing_input = f"{segments[0]}.{segments[1]}".encode("ascii")
+        signature = _b64decode(segments[2])
+        if not any(_verifies(alg, key, signing_input, signature) for key in keys):
+            raise TokenRejected(Reason.BAD_SIGNATURE)
+        claims = _json_object(segments[1])
+        iat = self._check_device_claims(claims, signer, self.clock() if now is None else now)
+        # No jti: one made of the signature names this token in caches and audit (the
+        # deny list cannot reach it: revoking the device or its tokens does).
+        jti = "ds-" + hashlib.sha256(signature).hexdigest()[:32]
+        self._check_state(device_id, iat, jti)
+        granted = {
+            "iss": "device-signed",
+            "sub": device_id,
+            "client_id": device_id,
+            "aud": claims["aud"],
+            "iat": iat,
+            "nbf": iat,
+            "exp": claims["exp"],
+            "jti": jti,
+            "fleet": signer.fleet,
+            "acl": {"pub": list(signer.pub), "sub": list(signer.sub)},
+        }
+        return cast(AccessClaims, granted), signer.kid
+
+    def _check_device_claims(self, claims: dict[str, Any], signer: Signer, now: float) -> float:
+        iat, exp, aud = claims.get("iat"), claims.get("exp"), claims.get("aud")
+        if iat is None or exp is None or aud is None:
+            raise TokenRejected(Reason.MISSING_CLAIM)
+        if not (type(iat) in _NUMBER and type(exp) in _NUMBER):
+            raise TokenRejected(Reason.BAD_CLAIM)
+        leeway = self.policy.leeway
+        if exp - iat > MAX_TOKEN_TTL + leeway:  # Cloud IoT Core: at most 24 h
+            raise TokenRejected(Reason.BAD_CLAIM)
+        if exp <= now - leeway:
+            raise TokenRejected(Reason.EXPIRED)
+        if iat > now + leeway:
+            raise TokenRejected(Reason.NOT_YET_VALID)
+        if aud != signer.audience and not (type(aud) is list and signer.audience in aud):
+            raise TokenRejected(Reason.BAD_AUDIENCE)
+        return float(iat)
 
     def _check_grant(
         self,

@@ -20,6 +20,7 @@ from credbroker import jws
 from credbroker.decision import Kind, kind_of
 from credbroker.verifier import (
     DeviceState,
+    Signer,
     StoreUnavailable,
     TokenRejected,
     Verifier,
@@ -37,6 +38,7 @@ class MemoryStore:
     denied: set[str] = field(default_factory=set)
     retired: dict[str, Any] = field(default_factory=dict)
     references: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    signers: dict[str, Signer] = field(default_factory=dict)
     down: bool = False
 
     def signing_key(self, kid: str) -> Any:
@@ -59,6 +61,9 @@ class MemoryStore:
         if self.down:
             raise StoreUnavailable("down")
         return self.references.get(token_hash)
+
+    def signer(self, device_id: str) -> Signer | None:
+        return self.signers.get(device_id)
 
 
 @dataclass
