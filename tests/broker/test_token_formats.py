@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.stack import Client, Device, Stack, b64, mosquitto_pub, wait_for
 
@@ -228,3 +228,24 @@ def test_device_signed_refusals(stack: Stack) -> None:
     assert mosquitto_pub(stack, me, token, topic, username="unused").returncode == 0
     stack.http.post(f"{stack.base}/v1/devices/{me}:revoke", headers=stack.admin)
     assert mosquitto_pub(stack, me, token, topic, username="unused").returncode == 5
+
+
+def test_an_rs256_device_connects_and_only_rs256_verifies_its_key(stack: Stack) -> None:
+    fleet = _iot_core_fleet(stack)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    me = _iot_core_device(stack, fleet, key)
+    topic = f"devices/{me}/events"
+    done = mosquitto_pub(stack, _long_id(me), _iot_core_jwt(key, "RS256"), topic, username="u")
+    assert done.returncode == 0, done.stderr
+    # PS256 with the same key is a valid signature, but not of the key's algorithm
+    assert mosquitto_pub(stack, me, _iot_core_jwt(key, "PS256"), topic).returncode == 4
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
+    pem = short.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    refused = stack.http.post(
+        stack.base + "/v1/devices",
+        headers=stack.admin,
+        json={"fleet": fleet, "public_key": pem.decode()},
+    )
+    assert refused.status_code in (400, 422), refused.text

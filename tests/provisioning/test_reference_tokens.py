@@ -7,6 +7,9 @@ from __future__ import annotations
 import hashlib
 import re
 
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
 
 from provisioning.grantstore import prune_used_assertions
@@ -108,3 +111,39 @@ def test_expired_reference_tokens_are_pruned(api: Api) -> None:
     prune_used_assertions(api.engine, now + 900 + 301)
     assert kept() == 0
     assert api.introspect(token) == {"active": False}
+
+
+def test_every_hook_accepts_a_device_signed_token_emqx_with_a_long_client_id(api: Api) -> None:
+    """Cloud IoT Core style (README, Token formats): the hooks ask the same verifier."""
+    fleet = api.fleet(token_format="device-signed", audience="proj", iot_core_client_ids=True)
+    device = api.device(fleet["name"], alg="es256")
+    now = int(api.clock())
+    token = jwt.encode({"iat": now, "exp": now + 600, "aud": "proj"}, device.key, "ES256")
+    long_id = f"projects/proj/locations/l/registries/r/devices/{device.id}"
+    points = Points("", api.admin, api.client)  # type: ignore[arg-type]
+    for hook in HOOKS:
+        body = {"clientid": long_id, "username": "unused", "password": token}
+        if hook == "emqx":
+            answer = api.client.post("/v1/hooks/emqx/authn", json=body, headers=api.admin)
+            assert answer.json()["result"] == "allow", answer.text
+        else:
+            assert points.hook_connect(hook, device.id, token), hook
+    assert api.introspect(token) == {"active": False}  # no client id: nothing to resolve
+
+
+def test_an_rsa_credential_key_signs_rs256_assertions_only(api: Api) -> None:
+    """RSA keys (for RS256 device-signed tokens) are credential keys like the others: at
+    the token endpoint too, with the key's one algorithm."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    fleet = api.fleet()["name"]
+    created = api.client.post(
+        "/v1/devices", headers=api.admin, json={"fleet": fleet, "public_key": pem.decode()}
+    )
+    assert created.status_code == 201, created.text
+    device = Device(api, created.json()["device_id"], key)  # type: ignore[arg-type]
+    assert api.token(device.grant_form(device.assertion(alg="RS256"))).status_code == 200
+    refused = api.token(device.grant_form(device.assertion(alg="PS256")))
+    assert refused.status_code in (400, 401), refused.text
