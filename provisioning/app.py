@@ -17,7 +17,17 @@ from sqlalchemy.exc import OperationalError
 from credbroker import __version__
 from credbroker.verifier import StoreUnavailable
 from provisioning import masterkey, openapi
-from provisioning.api import admin_keys, devices, direct, fleets, hooks, meta, oauth, revocations
+from provisioning.api import (
+    admin_keys,
+    devices,
+    direct,
+    docs,
+    fleets,
+    hooks,
+    meta,
+    oauth,
+    revocations,
+)
 from provisioning.brokerhooks import KEY_TTL
 from provisioning.db import create_db_engine, migrate, transaction
 from provisioning.grantstore import prune_used_assertions
@@ -56,6 +66,8 @@ def create_app(
         lifespan=_following_revocations(services),
         title="credbroker provisioning API",
         version=__version__,
+        docs_url=None,  # ours (`docs`): Swagger UI from our own origin, not a CDN
+        redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
@@ -66,6 +78,7 @@ def create_app(
     for module in routers:
         app.include_router(module.router)
     openapi.install(app)
+    docs.install(app)
     direct.install(app)  # the hot paths, matched before the routers
     return app
 
