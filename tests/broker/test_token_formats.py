@@ -249,3 +249,15 @@ def test_an_rs256_device_connects_and_only_rs256_verifies_its_key(stack: Stack) 
         json={"fleet": fleet, "public_key": pem.decode()},
     )
     assert refused.status_code in (400, 422), refused.text
+
+
+def test_a_device_signed_session_is_cut_at_its_exp(stack: Stack) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    me = _iot_core_device(stack, _iot_core_fleet(stack), key)
+    client = Client(stack, _long_id(me), _iot_core_jwt(key, exp=int(time.time()) + 2))
+    assert client.connected.wait(10), client.connect_rc
+    started = time.monotonic()
+    assert client.disconnected.wait(15), "the broker kept an expired session"
+    assert client.disconnected_at is not None
+    assert client.disconnected_at - started < 2 + 1 + 2  # exp + leeway + slack
+    client.paho.loop_stop()
