@@ -126,6 +126,12 @@ def test_every_hook_accepts_a_device_signed_token_emqx_with_a_long_client_id(api
         if hook == "emqx":
             answer = api.client.post("/v1/hooks/emqx/authn", json=body, headers=api.admin)
             assert answer.json()["result"] == "allow", answer.text
+            for topic, result in ((f"devices/{device.id}/t", "allow"), ("devices/x/t", "deny")):
+                check = {"clientid": long_id, "username": "unused", "topic": topic}
+                authz = api.client.post(
+                    "/v1/hooks/emqx/authz", json=check | {"action": "publish"}, headers=api.admin
+                )
+                assert authz.json()["result"] == result, (topic, authz.text)
         else:
             assert points.hook_connect(hook, device.id, token), hook
     assert api.introspect(token) == {"active": False}  # no client id: nothing to resolve
