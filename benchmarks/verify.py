@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import hashes
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from credbroker import jws
-from credbroker.verifier import DeviceState, Verifier, VerifyPolicy
+from credbroker.verifier import DeviceState, Signer, Verifier, VerifyPolicy
 
 ISSUER = "http://127.0.0.1:8000"
 REPS = 400  # paired batches per case
@@ -43,6 +44,12 @@ class Store:
 
     def is_jti_revoked(self, jti: str) -> bool:
         return False
+
+    def reference(self, token_hash: str) -> tuple[dict[str, Any], str] | None:
+        return None
+
+    def signer(self, device_id: str) -> Signer | None:
+        return None
 
 
 def paired(fn, base) -> tuple[float, float]:  # type: ignore[no-untyped-def]

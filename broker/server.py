@@ -189,6 +189,10 @@ class CredBroker(DeliveryBroker):
         assert isinstance(decision, Grant)  # noqa: S101 - _refuse always raises
         self.stats.connects.labels("accepted", "ok").inc()
         session.attributes[GRANT] = decision
+        # Sessions are the device's: a Cloud IoT Core long client id (device-signed
+        # fleets, README) is known by its device id from here on, so that take-overs and
+        # cuts find it as they find any other.
+        session.client_id = decision.device_id
         session.attributes[CHANGES_SEEN] = changes_seen
         session.keep_alive = math.ceil(session.keep_alive * 1.5)
         await self._take_over(session.client_id or "")

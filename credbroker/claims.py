@@ -13,6 +13,9 @@ from typing import TypedDict
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type (RFC 9068 section 2.1)
 SIGNING_ALG = "ES256"
 DEFAULT_AUDIENCE = "mqtt"
+# Opaque (reference) access tokens: `cbr_` and 43 base64url characters (256 bits), the
+# prefix for secret scanners; refresh tokens share it, and live in another table.
+REFERENCE_PREFIX = "cbr"
 DEFAULT_TOKEN_TTL = 900
 MAX_TOKEN_TTL = 86_400
 
@@ -67,6 +70,15 @@ def parse_kid(kid: str) -> tuple[str, int] | None:
     if not sep or not version.isdigit() or len(version) > 9 or not is_device_id(device_id):
         return None
     return device_id, int(version)
+
+
+def device_of_client_id(client_id: str) -> tuple[str, bool]:
+    """The device id an MQTT client id names, and whether it used Cloud IoT Core's long
+    form `projects/P/locations/L/registries/R/devices/D` (then `D`)."""
+    parts = client_id.split("/")
+    if len(parts) == 8 and parts[0::2] == ["projects", "locations", "registries", "devices"]:
+        return parts[7], True
+    return client_id, False
 
 
 def expand_filters(templates: list[str], *, device_id: str, fleet: str) -> list[str]:

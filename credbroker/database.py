@@ -80,6 +80,15 @@ class Sql:
             cursor.close()
         return None if row is None else tuple(row)
 
+    def all(self, conn: Connection, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Every row of the statement on `conn`'s driver connection."""
+        cursor = conn.connection.cursor()
+        try:
+            rows = self.execute(cursor, conn.dialect, params).fetchall()
+        finally:
+            cursor.close()
+        return [tuple(row) for row in rows]
+
 
 POOL_SIZE = 20  # connections each process keeps to a server database
 POOL_OVERFLOW = 10  # more for a burst of admin requests and hook reads

@@ -1,6 +1,7 @@
 """Public keys as JWK (RFC 7517/7518/8037) and their RFC 7638 thumbprints.
 
-Only the two kinds of device credential key: Ed25519 (`OKP`) and P-256 (`EC`).
+Only the kinds of device credential key: Ed25519 (`OKP`), P-256 (`EC`), and RSA of
+at least 2048 bits (`RSA`, for RS256 device-signed tokens, README, Token formats).
 """
 
 from __future__ import annotations
@@ -11,13 +12,26 @@ from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from credbroker.jws import JWSError, PublicKey, b64url_decode, b64url_encode
 
+MIN_RSA_BITS = 2048
+
 
 class JWKError(ValueError):
-    """Not an Ed25519 or P-256 public key in a form we accept."""
+    """Not an Ed25519, P-256 or RSA public key in a form we accept."""
+
+
+def _uint(value: int) -> str:
+    return b64url_encode(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+
+def _rsa_jwk(key: rsa.RSAPublicKey) -> dict[str, str]:
+    if key.key_size < MIN_RSA_BITS:
+        raise JWKError(f"RSA keys must have at least {MIN_RSA_BITS} bits")
+    numbers = key.public_numbers()
+    return {"kty": "RSA", "n": _uint(numbers.n), "e": _uint(numbers.e)}
 
 
 def to_jwk(key: PublicKey) -> dict[str, str]:
@@ -32,7 +46,9 @@ def to_jwk(key: PublicKey) -> dict[str, str]:
             "x": b64url_encode(numbers.x.to_bytes(32, "big")),
             "y": b64url_encode(numbers.y.to_bytes(32, "big")),
         }
-    raise JWKError("only Ed25519 and P-256 keys are accepted")
+    if isinstance(key, rsa.RSAPublicKey):
+        return _rsa_jwk(key)
+    raise JWKError("only Ed25519, P-256 and RSA keys are accepted")
 
 
 def _member(jwk: dict[str, Any], name: str) -> bytes:
@@ -58,9 +74,15 @@ def from_jwk(jwk: dict[str, Any]) -> PublicKey:
                 raise JWKError("P-256 coordinates are 32 bytes")
             point = b"\x04" + x + y
             return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+        if jwk.get("kty") == "RSA":
+            n = int.from_bytes(_member(jwk, "n"), "big")
+            e = int.from_bytes(_member(jwk, "e"), "big")
+            key = rsa.RSAPublicNumbers(e, n).public_key()
+            _rsa_jwk(key)  # rejects short keys
+            return key
     except ValueError as exc:  # JWKError too: one "malformed JWK" message
         raise JWKError(f"malformed JWK: {exc}") from exc
-    raise JWKError("only Ed25519 (OKP) and P-256 (EC) JWKs are accepted")
+    raise JWKError("only Ed25519 (OKP), P-256 (EC) and RSA JWKs are accepted")
 
 
 def from_jwk_cached(jwk: dict[str, Any]) -> PublicKey:
@@ -84,18 +106,24 @@ def from_pem(pem: str) -> PublicKey:
         key = serialization.load_pem_public_key(pem.encode())
     except (ValueError, TypeError) as exc:
         raise JWKError("not a PEM public key") from exc
-    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey):
-        raise JWKError("only Ed25519 and P-256 keys are accepted")
-    to_jwk(key)  # rejects other curves
+    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise JWKError("only Ed25519, P-256 and RSA keys are accepted")
+    to_jwk(key)  # rejects other curves and short RSA keys
     return key
 
 
 def thumbprint(jwk: dict[str, str]) -> str:
     """RFC 7638: SHA-256 over the required members in lexicographic order."""
-    required = ("crv", "kty", "x") if jwk["kty"] == "OKP" else ("crv", "kty", "x", "y")
+    required: tuple[str, ...] = {
+        "OKP": ("crv", "kty", "x"),
+        "RSA": ("e", "kty", "n"),
+    }.get(jwk["kty"], ("crv", "kty", "x", "y"))
     canonical = orjson.dumps({name: jwk[name] for name in required})
     return b64url_encode(hashlib.sha256(canonical).digest())
 
 
 def algorithm_for(key: PublicKey) -> str:
+    """The one algorithm a key is used with (pinned: never read from a token)."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256"
     return "EdDSA" if isinstance(key, ed25519.Ed25519PublicKey) else "ES256"

@@ -17,20 +17,25 @@ from typing import Any, cast
 import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
 
-PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+# RSA keys verify only (device credential keys for RS256, README, Token formats).
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 MAX_TOKEN_CHARS = 8192
 # The `alg` names a key of each kind verifies, by its `jwk.algorithm_for` name: RFC 9864
 # deprecates the polymorphic "EdDSA" for "Ed25519", and clients send either.
-ALG_NAMES: dict[str, tuple[str, ...]] = {"EdDSA": ("EdDSA", "Ed25519"), "ES256": ("ES256",)}
+ALG_NAMES: dict[str, tuple[str, ...]] = {
+    "EdDSA": ("EdDSA", "Ed25519"),
+    "ES256": ("ES256",),
+    "RS256": ("RS256",),
+}
 _EDDSA = ALG_NAMES["EdDSA"]
 
 
@@ -44,6 +49,7 @@ def _kind(key_type: type) -> str | None:
         ("ed25519", ed25519.Ed25519PublicKey),
         ("ec-private", ec.EllipticCurvePrivateKey),
         ("ed25519-private", ed25519.Ed25519PrivateKey),
+        ("rsa", rsa.RSAPublicKey),
     ):
         if issubclass(key_type, abc):
             return kind
@@ -143,6 +149,9 @@ def verify_signature(alg: str, key: PublicKey, signing_input: bytes, signature: 
             verify_es256(key, signing_input, signature)
         elif alg in _EDDSA and kind == "ed25519":
             cast(ed25519.Ed25519PublicKey, key).verify(signature, signing_input)
+        elif alg == "RS256" and kind == "rsa":  # RFC 7518 section 3.3
+            rsa_key = cast(rsa.RSAPublicKey, key)
+            rsa_key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
         else:
             raise JWSError("bad_signature")
     except InvalidSignature as exc:

@@ -11,21 +11,24 @@ memory, fed by the log. The API reads device state and the deny list fresh
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Connection, Engine, bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from credbroker.claims import parse_kid
+from credbroker.claims import expand_filters, kid_for, parse_kid
 from credbroker.database import Sql
+from credbroker.jwk import JWKError, from_jwk_cached
 from credbroker.jws import PublicKey
-from credbroker.verifier import DeviceState, StoreUnavailable
+from credbroker.verifier import DeviceState, Signer, StoreUnavailable
 
 STANDING_TTL = 30.0  # a cached key or device state is read again at least this often
 NEGATIVE_TTL = 5.0
@@ -37,6 +40,15 @@ _FOREVER = 2**62
 _KEY = Sql("SELECT public_der, verify_until FROM signing_keys WHERE kid = ?")
 _DEVICE = Sql("SELECT status, tokens_valid_after FROM devices WHERE device_id = ?")
 _JTI = Sql("SELECT id FROM revocations WHERE jti = ? LIMIT 1")
+_REFERENCE = Sql("SELECT claims, kid FROM reference_tokens WHERE token_hash = ?")
+_SIGNER = Sql("""
+    SELECT d.signing_key_version, d.acl_publish, d.acl_subscribe,
+           f.name, f.acl_publish, f.acl_subscribe, f.audience, f.iot_core_client_ids
+    FROM devices AS d JOIN fleets AS f ON f.name = d.fleet
+    WHERE d.device_id = ? AND f.token_format = 'device-signed'""")
+_CREDENTIAL_KEYS = Sql("""
+    SELECT alg, jwk FROM credential_keys
+    WHERE device_id = ? AND (expires_at IS NULL OR expires_at > ?)""")
 # A fleet entry (a fleet-wide logout) stands for every device of its fleet: one row each.
 _LOG = text(
     "SELECT r.id, COALESCE(d.device_id, r.device_id), r.jti, r.expires_at FROM revocations AS r "
@@ -54,6 +66,11 @@ _LIVE_JTIS = text(
     "SELECT device_id, jti, expires_at FROM revocations "
     "WHERE jti IS NOT NULL AND id <= :upto AND expires_at > :now"
 )
+
+
+def _json(value: Any) -> Any:
+    """A JSON column as read: text on SQLite, already decoded by psycopg."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +153,45 @@ class CachedTrustStore:
                 raise StoreUnavailable("the revocation log has not been read yet")
             return jti in self._denied
         return self._query(_JTI, jti) is not None
+
+    def reference(self, token_hash: str) -> tuple[dict[str, Any], str] | None:
+        """Read fresh: brokers and hooks keep what they verified per session, and a
+        revoked reference token is refused through the deny list like a JWT."""
+        row = self._query(_REFERENCE, token_hash)
+        if row is None:
+            return None
+        return _json(row[0]), row[1]
+
+    def signer(self, device_id: str) -> Signer | None:
+        """Read fresh, as `reference`: a session keeps its grant, and a device's keys,
+        standing and fleet are then whatever they are now."""
+        try:
+            with self._connect() as conn:
+                row = _SIGNER.run(conn, (device_id,))
+                rows = _CREDENTIAL_KEYS.all(conn, (device_id, int(self._clock())))
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if row is None:
+            return None
+        version, own_pub, own_sub, fleet, fleet_pub, fleet_sub, audience, long_ids = row
+        own_pub, own_sub = _json(own_pub), _json(own_sub)
+        own = own_pub is not None or own_sub is not None
+        pub = (own_pub or []) if own else _json(fleet_pub)
+        sub = (own_sub or []) if own else _json(fleet_sub)
+        ids = {"device_id": device_id, "fleet": fleet}
+        keys = []
+        for alg, jwk in rows:
+            with contextlib.suppress(JWKError):
+                keys.append((alg, from_jwk_cached(_json(jwk))))
+        return Signer(
+            keys=tuple(keys),
+            audience=audience or fleet,
+            iot_core_client_ids=bool(long_ids),
+            fleet=fleet,
+            kid=kid_for(device_id, version),
+            pub=tuple(expand_filters(pub, **ids)),
+            sub=tuple(expand_filters(sub, **ids)),
+        )
 
     def apply(self, changes: Iterable[Change]) -> None:
         """Forget what changes of standing made stale: device state, signing keys."""

@@ -17,6 +17,8 @@ state and the deny list. Any failure raises `TokenRejected` with a machine-reada
 from __future__ import annotations
 
 import enum
+import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +27,16 @@ from typing import Any, Protocol, cast
 import orjson
 
 from credbroker import jws
-from credbroker.claims import ACCESS_TOKEN_TYP, SIGNING_ALG, AccessClaims, parse_kid
+from credbroker.claims import (
+    ACCESS_TOKEN_TYP,
+    MAX_TOKEN_TTL,
+    REFERENCE_PREFIX,
+    SIGNING_ALG,
+    AccessClaims,
+    device_of_client_id,
+    is_device_id,
+    parse_kid,
+)
 
 
 class Reason(enum.StrEnum):
@@ -39,6 +50,7 @@ class Reason(enum.StrEnum):
 
     MISSING_CREDENTIALS = "missing_credentials"  # no client id, username or password
     MALFORMED = "malformed"
+    UNKNOWN_TOKEN = "unknown_token"  # noqa: S105 - a well-formed reference token never issued
     BAD_HEADER = "bad_header"
     UNKNOWN_KID = "unknown_kid"
     BAD_SIGNATURE = "bad_signature"
@@ -100,6 +112,21 @@ class DeviceState:
     tokens_valid_after: int  # iat strictly before this is revoked (bulk revocation)
 
 
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """A device of a `device-signed` fleet, as its own tokens are checked (README, Token
+    formats): its credential keys with their pinned algorithms, what `aud` must be, and
+    what its fleet grants (a JWT's claims, which a Cloud IoT Core token does not carry)."""
+
+    keys: tuple[tuple[str, jws.PublicKey], ...]  # (alg, key) of each live credential key
+    audience: str
+    iot_core_client_ids: bool
+    fleet: str
+    kid: str  # the device's signing key, whose standing its sessions follow
+    pub: tuple[str, ...]
+    sub: tuple[str, ...]
+
+
 class TrustStore(Protocol):
     """Where the verifier learns keys and revocations. Implementations cache."""
 
@@ -115,6 +142,15 @@ class TrustStore(Protocol):
 
     def is_jti_revoked(self, jti: str) -> bool: ...
 
+    def reference(self, token_hash: str) -> tuple[dict[str, Any], str] | None:
+        """The claims of the reference token of this SHA-256 (hex), with the kid of the
+        signing key whose standing it follows; None if no such token was issued."""
+        ...
+
+    def signer(self, device_id: str) -> Signer | None:
+        """The device if its fleet's token format is `device-signed`, else None."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class VerifyPolicy:
@@ -128,6 +164,7 @@ class VerifyPolicy:
 # same signature, so one token would have several spellings (RFC 4648 section 3.5).
 _SIGNATURE_CHARS = 86
 _CANONICAL_LAST = frozenset("AEIMQUYcgkosw048")
+_REFERENCE_START = REFERENCE_PREFIX + "_"
 
 
 def _b64decode(segment: str) -> bytes:
@@ -147,6 +184,8 @@ def _json_object(segment: str) -> dict[str, Any]:
     return value
 
 
+# A reference token: the prefix and 256 random bits in base64url (README, Token formats).
+_REFERENCE_RE = re.compile(rf"{REFERENCE_PREFIX}_[A-Za-z0-9_-]{{43}}")
 _NUMBER = (int, float)
 # Distinct verified headers remembered: about one per signing key in use.
 MAX_HEADERS = 100_000
@@ -169,6 +208,20 @@ def _kid(header_b64: str) -> str:
     ):
         raise TokenRejected(Reason.BAD_HEADER)
     return kid
+
+
+def _ours(header_b64: str) -> bool:
+    """Whether a header claims to be one of our access tokens (`typ` at+jwt): anything
+    else may be a device's own token (`_check_device_signed`)."""
+    return _json_object(header_b64).get("typ") == ACCESS_TOKEN_TYP
+
+
+def _verifies(alg: str, key: jws.PublicKey, signing_input: bytes, signature: bytes) -> bool:
+    try:
+        jws.verify_signature(alg, key, signing_input, signature)
+    except jws.JWSError:
+        return False
+    return True
 
 
 class Verifier:
@@ -215,7 +268,13 @@ class Verifier:
         now: float | None = None,
     ) -> tuple[AccessClaims, str]:
         """`verify`, also returning the kid that signed: a grant keeps it, so that its
-        standing can be checked again later without the token."""
+        standing can be checked again later without the token.
+
+        The token's format is told by its shape, here and nowhere else: a reference
+        token (`cbr_...`) is resolved through the trust store, anything else must be a
+        compact JWS. Both then pass the same checks of claims, binding and standing."""
+        if type(token) is str and token.startswith(_REFERENCE_START):
+            return self._check_reference(token, client_id, username, now)
         # The alphabet of each segment (RFC 7515 section 7.1) is checked as it is
         # decoded: the signature's before any key lookup, the header's unless it is a
         # verified one, the payload's once it is signed.
@@ -225,9 +284,11 @@ class Verifier:
         if len(segments) != 3:
             raise TokenRejected(Reason.MALFORMED)
         header_b64, payload_b64, signature_b64 = segments
+        known = self._headers.get(header_b64)
+        if known is None and not _ours(header_b64):
+            return self._check_device_signed(segments, client_id, now)
         if len(signature_b64) != _SIGNATURE_CHARS or signature_b64[-1] not in _CANONICAL_LAST:
             raise TokenRejected(Reason.MALFORMED)
-        known = self._headers.get(header_b64)
         kid = known or _kid(header_b64)
         signing_input = token[: len(header_b64) + len(payload_b64) + 1].encode("ascii")
         signature = _b64decode(signature_b64)
@@ -247,7 +308,98 @@ class Verifier:
             if len(self._headers) >= MAX_HEADERS:
                 self._headers.clear()
             self._headers[header_b64] = kid
-        claims = _json_object(payload_b64)
+        return self._check_grant(_json_object(payload_b64), kid, client_id, username, now)
+
+    def _check_reference(
+        self, token: str, client_id: str | None, username: str | None, now: float | None
+    ) -> tuple[AccessClaims, str]:
+        """An opaque token: its hash names claims the server kept when it issued it
+        (a lookup by a hash of 256 random bits leaks nothing through timing)."""
+        if _REFERENCE_RE.fullmatch(token) is None:
+            raise TokenRejected(Reason.MALFORMED)
+        try:
+            found = self.store.reference(hashlib.sha256(token.encode("ascii")).hexdigest())
+        except StoreUnavailable as exc:
+            raise TokenRejected(Reason.UNAVAILABLE) from exc
+        if found is None:
+            raise TokenRejected(Reason.UNKNOWN_TOKEN)
+        claims, kid = found
+        return self._check_grant(claims, kid, client_id, username, now)
+
+    def _check_device_signed(
+        self, segments: list[str], client_id: str | None, now: float | None
+    ) -> tuple[AccessClaims, str]:
+        """A JWT the device signed itself with one of its credential keys (Cloud IoT
+        Core's profile: `iat`, `exp` at most 24 h later, `aud` = the fleet's audience; no
+        `kid`, `sub` or `jti`). Only the client id names the device; the username is not
+        looked at. The `alg` must be the one of a registered key, never another."""
+        header = _json_object(segments[0])
+        alg = header.get("alg")
+        if client_id is None or "crit" in header or header.get("typ", "JWT") != "JWT":
+            raise TokenRejected(Reason.BAD_HEADER)
+        device_id, long_form = device_of_client_id(client_id)
+        if not is_device_id(device_id):
+            raise TokenRejected(Reason.IDENTITY_MISMATCH)
+        try:
+            signer = self.store.signer(device_id)
+        except StoreUnavailable as exc:
+            raise TokenRejected(Reason.UNAVAILABLE) from exc
+        if signer is None:
+            raise TokenRejected(Reason.BAD_HEADER)  # a JWT of ours would have been at+jwt
+        if long_form and not signer.iot_core_client_ids:
+            raise TokenRejected(Reason.IDENTITY_MISMATCH)
+        keys = [key for name, key in signer.keys if alg in jws.ALG_NAMES.get(name, (name,))]
+        if not keys or not isinstance(alg, str):
+            raise TokenRejected(Reason.BAD_HEADER)
+        signing_input = f"{segments[0]}.{segments[1]}".encode("ascii")
+        signature = _b64decode(segments[2])
+        if not any(_verifies(alg, key, signing_input, signature) for key in keys):
+            raise TokenRejected(Reason.BAD_SIGNATURE)
+        claims = _json_object(segments[1])
+        iat = self._check_device_claims(claims, signer, self.clock() if now is None else now)
+        # No jti: one made of the signature names this token in caches and audit (the
+        # deny list cannot reach it: revoking the device or its tokens does).
+        jti = "ds-" + hashlib.sha256(signature).hexdigest()[:32]
+        self._check_state(device_id, iat, jti)
+        granted = {
+            "iss": "device-signed",
+            "sub": device_id,
+            "client_id": device_id,
+            "aud": claims["aud"],
+            "iat": iat,
+            "nbf": iat,
+            "exp": claims["exp"],
+            "jti": jti,
+            "fleet": signer.fleet,
+            "acl": {"pub": list(signer.pub), "sub": list(signer.sub)},
+        }
+        return cast(AccessClaims, granted), signer.kid
+
+    def _check_device_claims(self, claims: dict[str, Any], signer: Signer, now: float) -> float:
+        iat, exp, aud = claims.get("iat"), claims.get("exp"), claims.get("aud")
+        if iat is None or exp is None or aud is None:
+            raise TokenRejected(Reason.MISSING_CLAIM)
+        if not (type(iat) in _NUMBER and type(exp) in _NUMBER):
+            raise TokenRejected(Reason.BAD_CLAIM)
+        leeway = self.policy.leeway
+        if exp - iat > MAX_TOKEN_TTL + leeway:  # Cloud IoT Core: at most 24 h
+            raise TokenRejected(Reason.BAD_CLAIM)
+        if exp <= now - leeway:
+            raise TokenRejected(Reason.EXPIRED)
+        if iat > now + leeway:
+            raise TokenRejected(Reason.NOT_YET_VALID)
+        if aud != signer.audience and not (type(aud) is list and signer.audience in aud):
+            raise TokenRejected(Reason.BAD_AUDIENCE)
+        return float(iat)
+
+    def _check_grant(
+        self,
+        claims: dict[str, Any],
+        kid: str,
+        client_id: str | None,
+        username: str | None,
+        now: float | None,
+    ) -> tuple[AccessClaims, str]:
         self._check_claims(claims, kid, self.clock() if now is None else now)
         sub = claims["sub"]
         if (client_id is not None and client_id != sub) or (

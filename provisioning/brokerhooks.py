@@ -42,6 +42,9 @@ class SharedGrants(Protocol):
 class _Cached:
     grant: Grant
     checked_until: float  # standing is checked again after this
+    # The username its CONNECT was accepted with: the device id, or anything for a
+    # device-signed token (Cloud IoT Core devices send "unused", README, Token formats).
+    username: str | None = None
 
 
 class HookAuthority:
@@ -100,6 +103,7 @@ class HookAuthority:
             grant, cached = decision, None
         if cached is None or cached.checked_until <= self.clock():
             cached = self._entry(grant, epoch)
+        cached = _Cached(cached.grant, cached.checked_until, username)
         with self._lock:
             if len(self._by_login) >= MAX_CACHED:
                 self._drop_expired()
@@ -121,8 +125,8 @@ class HookAuthority:
             if grant is None:
                 self._by_client.pop(client_id, None)
             elif cached.checked_until <= self.clock():
-                self._by_client[client_id] = self._entry(grant, epoch)
-        if grant is None or (username is not None and username != grant.device_id):
+                self._by_client[client_id] = self._entry(grant, epoch, cached.username)
+        if grant is None or username not in (None, grant.device_id, cached.username):
             return None
         return grant
 
@@ -135,11 +139,11 @@ class HookAuthority:
             return None
         return cached.grant
 
-    def _entry(self, grant: Grant, epoch: int) -> _Cached:
+    def _entry(self, grant: Grant, epoch: int, username: str | None = None) -> _Cached:
         """A grant just checked; if a change arrived meanwhile, the check may have read
         the standing from before it: then it is due again at its next use."""
         fresh = self._epoch == epoch
-        return _Cached(grant, self.clock() + STANDING_TTL if fresh else 0.0)
+        return _Cached(grant, self.clock() + STANDING_TTL if fresh else 0.0, username)
 
     def may_publish(self, client_id: str, topic: str, username: str | None = None) -> bool:
         grant = self.grant(client_id, username)
@@ -160,7 +164,9 @@ class HookAuthority:
             return entry.grant.jti in jtis
 
         def stale(entry: _Cached) -> _Cached | None:
-            return _Cached(entry.grant, 0.0) if entry.grant.device_id in devices else None
+            if entry.grant.device_id not in devices:
+                return None
+            return _Cached(entry.grant, 0.0, entry.username)
 
         with self._lock:
             self._epoch += 1

@@ -23,18 +23,23 @@ from sqlalchemy.exc import IntegrityError
 
 from credbroker.database import Sql, driver_error
 from credbroker.decision import Grant
-from credbroker.trust import Change
-from provisioning.models import UsedAssertion
+from credbroker.trust import MAX_LEEWAY, Change
+from provisioning.models import ReferenceToken, UsedAssertion
 
 _used = UsedAssertion.__table__  # type: ignore[attr-defined]
 _PRUNE_USED = delete(_used).where(_used.c.expires_at < bindparam("now"))
+_references = ReferenceToken.__table__  # type: ignore[attr-defined]
+# A reference token is refused once expired (plus the leeway); its row goes after that.
+_PRUNE_REFERENCES = delete(_references).where(
+    _references.c.expires_at < bindparam("now") - MAX_LEEWAY
+)
 
 
 _CLIENT = Sql("""
     SELECT d.device_id, d.status, d.auth_method, d.client_secret_hash,
            d.signing_key_version, d.acl_publish, d.acl_subscribe,
            f.name, f.acl_publish, f.acl_subscribe, f.token_ttl, f.allow_client_secret,
-           d.tokens_valid_after
+           d.tokens_valid_after, f.token_format
     FROM devices AS d JOIN fleets AS f ON f.name = d.fleet
     WHERE d.device_id = ?""")
 _KEYS = Sql("""
@@ -57,6 +62,9 @@ _INSERT_REFRESH = Sql("""
     INSERT INTO refresh_tokens
         (token_hash, family_id, device_id, created_at, used_at, access_jti, access_exp)
     VALUES (?, ?, ?, ?, NULL, ?, ?)""")
+_INSERT_REFERENCE = Sql("""
+    INSERT INTO reference_tokens (token_hash, device_id, jti, kid, claims, expires_at)
+    VALUES (?, ?, ?, ?, ?, ?)""")
 _INSERT_AUDIT = Sql("""
     INSERT INTO audit_events (at, action, outcome, device_id, actor, detail)
     VALUES (?, ?, 'ok', ?, NULL, ?)""")
@@ -82,9 +90,11 @@ def _key_rows(rows: Sequence[Any]) -> list[tuple[str, str, dict[str, Any]]]:
 def prune_used_assertions(engine: Engine, now: int) -> int:
     """Forget assertion jtis whose assertions have expired: a replay of one is refused
     for its `exp` anyway. This keeps the replay cache at what the assertion lifetime
-    bounds (assertions of the last hour), where it would grow with every grant."""
+    bounds (assertions of the last hour), where it would grow with every grant. Expired
+    reference tokens go too, for the same reason."""
     with engine.begin() as conn:
-        return conn.execute(_PRUNE_USED, {"now": now}).rowcount
+        pruned = conn.execute(_PRUNE_USED, {"now": now}).rowcount
+        return pruned + conn.execute(_PRUNE_REFERENCES, {"now": now}).rowcount
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +114,7 @@ class Client:
     token_ttl: int
     allow_client_secret: bool
     tokens_valid_after: int  # a logout's cut-off: tokens issued from now on are dated here
+    token_format: str = "jwt"  # noqa: S105 - a format name
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +250,7 @@ class GrantStore:
             token_ttl=row[10],
             allow_client_secret=bool(row[11]),
             tokens_valid_after=row[12],
+            token_format=row[13],
         )
 
     def credential_keys(self, device_id: str, now: int) -> list[tuple[str, str, dict[str, Any]]]:
@@ -290,6 +302,12 @@ class GrantStore:
         self._write(
             _INSERT_REFRESH, (token_hash, family_id, device_id, now, access_jti, access_exp)
         )
+
+    def add_reference(
+        self, *, token_hash: str, device_id: str, jti: str, kid: str, claims: Any, exp: int
+    ) -> None:
+        claims_json = orjson.dumps(claims).decode()
+        self._write(_INSERT_REFERENCE, (token_hash, device_id, jti, kid, claims_json, exp))
 
     def refresh_state(self, token_hash: str) -> RefreshState | None:
         row = self._run(_REFRESH_STATE, (token_hash,)).fetchone()

@@ -1,9 +1,12 @@
 """The kinds of token this server issues, as one registry: introspection (RFC 7662) and
 revocation (RFC 7009) ask it what a presented token is, instead of guessing its format
-(a dot, a prefix). A new kind (reference tokens, device-signed JWTs) is a class with
-`find` and one line in `KINDS`.
+(a dot, a prefix). A new kind is a class with `find` and one line in `KINDS`; a new
+format of access token is not a kind: the verifier tells formats apart (README, Token
+formats), so `AccessTokens` finds JWTs and reference tokens alike. (Device-signed tokens
+name their device only through the MQTT client id, which introspection is not given:
+they are not found, so inactive.)
 
-    KINDS: access JWT (the verifier), refresh token (its hash in the database)
+    KINDS: access token (the verifier), refresh token (its hash in the database)
     find(token) -> Found: whose it is, whether it is active, what introspection shows,
                           and how to revoke it (with whatever dies with it)
 """
@@ -40,7 +43,8 @@ class TokenKind(Protocol):
 
 
 class AccessTokens:
-    """RFC 9068 JWTs: the one verifier decides; a refused one is nothing to revoke."""
+    """Access tokens of every format: the one verifier decides; a refused one is nothing
+    to revoke (a reference token dies through the deny list, as a JWT does)."""
 
     def find(self, services: Services, token: str) -> Found | None:
         try:
@@ -104,7 +108,8 @@ class RefreshTokens:
         return Found(row.device_id, active, members, revoke)
 
 
-# Cheapest first: a JWT is told apart by the verifier's regex, with no database read.
+# Access tokens first: a JWT is told apart by the verifier with no database read, and a
+# refresh token (also `cbr_`) costs one read of `reference_tokens` before its own.
 KINDS: tuple[TokenKind, ...] = (AccessTokens(), RefreshTokens())
 
 

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from credbroker import jws
-from credbroker.claims import ACCESS_TOKEN_TYP, SIGNING_ALG, expand_filters, kid_for
+from credbroker.claims import (
+    ACCESS_TOKEN_TYP,
+    REFERENCE_PREFIX,
+    SIGNING_ALG,
+    expand_filters,
+    kid_for,
+)
 from provisioning import hashing
 from provisioning.grantstore import Client, GrantStore
 from provisioning.signing import Keyring
@@ -48,8 +54,30 @@ def sign_access_token(
     issuer: str,
     audience: str,
 ) -> tuple[str, str, int]:
+    """The access token of the client's fleet's format: a JWT, or (`reference`) an opaque
+    token whose claims only the database keeps (README, Token formats)."""
     kid = kid_for(client.device_id, client.signing_key_version)
+    claims = access_claims(client=client, jkt=jkt, now=now, issuer=issuer, audience=audience)
+    jti, exp = claims["jti"], claims["exp"]
+    if client.token_format == "reference":  # noqa: S105 - a format name
+        token = hashing.new_token(REFERENCE_PREFIX)
+        store.add_reference(
+            token_hash=hashing.token_hash(token),
+            device_id=client.device_id,
+            jti=jti,
+            kid=kid,
+            claims=claims,
+            exp=exp,
+        )
+        return token, jti, exp
     key = keyring.private_key(kid, store.sealed_signing_key)
+    header = {"alg": SIGNING_ALG, "typ": ACCESS_TOKEN_TYP, "kid": kid}
+    return jws.sign(header, claims, key), jti, exp
+
+
+def access_claims(
+    *, client: Client, jkt: str, now: int, issuer: str, audience: str
+) -> dict[str, Any]:
     jti = secrets.token_hex(16)
     # A logout moves the cut-off to the next second (iat has second precision); a token
     # granted after it in that same second is dated at the cut-off so that it works.
@@ -69,8 +97,7 @@ def sign_access_token(
     }
     if jkt:  # RFC 7800: bound to the credential key the device proved
         claims["cnf"] = {"jkt": jkt}
-    header = {"alg": SIGNING_ALG, "typ": ACCESS_TOKEN_TYP, "kid": kid}
-    return jws.sign(header, claims, key), jti, exp
+    return claims
 
 
 def issue(

@@ -30,10 +30,16 @@ from credbroker.cli.client import (
 
 fleet_app = typer.Typer(help="Fleets: ACL templates and token lifetimes.", no_args_is_help=True)
 
+FormatOpt = Annotated[
+    str, typer.Option("--token-format", help="jwt, reference or device-signed (README)")
+]
+AudienceOpt = Annotated[str | None, typer.Option("--audience", help="aud of device-signed tokens")]
+
 FLEET_COLUMNS: list[Column] = [
     ("NAME", field("name")),
     ("TOKEN TTL", field("token_ttl")),
     ("CLIENT SECRETS", field("allow_client_secret")),
+    ("TOKEN FORMAT", field("token_format")),
     ("PUBLISH", lambda f: f["acl"]["publish"]),
     ("SUBSCRIBE", lambda f: f["acl"]["subscribe"]),
     ("CREATED", time_field("created_at")),
@@ -47,17 +53,24 @@ def fleet_create(
     subscribe: Annotated[list[str], typer.Option("--subscribe", help="ACL filter (repeat)")] = [],  # noqa: B006
     token_ttl: Annotated[int, typer.Option("--token-ttl")] = 900,
     allow_client_secret: Annotated[bool, typer.Option("--allow-client-secret")] = False,
+    token_format: FormatOpt = "jwt",  # noqa: S107 - a format name
+    audience: AudienceOpt = None,
+    iot_core_client_ids: Annotated[bool, typer.Option("--iot-core-client-ids")] = False,
     api: ApiOpt = DEFAULT_API,
     admin_key: KeyOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA,
 ) -> None:
     """Create a fleet. Filters may use {device_id} and {fleet}."""
-    body = {
+    body: dict[str, Any] = {
         "name": name,
         "acl": {"publish": publish, "subscribe": subscribe},
         "token_ttl": token_ttl,
         "allow_client_secret": allow_client_secret,
+        "token_format": token_format,
+        "iot_core_client_ids": iot_core_client_ids,
     }
+    if audience is not None:
+        body["audience"] = audience
     key = resolve_key(admin_key, data_dir)
     print_json(call("POST", api, "/v1/fleets", key=key, json_body=body))
 
@@ -107,6 +120,11 @@ def fleet_update(
     allow_client_secret: Annotated[
         bool | None, typer.Option("--allow-client-secret/--no-allow-client-secret")
     ] = None,
+    token_format: FormatOpt | None = None,
+    audience: AudienceOpt = None,
+    iot_core_client_ids: Annotated[
+        bool | None, typer.Option("--iot-core-client-ids/--no-iot-core-client-ids")
+    ] = None,
     api: ApiOpt = DEFAULT_API,
     admin_key: KeyOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA,
@@ -125,6 +143,13 @@ def fleet_update(
         body["token_ttl"] = token_ttl
     if allow_client_secret is not None:
         body["allow_client_secret"] = allow_client_secret
+    for option, value in (
+        ("token_format", token_format),
+        ("audience", audience),
+        ("iot_core_client_ids", iot_core_client_ids),
+    ):
+        if value is not None:
+            body[option] = value
     if not body:
         fail("nothing to change: pass --publish, --subscribe, --token-ttl or --allow-client-secret")
     print_json(call("PATCH", api, f"/v1/fleets/{name}", key=key, json_body=body))

@@ -12,6 +12,7 @@ from provisioning.models.hooks import HookGrant
 from provisioning.models.presence import BrokerConnection, BrokerHeartbeat
 from provisioning.models.tokens import (
     EnrollmentToken,
+    ReferenceToken,
     RefreshFamily,
     RefreshToken,
     Revocation,
@@ -28,6 +29,7 @@ __all__ = [
     "EnrollmentToken",
     "Fleet",
     "HookGrant",
+    "ReferenceToken",
     "RefreshFamily",
     "RefreshToken",
     "Revocation",

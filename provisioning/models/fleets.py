@@ -1,6 +1,6 @@
 """Fleets: a group of devices sharing an ACL template and a token lifetime."""
 
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, field_validator
@@ -11,6 +11,10 @@ from credbroker.topics import is_valid_filter
 from provisioning.models.bounds import STRICT_BODY, STRICT_QUERY
 
 MAX_ACL_ENTRIES = 64
+# README, Token formats: what the token endpoint issues, or (device-signed) what devices
+# sign themselves and send as their MQTT password.
+TokenFormat = Literal["jwt", "reference", "device-signed"]
+AUDIENCE_PATTERN = r"^[\x21-\x7e]{1,255}$"
 
 
 def check_filters(filters: list[str]) -> list[str]:
@@ -44,6 +48,9 @@ class FleetCreate(BaseModel):
     acl: AclTemplate = AclTemplate()
     token_ttl: int = pydantic.Field(default=DEFAULT_TOKEN_TTL, ge=1, le=MAX_TOKEN_TTL)
     allow_client_secret: bool = False
+    token_format: TokenFormat = "jwt"  # noqa: S105 - a format name
+    audience: str | None = pydantic.Field(default=None, pattern=AUDIENCE_PATTERN)
+    iot_core_client_ids: bool = False
 
 
 class FleetUpdate(BaseModel):
@@ -52,6 +59,9 @@ class FleetUpdate(BaseModel):
     acl: AclTemplate | None = None
     token_ttl: int | None = pydantic.Field(default=None, ge=1, le=MAX_TOKEN_TTL)
     allow_client_secret: bool | None = None
+    token_format: TokenFormat | None = None
+    audience: str | None = pydantic.Field(default=None, pattern=AUDIENCE_PATTERN)
+    iot_core_client_ids: bool | None = None
 
 
 class FleetBase(SQLModel):
@@ -59,6 +69,11 @@ class FleetBase(SQLModel):
     token_ttl: int
     allow_client_secret: bool
     created_at: int
+    token_format: str = Field(default="jwt", max_length=16)
+    # What device-signed tokens must carry as `aud` (Cloud IoT Core: the project id);
+    # None: the fleet's name.
+    audience: str | None = Field(default=None, max_length=255)
+    iot_core_client_ids: bool = False
 
 
 class FleetPublic(FleetBase):

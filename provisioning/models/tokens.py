@@ -1,6 +1,8 @@
 """Server-side token state: refresh families, replay cache, revocations, enrollment."""
 
-from sqlmodel import Field, SQLModel
+from typing import Any
+
+from sqlmodel import JSON, Field, SQLModel
 
 
 class RefreshFamily(SQLModel, table=True):
@@ -30,6 +32,21 @@ class RefreshToken(SQLModel, table=True):
     used_at: int | None = None
     access_jti: str = Field(max_length=64)  # the access token issued beside it
     access_exp: int
+
+
+class ReferenceToken(SQLModel, table=True):
+    """An opaque access token (fleet `token_format: "reference"`): only its SHA-256 is
+    kept, beside the claims a JWT would have carried and the signing kid whose standing
+    its grants follow. Pruned once expired, as used assertions are."""
+
+    __tablename__ = "reference_tokens"
+
+    token_hash: str = Field(primary_key=True, max_length=64)  # SHA-256 hex of the token
+    device_id: str = Field(index=True, max_length=128)
+    jti: str = Field(max_length=64)
+    kid: str = Field(max_length=140)
+    claims: dict[str, Any] = Field(sa_type=JSON)
+    expires_at: int = Field(index=True)
 
 
 class UsedAssertion(SQLModel, table=True):

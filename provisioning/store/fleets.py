@@ -25,6 +25,9 @@ def create_fleet(*, session: Session, fleet_create: FleetCreate, now: int, actor
         name=fleet_create.name,
         token_ttl=fleet_create.token_ttl,
         allow_client_secret=fleet_create.allow_client_secret,
+        token_format=fleet_create.token_format,
+        audience=fleet_create.audience,
+        iot_core_client_ids=fleet_create.iot_core_client_ids,
         created_at=now,
         **acl_columns(fleet_create.acl),
     )
@@ -44,6 +47,9 @@ def update_fleet(
         fleet.token_ttl = fleet_update.token_ttl
     if fleet_update.allow_client_secret is not None:
         fleet.allow_client_secret = fleet_update.allow_client_secret
+    for field in ("token_format", "audience", "iot_core_client_ids"):
+        if (value := getattr(fleet_update, field)) is not None:
+            setattr(fleet, field, value)
     session.add(fleet)
     changed = sorted(fleet_update.model_dump(exclude_none=True))
     audit.record(

@@ -20,6 +20,7 @@ from credbroker import jws
 from credbroker.decision import Kind, kind_of
 from credbroker.verifier import (
     DeviceState,
+    Signer,
     StoreUnavailable,
     TokenRejected,
     Verifier,
@@ -36,6 +37,8 @@ class MemoryStore:
     devices: dict[str, DeviceState] = field(default_factory=dict)
     denied: set[str] = field(default_factory=set)
     retired: dict[str, Any] = field(default_factory=dict)
+    references: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    signers: dict[str, Signer] = field(default_factory=dict)
     down: bool = False
 
     def signing_key(self, kid: str) -> Any:
@@ -53,6 +56,14 @@ class MemoryStore:
 
     def is_jti_revoked(self, jti: str) -> bool:
         return jti in self.denied
+
+    def reference(self, token_hash: str) -> tuple[dict[str, Any], str] | None:
+        if self.down:
+            raise StoreUnavailable("down")
+        return self.references.get(token_hash)
+
+    def signer(self, device_id: str) -> Signer | None:
+        return self.signers.get(device_id)
 
 
 @dataclass
@@ -283,3 +294,95 @@ def test_a_token_of_a_retired_key_is_told_apart_from_a_guess(setup: Setup) -> No
     forged = setup.token(key=ec.generate_private_key(ec.SECP256R1()))
     assert _reason(setup, forged) == "bad_signature"
     assert _reason(setup, setup.token(header={"kid": "dev-1#7"})) == "unknown_kid"
+
+
+# -- reference tokens (README, Token formats) ----------------------------------------
+
+
+def _reference(setup: Setup, **claims: Any) -> str:
+    """An opaque token whose claims only the store knows, as the issuer keeps them."""
+    token = "cbr_" + _b64(uuid.uuid4().bytes + uuid.uuid4().bytes)[:43]
+    jwt_claims = json.loads(jws.b64url_decode(setup.token(**claims).split(".")[1]))
+    setup.store.references[hashlib.sha256(token.encode()).hexdigest()] = (jwt_claims, "dev-1#1")
+    return token
+
+
+def test_a_reference_token_verifies_through_the_store(setup: Setup) -> None:
+    token = _reference(setup)
+    claims, kid = setup.verifier.check(token, client_id="dev-1", username="dev-1")
+    assert claims["sub"] == "dev-1" and kid == "dev-1#1"
+
+
+def test_a_reference_token_gets_the_checks_of_a_jwt(setup: Setup) -> None:
+    assert _reason(setup, "cbr_" + "A" * 43) == "unknown_token"
+    assert _reason(setup, "cbr_" + "A" * 42) == "malformed"
+    assert _reason(setup, "cbr_" + "A" * 42 + "*") == "malformed"
+    assert _reason(setup, _reference(setup, exp=NOW - 31)) == "expired"
+    assert _reason(setup, _reference(setup), client_id="dev-2") == "identity_mismatch"
+    assert _reason(setup, _reference(setup, iss="https://evil")) == "bad_issuer"
+    revoked = _reference(setup, jti="gone")
+    setup.store.denied.add("gone")
+    assert _reason(setup, revoked) == "revoked"
+    setup.store.devices["dev-1"] = DeviceState("disabled", 0)
+    assert _reason(setup, _reference(setup)) == "device_disabled"
+    setup.store.down = True
+    assert _reason(setup, "cbr_" + "A" * 43) == "unavailable"
+
+
+# -- device-signed tokens (README, Token formats) ------------------------------------
+
+
+def _signer(setup: Setup, key: Any, alg: str = "ES256", **fields: Any) -> Signer:
+    signer = Signer(
+        keys=((alg, key.public_key()),),
+        audience=fields.pop("audience", "proj"),
+        iot_core_client_ids=fields.pop("iot_core_client_ids", True),
+        fleet="f",
+        kid="dev-1#1",
+        pub=("devices/dev-1/events",),
+        sub=(),
+    )
+    setup.store.signers["dev-1"] = signer
+    return signer
+
+
+def _device_jwt(key: Any, alg: str = "ES256", **claims: Any) -> str:
+    body = {"iat": NOW, "exp": NOW + 3600, "aud": "proj", **claims}
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm=alg)
+
+
+LONG_ID = "projects/proj/locations/l/registries/r/devices/dev-1"
+
+
+def test_a_device_signed_token_verifies_with_its_credential_key(setup: Setup) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    _signer(setup, key)
+    for client_id in ("dev-1", LONG_ID):
+        claims, kid = setup.verifier.check(_device_jwt(key), client_id=client_id, username="x")
+        assert claims["sub"] == "dev-1" and claims["acl"]["pub"] == ["devices/dev-1/events"]
+        assert kid == "dev-1#1" and claims["exp"] == NOW + 3600
+
+
+def test_a_device_signed_token_is_held_to_cloud_iot_cores_rules(setup: Setup) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    _signer(setup, key)
+    ed = Ed25519PrivateKey.generate()
+
+    def reason(token: str, client_id: str = "dev-1") -> str:
+        return _reason(setup, token, client_id=client_id)
+
+    assert reason(_device_jwt(key, exp=NOW - 31)) == "expired"
+    assert reason(_device_jwt(key, iat=NOW - 100, exp=NOW + 86_400)) == "bad_claim"
+    assert reason(_device_jwt(key, iat=NOW + 60)) == "not_yet_valid"
+    assert reason(_device_jwt(key, aud="other")) == "bad_audience"
+    assert reason(_device_jwt(key, exp=None)) == "missing_claim"
+    assert reason(_device_jwt(ec.generate_private_key(ec.SECP256R1()))) == "bad_signature"
+    assert reason(_device_jwt(ed, "EdDSA")) == "bad_header"  # not the key's algorithm
+    assert reason(_device_jwt(key), client_id="dev-2") == "bad_header"  # no such signer
+    assert _reason(setup, _device_jwt(key)) == "bad_header"  # no client id: not ours
+    setup.store.signers["dev-1"] = _signer(setup, key, iot_core_client_ids=False)
+    assert reason(_device_jwt(key), client_id=LONG_ID) == "identity_mismatch"
+    setup.store.devices["dev-1"] = DeviceState("active", NOW + 1)
+    assert reason(_device_jwt(key)) == "revoked"  # issued before tokens_valid_after
+    setup.store.devices["dev-1"] = DeviceState("disabled", 0)
+    assert reason(_device_jwt(key)) == "device_disabled"

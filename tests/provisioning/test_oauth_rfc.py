@@ -178,7 +178,12 @@ def test_rfc9864_ed25519_alg_is_accepted_for_an_ed25519_key(api: Api, fleet: str
     )
     assert api.token(device.grant_form(assertion)).status_code == 200
     meta = api.client.get("/.well-known/oauth-authorization-server").json()
-    assert meta["token_endpoint_auth_signing_alg_values_supported"] == ["EdDSA", "Ed25519", "ES256"]
+    assert meta["token_endpoint_auth_signing_alg_values_supported"] == [
+        "EdDSA",
+        "Ed25519",
+        "ES256",
+        "RS256",
+    ]
 
 
 def _with_header(token: str, header: dict[str, str]) -> str:
@@ -389,7 +394,7 @@ def test_metadata_names_what_each_endpoint_accepts(api: Api) -> None:
     methods = ["private_key_jwt", "client_secret_basic", "client_secret_post"]
     assert meta["token_endpoint_auth_methods_supported"] == methods
     assert meta["revocation_endpoint_auth_methods_supported"] == ["none", *methods]
-    algs = ["EdDSA", "Ed25519", "ES256"]
+    algs = ["EdDSA", "Ed25519", "ES256", "RS256"]  # RS256: for RSA credential keys
     assert meta["revocation_endpoint_auth_signing_alg_values_supported"] == algs
     assert meta["introspection_endpoint_auth_methods_supported"] == ["Bearer"]
     assert meta["revocation_endpoint"] == REVOKE_URL
