@@ -161,7 +161,8 @@ def _http_date(second: int) -> bytes:
     return email.utils.formatdate(second, usegmt=True).encode()
 
 
-FORM_PATHS = ("/oauth2/", "/v1/hooks/rabbitmq/")  # RFC 6749; RabbitMQ's HTTP backend
+# RFC 6749; RabbitMQ's HTTP backend; the console's HTML forms
+FORM_PATHS = ("/oauth2/", "/v1/hooks/rabbitmq/", "/console/")
 
 
 class RequestGuard:

@@ -45,3 +45,22 @@ def list_events(
     if action is not None:
         query = query.where(AuditEvent.action == action)
     return list(session.exec(query.order_by(col(AuditEvent.id)).limit(limit)))
+
+
+def latest(
+    *,
+    session: Session,
+    device_id: str | None = None,
+    outcome: str | None = None,
+    actions: tuple[str, ...] = (),
+    limit: int = 20,
+) -> list[AuditEvent]:
+    """The newest events first (the console's recent activity)."""
+    query = select(AuditEvent)
+    if device_id is not None:
+        query = query.where(AuditEvent.device_id == device_id)
+    if outcome is not None:
+        query = query.where(AuditEvent.outcome == outcome)
+    if actions:
+        query = query.where(col(AuditEvent.action).in_(actions))
+    return list(session.exec(query.order_by(col(AuditEvent.id).desc()).limit(limit)))
