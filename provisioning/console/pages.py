@@ -1,141 +1,34 @@
-"""The console's pages and actions: server-rendered HTML over the same store functions
-the `/v1` routes call (one place for each decision), no JavaScript needed.
-
-Every page needs a live console session (`signin`); every action is a POST carrying the
-session's CSRF token, from our own origin, and needs the scope its `/v1` route needs.
-A page shows only the actions the key's scopes allow.
-"""
+"""Sign-in, the overview, the devices and a device's page with its actions."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from provisioning.api.deps import ServicesDep, client_address
 from provisioning.console import overview, signin
 from provisioning.console.signin import COOKIE, IDLE, Signed
+from provisioning.console.web import (
+    PAGE_SIZE,
+    ConsoleError,
+    SignedIn,
+    acting,
+    answering,
+    need,
+    redirect,
+    render,
+    router,
+    same_origin,
+)
 from provisioning.errors import ProvisioningError
 from provisioning.models.devices import DeviceUpdate
 from provisioning.services import Services
 from provisioning.store import audit, devices, keys, revocations
 
-router = APIRouter(prefix="/console", include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
-templates.env.filters["isotime"] = lambda at: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))
 DONE = frozenset({"disabled", "enabled", "revoked"})  # what a redirect after an action says
-PAGE_SIZE = 50
-
-# Our pages load scripts, styles and images from our own origin only, are never framed,
-# and post forms only to us.
-HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
-        "frame-ancestors 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",  # "no-referrer" would make Origin "null" on our own forms
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-}
-
-
-class ConsoleError(Exception):
-    """Answered with the console's error page (HTML), not problem+json."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class SignInRequired(Exception):
-    """No live console session: pages redirect to the sign-in form."""
-
-
-def render(
-    request: Request, template: str, status: int = 200, signed: Signed | None = None, **context: Any
-) -> HTMLResponse:
-    response = templates.TemplateResponse(
-        request, template, {"signed": signed, **context}, status_code=status
-    )
-    response.headers.update(HEADERS)
-    return response
-
-
-def _redirect(to: str) -> RedirectResponse:
-    response = RedirectResponse(to, status_code=303)
-    response.headers.update(HEADERS)
-    return response
-
-
-def signed_in(request: Request, services: ServicesDep) -> Signed:
-    with services.transaction() as session:
-        signed = signin.resume(
-            session=session, cookie=request.cookies.get(COOKIE), now=services.now()
-        )
-    if signed is None:
-        raise SignInRequired
-    return signed
-
-
-SignedIn = Annotated[Signed, Depends(signed_in)]
-
-
-def _same_origin(request: Request) -> bool:
-    """A browser names the page a request comes from (`Origin`, `Sec-Fetch-Site`); a
-    request another site makes us do is refused whatever it carries."""
-    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        return False
-    origin = request.headers.get("origin")
-    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
-
-
-def acting(scope: str | None) -> Any:
-    """A state-changing request: signed in, same origin, the session's CSRF token, and
-    the scope the `/v1` route of this action needs (None: any operator's)."""
-
-    def dependency(
-        request: Request, signed: SignedIn, csrf_token: Annotated[str | None, Form()] = None
-    ) -> Signed:
-        if not _same_origin(request) or not signed.csrf_ok(csrf_token):
-            raise ConsoleError(403, "Refused: this request did not come from a console page.")
-        if scope is not None and not signed.may(scope):
-            raise ConsoleError(403, f"Refused: this admin key lacks the scope {scope}.")
-        return signed
-
-    return Depends(dependency)
-
-
-@contextmanager
-def _answering() -> Iterator[None]:
-    """The store's refusals (404, 409, ...) as the console's error page."""
-    try:
-        yield
-    except ProvisioningError as exc:
-        raise ConsoleError(exc.status_code, exc.detail) from exc
-
-
-def install(app: Any) -> None:
-    app.include_router(router)
-
-    async def sign_in_first(request: Request, _: Exception) -> Response:
-        return _redirect("/console/sign-in")
-
-    async def error_page(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ConsoleError)  # noqa: S101
-        return render(request, "error.html", exc.status, message=exc.message)
-
-    app.add_exception_handler(SignInRequired, sign_in_first)
-    app.add_exception_handler(ConsoleError, error_page)
-
 
 # Sign-in and sign-out ------------------------------------------------------------------
 
@@ -151,7 +44,7 @@ def sign_in(
 ) -> Response:
     address = client_address(request)
     limited = ("console", address)
-    if not _same_origin(request):
+    if not same_origin(request):
         raise ConsoleError(403, "Refused: sign in from the console's own page.")
     if services.limiter.retry_after(limited):
         return render(request, "sign_in.html", 429, error="Too many failed sign-ins: wait.")
@@ -172,7 +65,7 @@ def sign_in(
                 reason=exc.detail,
             )
         return render(request, "sign_in.html", exc.status_code, error=exc.detail)
-    response = _redirect("/console")
+    response = redirect("/console")
     response.set_cookie(
         COOKIE,
         opened.cookie,
@@ -192,7 +85,7 @@ def sign_out(
 ) -> Response:
     with services.transaction() as session:
         signin.sign_out(session=session, cookie=request.cookies.get(COOKIE), now=services.now())
-    response = _redirect("/console/sign-in")
+    response = redirect("/console/sign-in")
     response.delete_cookie(COOKIE, path="/console")
     return response
 
@@ -219,8 +112,8 @@ def devices_page(
     status: Annotated[str, Query(max_length=16)] = "",
     cursor: Annotated[str, Query(max_length=200)] = "",
 ) -> HTMLResponse:
-    _need(signed, "devices:read")
-    with services.transaction() as session, _answering():
+    need(signed, "devices:read")
+    with services.transaction() as session, answering():
         rows, next_cursor = devices.list_devices(
             session=session,
             fleet=fleet or None,
@@ -242,8 +135,8 @@ def devices_page(
 def device_page(
     request: Request, services: ServicesDep, signed: SignedIn, device_id: str, done: str = ""
 ) -> HTMLResponse:
-    _need(signed, "devices:read")
-    with services.transaction() as session, _answering():
+    need(signed, "devices:read")
+    with services.transaction() as session, answering():
         device = devices.get_device(session=session, device_id=device_id)
         public = devices.to_public(session=session, device=device)
         signing = keys.signing_versions(session=session, device_id=device_id)
@@ -263,16 +156,11 @@ def device_page(
     )
 
 
-def _need(signed: Signed, scope: str) -> None:
-    if not signed.may(scope):
-        raise ConsoleError(403, f"This admin key lacks the scope {scope}.")
-
-
 # Actions -------------------------------------------------------------------------------
 
 
 def _back(device_id: str, done: str) -> RedirectResponse:
-    return _redirect(f"/console/devices/{quote(device_id, safe='')}?done={done}")
+    return redirect(f"/console/devices/{quote(device_id, safe='')}?done={done}")
 
 
 # What each destructive action does, said on its confirmation page before it is done.
@@ -305,7 +193,7 @@ def _unconfirmed(request: Request, signed: Signed, name: str, device_id: str) ->
 
 
 def _set_status(services: Services, device_id: str, status: str, actor: str) -> None:
-    with services.transaction() as session, _answering():
+    with services.transaction() as session, answering():
         devices.update_device(
             session=session,
             device_id=device_id,
@@ -348,7 +236,7 @@ def revoke(
 ) -> Response:
     if confirmed != "yes":
         return _unconfirmed(request, signed, "revoke", device_id)
-    with services.transaction() as session, _answering():
+    with services.transaction() as session, answering():
         device = devices.get_device(session=session, device_id=device_id)
         revocations.revoke_device(
             session=session, device=device, now=services.now(), actor=signed.admin.id

@@ -153,3 +153,28 @@ def test_pages_without_a_session_lead_to_sign_in(stack: Stack) -> None:
         page = http.get("/console/sign-in")
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_the_audit_log_filters_and_tails_live(stack: Stack, browsed: Browsed) -> None:
+    page = browsed.page
+    device = stack.device(stack.fleet())
+    _sign_in(page, stack, stack.admin_key)
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_label("Device").fill(device.id)
+    page.get_by_role("button", name="Filter").click()
+    table = page.get_by_role("table", name="Audit events, newest first")
+    expect(table).to_contain_text("device.create")
+
+    page.get_by_label("Live tail").check()
+    expect(page.get_by_role("status")).to_have_text("Live")
+    refused = Client(stack, device.id, "not-a-token")  # the broker audits the refusal
+    assert refused.answered.wait(10)
+    row = table.get_by_role("row").filter(has_text="mqtt.connect")
+    expect(row.first).to_contain_text("refused")
+    expect(page.get_by_role("status")).to_contain_text("new event")
+    # Another device's events are not in this device's tail: once a later event of
+    # this device is in, the other's (earlier) one has had its chance to show.
+    other = stack.device(stack.fleet())
+    assert Client(stack, device.id, "still-not-a-token").answered.wait(10)
+    expect(row).to_have_count(2)
+    expect(table.get_by_role("row").filter(has_text=other.id)).to_have_count(0)
