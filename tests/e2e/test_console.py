@@ -178,3 +178,32 @@ def test_the_audit_log_filters_and_tails_live(stack: Stack, browsed: Browsed) ->
     assert Client(stack, device.id, "still-not-a-token").answered.wait(10)
     expect(row).to_have_count(2)
     expect(table.get_by_role("row").filter(has_text=other.id)).to_have_count(0)
+
+
+def test_a_fleet_is_edited_with_its_errors_shown_by_their_fields(
+    stack: Stack, browsed: Browsed
+) -> None:
+    page = browsed.page
+    fleet = stack.fleet(ttl=600)
+    _sign_in(page, stack, stack.admin_key)
+    page.get_by_role("link", name="Fleets").click()
+    page.get_by_role("link", name=fleet).click()
+
+    page.get_by_label("Publish filters").fill("devices/{device_id}/#\nbad/#/topic")
+    page.get_by_label("Access token lifetime (seconds)").fill("ten")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("alert")).to_contain_text("2 fields to fix")
+    expect(page.get_by_label("Publish filters")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#publish-error")).to_contain_text("bad/#/topic")
+    expect(page.locator("#token_ttl-error")).to_contain_text("whole number")
+    expect(page.get_by_label("Publish filters")).to_have_value("devices/{device_id}/#\nbad/#/topic")
+    got = stack.http.get(f"{stack.base}/v1/fleets/{fleet}", headers=stack.admin).json()
+    assert got["token_ttl"] == 600  # nothing was written
+
+    page.get_by_label("Publish filters").fill("devices/{device_id}/#\nfleets/{fleet}/up")
+    page.get_by_label("Access token lifetime (seconds)").fill("300")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("Saved.")
+    got = stack.http.get(f"{stack.base}/v1/fleets/{fleet}", headers=stack.admin).json()
+    assert got["token_ttl"] == 300
+    assert got["acl"]["publish"] == ["devices/{device_id}/#", "fleets/{fleet}/up"]
