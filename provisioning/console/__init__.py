@@ -2,7 +2,12 @@
 with an admin key exchanged for a session cookie (`signin`), every action CSRF-checked
 (`pages`), every asset from our own origin."""
 
-from provisioning.console import audit_page, fleets_page, pages  # noqa: F401 - their routes
+from provisioning.console import (  # noqa: F401 - their routes
+    audit_page,
+    fleets_page,
+    pages,
+    provision_page,
+)
 from provisioning.console.signin import prune
 from provisioning.console.web import install
 

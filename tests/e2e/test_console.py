@@ -11,6 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from device_sdk import generate_key, public_pem
 from tests.browser import Browsed, page_of
 from tests.stack import Client, Stack, start_stack
 
@@ -207,3 +208,70 @@ def test_a_fleet_is_edited_with_its_errors_shown_by_their_fields(
     got = stack.http.get(f"{stack.base}/v1/fleets/{fleet}", headers=stack.admin).json()
     assert got["token_ttl"] == 300
     assert got["acl"]["publish"] == ["devices/{device_id}/#", "fleets/{fleet}/up"]
+
+
+def test_provision_one_device_with_a_key_and_one_with_a_token_shown_once(
+    stack: Stack, browsed: Browsed, tmp_path: Path
+) -> None:
+    page = browsed.page
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    fleet = stack.fleet()
+    _sign_in(page, stack, stack.admin_key)
+    page.get_by_role("link", name="Provision").click()
+
+    key_file = tmp_path / "device.pub"
+    key_file.write_text(public_pem(generate_key()))
+    page.get_by_label("Fleet", exact=True).fill(fleet)
+    page.get_by_label("Device id (optional: one is made)").fill("console-one")
+    page.get_by_label("or uploaded").set_input_files(str(key_file))
+    page.get_by_role("button", name="Create device", exact=True).click()
+    expect(page.get_by_role("heading", name="Device console-one created")).to_be_visible()
+    got = stack.http.get(f"{stack.base}/v1/devices/console-one", headers=stack.admin).json()
+    assert got["fleet"] == fleet and len(got["credential_keys"]) == 1
+
+    page.goto(f"{stack.base}/console/provision")
+    page.get_by_label("Fleet", exact=True).fill(fleet)
+    page.get_by_role("button", name="Create device", exact=True).click()
+    token = page.locator("#secret").text_content() or ""
+    assert token.startswith("cbe_")
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_role("status")).to_have_text("Copied.")
+    assert page.evaluate("navigator.clipboard.readText()") == token
+
+    page.goto(f"{stack.base}/console/provision")
+    page.get_by_label("Fleet", exact=True).fill(fleet)
+    page.get_by_label("Device id (optional: one is made)").fill("bad id!")
+    page.get_by_role("button", name="Create device", exact=True).click()
+    expect(page.get_by_label("Device id (optional: one is made)")).to_have_attribute(
+        "aria-invalid", "true"
+    )
+
+
+def test_provision_a_batch_from_csv_with_a_result_per_row(
+    stack: Stack, browsed: Browsed, tmp_path: Path
+) -> None:
+    page = browsed.page
+    fleet = stack.fleet()
+    existing = stack.device(fleet)
+    pem = public_pem(generate_key()).replace("\n", "\\n")
+    rows = [
+        "device_id,fleet,public_key",
+        f'batch-a,{fleet},"{public_pem(generate_key())}"',
+        f"batch-b,{fleet},",
+        f"bad id,{fleet},",
+        f"{existing.id},{fleet},",
+        f"batch-c,no-such-fleet,{pem}",
+    ]
+    sheet = tmp_path / "devices.csv"
+    sheet.write_text("\n".join(rows) + "\n")
+    _sign_in(page, stack, stack.admin_key)
+    page.goto(f"{stack.base}/console/provision")
+    page.get_by_label("CSV file", exact=True).set_input_files(str(sheet))
+    page.get_by_role("button", name="Create devices").click()
+    expect(page.get_by_role("status")).to_have_text("2 created, 1 already there, 2 refused.")
+    table = page.get_by_role("table", name="One row per CSV line")
+    expect(table.get_by_role("row").filter(has_text="batch-b")).to_contain_text("cbe_")
+    expect(table.get_by_role("row").filter(has_text="bad id")).to_contain_text("error")
+    for device_id, status in (("batch-a", 200), ("batch-b", 200), ("batch-c", 404)):
+        got = stack.http.get(f"{stack.base}/v1/devices/{device_id}", headers=stack.admin)
+        assert got.status_code == status
