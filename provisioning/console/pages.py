@@ -28,7 +28,8 @@ from provisioning.models.devices import DeviceUpdate
 from provisioning.services import Services
 from provisioning.store import audit, devices, keys, revocations
 
-DONE = frozenset({"disabled", "enabled", "revoked"})  # what a redirect after an action says
+# What a redirect after an action says it did.
+DONE = frozenset({"disabled", "enabled", "revoked", "rotated", "key removed"})
 
 # Sign-in and sign-out ------------------------------------------------------------------
 
@@ -170,6 +171,17 @@ CONSEQUENCES = {
         "Its live MQTT sessions are cut within a second and it gets no token until it "
         "is enabled again.",
     ),
+    "rotate": (
+        "Rotate the signing key of",
+        'A new signing key version signs its tokens from now on. With "at once", tokens '
+        "the old version signed stop working now and its live sessions are cut; without, "
+        "they work until they expire.",
+    ),
+    "remove-key": (
+        "Remove a credential key of",
+        "The device can no longer prove itself with this key; tokens it already has live "
+        "until they expire.",
+    ),
     "revoke": (
         "Revoke",
         "Every access and refresh token of the device dies, its live MQTT sessions are "
@@ -179,7 +191,11 @@ CONSEQUENCES = {
 Confirmed = Annotated[str, Form(max_length=8)]
 
 
-def _unconfirmed(request: Request, signed: Signed, name: str, device_id: str) -> HTMLResponse:
+def _unconfirmed(
+    request: Request, signed: Signed, name: str, device_id: str, **fields: str
+) -> HTMLResponse:
+    """The confirmation page: what the action will do, and a form posting it again with
+    `confirmed=yes` and the same `fields`."""
     label, consequence = CONSEQUENCES[name]
     return render(
         request,
@@ -189,6 +205,7 @@ def _unconfirmed(request: Request, signed: Signed, name: str, device_id: str) ->
         label=label,
         consequence=consequence,
         device_id=device_id,
+        fields=fields,
     )
 
 
@@ -242,3 +259,46 @@ def revoke(
             session=session, device=device, now=services.now(), actor=signed.admin.id
         )
     return _back(device_id, "revoked")
+
+
+@router.post("/devices/{device_id}/rotate")
+def rotate(
+    request: Request,
+    device_id: str,
+    services: ServicesDep,
+    signed: Annotated[Signed, acting("devices:write")],
+    confirmed: Confirmed = "",
+    immediate: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    if confirmed != "yes":
+        return _unconfirmed(request, signed, "rotate", device_id, immediate=immediate)
+    with services.transaction() as session, answering():
+        keys.rotate_signing_key(
+            session=session,
+            keyring=services.keyring,
+            device=devices.get_device(session=session, device_id=device_id),
+            now=services.now(),
+            leeway=services.settings.leeway,
+            immediate=immediate == "yes",
+            actor=signed.admin.id,
+        )
+    return _back(device_id, "rotated")
+
+
+@router.post("/devices/{device_id}/remove-key")
+def remove_key(
+    request: Request,
+    device_id: str,
+    services: ServicesDep,
+    signed: Annotated[Signed, acting("devices:write")],
+    kid: Annotated[str, Form(max_length=200)],
+    confirmed: Confirmed = "",
+) -> Response:
+    if confirmed != "yes":
+        return _unconfirmed(request, signed, "remove-key", device_id, kid=kid)
+    with services.transaction() as session, answering():
+        device = devices.get_device(session=session, device_id=device_id)
+        keys.remove_key(
+            session=session, device=device, kid=kid, now=services.now(), actor=signed.admin.id
+        )
+    return _back(device_id, "key removed")

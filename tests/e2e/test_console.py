@@ -275,3 +275,28 @@ def test_provision_a_batch_from_csv_with_a_result_per_row(
     for device_id, status in (("batch-a", 200), ("batch-b", 200), ("batch-c", 404)):
         got = stack.http.get(f"{stack.base}/v1/devices/{device_id}", headers=stack.admin)
         assert got.status_code == status
+
+
+def test_rotate_the_signing_key_and_remove_a_credential_key(stack: Stack, browsed: Browsed) -> None:
+    page = browsed.page
+    device = stack.device(stack.fleet())
+    old = device.token()
+    kid = device.api("GET").json()["credential_keys"][0]["kid"]
+    _sign_in(page, stack, stack.admin_key)
+    page.goto(f"{stack.base}/console/devices/{device.id}")
+
+    page.get_by_label("at once").check()
+    page.get_by_role("button", name="Rotate signing key").click()
+    expect(page.get_by_role("alert")).to_contain_text("stop working now")
+    page.get_by_role("button", name="Yes, rotate the signing key").click()
+    expect(page.get_by_role("status")).to_have_text("Done: rotated.")
+    versions = page.get_by_role("table", name="Newest first")
+    expect(versions.get_by_role("row").nth(1)).to_contain_text(f"{device.id}#2")
+    refused = Client(stack, device.id, old)  # the old version's token no longer works
+    assert refused.answered.wait(10) and refused.connect_rc == 134
+
+    page.get_by_role("button", name=f"Remove key {kid}").click()
+    expect(page.get_by_role("alert")).to_contain_text("can no longer prove itself")
+    page.get_by_role("button", name="Yes, remove a credential key").click()
+    expect(page.get_by_role("status")).to_have_text("Done: key removed.")
+    assert device.api("GET").json()["credential_keys"] == []
