@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from credbroker import __version__
 from credbroker.verifier import StoreUnavailable
-from provisioning import masterkey, openapi
+from provisioning import console, masterkey, openapi
 from provisioning.api import (
     admin_keys,
     devices,
@@ -79,6 +79,7 @@ def create_app(
         app.include_router(module.router)
     openapi.install(app)
     docs.install(app)
+    console.install(app)
     direct.install(app)  # the hot paths, matched before the routers
     return app
 
@@ -106,7 +107,8 @@ def _following_revocations(
     """While serving, read the revocation log every `interval` seconds: changes of
     standing made by other processes reach this one's caches through its own bus, as
     its own changes do (and, embedded, the broker's sessions). Every `PRUNE_EVERY`
-    seconds, drop expired assertion jtis too (off the token endpoint's hot path). Admin
+    seconds, drop expired assertion jtis and console sessions too (off the token
+    endpoint's hot path). Admin
     keys revoked by another process are forgotten by this one's hook key cache."""
     pruned_at = float("-inf")
 
@@ -122,6 +124,8 @@ def _following_revocations(
         if services.clock() - pruned_at >= PRUNE_EVERY:
             with contextlib.suppress(OperationalError):  # the next pruning catches up
                 prune_used_assertions(services.engine, services.now())
+                with services.transaction() as session:
+                    console.prune(session=session, now=services.now())
                 pruned_at = services.clock()
 
     async def follow() -> None:

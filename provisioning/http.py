@@ -161,7 +161,18 @@ def _http_date(second: int) -> bytes:
     return email.utils.formatdate(second, usegmt=True).encode()
 
 
+FORM = b"application/x-www-form-urlencoded"
 FORM_PATHS = ("/oauth2/", "/v1/hooks/rabbitmq/")  # RFC 6749; RabbitMQ's HTTP backend
+CONSOLE = "/console/"  # HTML forms, file uploads among them
+
+
+def _accepted(path: str) -> tuple[bytes, ...]:
+    """The content types a path's bodies may have, the first one to name in a refusal."""
+    if path.startswith(FORM_PATHS):
+        return (FORM,)
+    if path.startswith(CONSOLE):
+        return (FORM, b"multipart/form-data")
+    return (b"application/json",)
 
 
 class RequestGuard:
@@ -217,14 +228,11 @@ class RequestGuard:
         if length.isdigit() and int(length) > self.max_body:
             return self._too_large(path)
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        expected = (
-            b"application/x-www-form-urlencoded"
-            if path.startswith(FORM_PATHS)
-            else (b"application/json")
-        )
+        accepted = _accepted(path)
+        expected = accepted[0]
         if length in (b"0", b"") and b"transfer-encoding" not in headers:
             return None  # no body at all: nothing to mistype
-        if ctype != expected:
+        if ctype not in accepted:
             if path.startswith(OAUTH_PREFIX):  # RFC 6749 section 3.2: a form, or 400
                 return oauth_error(
                     400, "invalid_request", f"Content-Type must be {expected.decode()}"

@@ -74,7 +74,12 @@ class Services:
             engine=engine,
             keyring=Keyring(Sealer(master_key)),
             limiter=FailureLimiter(
-                {"client": settings.failed_auth_limit, "addr": settings.failed_auth_limit_address},
+                {
+                    "client": settings.failed_auth_limit,
+                    "addr": settings.failed_auth_limit_address,
+                    # console sign-ins by address: a person mistyping, never a device
+                    "console": settings.failed_auth_limit,
+                },
                 settings.failed_auth_window,
                 clock,
             ),

@@ -6,6 +6,7 @@ Schema families follow the FastAPI template: `XBase` -> `XCreate` / `XPublic` /
 
 from provisioning.models.admin import AdminKey
 from provisioning.models.audit import AuditEvent
+from provisioning.models.console import ConsoleSession
 from provisioning.models.devices import CredentialKey, Device, SigningKey
 from provisioning.models.fleets import Fleet
 from provisioning.models.hooks import HookGrant
@@ -24,6 +25,7 @@ __all__ = [
     "AuditEvent",
     "BrokerConnection",
     "BrokerHeartbeat",
+    "ConsoleSession",
     "CredentialKey",
     "Device",
     "EnrollmentToken",

@@ -43,7 +43,7 @@ def authenticate(
     row = session.exec(
         select(AdminKey).where(AdminKey.key_hash == hashing.token_hash(key.strip()))
     ).first()
-    if row is None or not _live(row, now):
+    if row is None or not is_live(row, now):
         raise Unauthorized("unknown, revoked or expired admin API key")
     if not set(scopes) & set(row.scopes):
         raise Forbidden(f"this admin API key lacks the scope: {' or '.join(scopes)}")
@@ -53,7 +53,7 @@ def authenticate(
     return Admin(row.id, frozenset(row.scopes), row.expires_at)
 
 
-def _live(row: AdminKey, now: int) -> bool:
+def is_live(row: AdminKey, now: int) -> bool:
     return row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
 
 
@@ -157,7 +157,7 @@ def revoke(*, session: Session, key_id: str, now: int, actor: Admin) -> None:
         raise NotFound(f"no admin API key {key_id!r}")
     if not set(row.scopes) <= actor.scopes:
         raise Forbidden("an admin API key can only revoke keys whose scopes it holds")
-    if set(row.scopes) >= set(ALL_SCOPES) and _live(row, now):
+    if set(row.scopes) >= set(ALL_SCOPES) and is_live(row, now):
         live = _live_keys(session=session, now=now, for_update=True)
         if not any(k.id != row.id and set(k.scopes) >= set(ALL_SCOPES) for k in live):
             raise Conflict(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete, func, select
 
 from credbroker.claims import is_device_id
 from provisioning import credentials, hashing, standing
@@ -147,9 +147,14 @@ def list_devices(
     status: str | None,
     cursor: str | None,
     limit: int,
+    prefix: str | None = None,
 ) -> tuple[list[Device], str | None]:
-    """Keyset paging by device_id: stable under concurrent inserts and deletes."""
+    """Keyset paging by device_id: stable under concurrent inserts and deletes.
+    `prefix` matches the start of the id exactly (case and all; no LIKE, which SQLite
+    folds to lower case and where `_` is a wildcard)."""
     query = select(Device)
+    if prefix:
+        query = query.where(func.substr(Device.device_id, 1, len(prefix)) == prefix)
     if fleet is not None:
         query = query.where(Device.fleet == fleet)
     if status is not None:

@@ -3,7 +3,9 @@ enrollment) and its server-made signing keys (rotated)."""
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, select
 
 from provisioning import credentials, standing
 from provisioning.errors import BadRequest, Conflict, NotFound
@@ -98,3 +100,22 @@ def rotate_signing_key(
     )
     standing.device_changed(session=session, device_id=device_id, now=now, cuts=immediate)
     return row
+
+
+@dataclass(frozen=True)
+class SigningVersion:
+    """What an operator may see of a signing key: never its private half."""
+
+    kid: str
+    version: int
+    created_at: int
+    verify_until: int | None  # set on rotation
+
+
+def signing_versions(*, session: Session, device_id: str) -> list[SigningVersion]:
+    rows = session.exec(
+        select(SigningKey)
+        .where(SigningKey.device_id == device_id)
+        .order_by(col(SigningKey.version).desc())
+    )
+    return [SigningVersion(r.kid, r.version, r.created_at, r.verify_until) for r in rows]
