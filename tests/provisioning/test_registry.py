@@ -105,8 +105,9 @@ def test_generated_device_id_follows_the_contract(api: Api, fleet: str) -> None:
     assert is_device_id(body["device_id"])
 
 
-def _rsa_pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def _short_rsa_pem() -> str:
+    """RSA keys are accepted from 2048 bits (RS256); a 1024-bit one is not."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     return (
         key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -160,7 +161,7 @@ def test_bad_public_keys_are_refused(api: Api, fleet: str, public_key) -> None:
     assert listed["items"] == []  # nothing half-written
 
 
-@pytest.mark.parametrize("make_pem", [_rsa_pem, _private_pem, _p384_pem])
+@pytest.mark.parametrize("make_pem", [_short_rsa_pem, _private_pem, _p384_pem])
 def test_wrong_kinds_of_pem_are_refused(api: Api, fleet: str, make_pem) -> None:
     response = api.client.post(
         "/v1/devices", headers=api.admin, json={"fleet": fleet, "public_key": make_pem()}
