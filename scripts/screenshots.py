@@ -52,6 +52,7 @@ def _stage(stack: Stack) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--width", type=int, default=1280, help="of the viewport (390: a phone)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,7 +61,7 @@ def main() -> None:
             device_id = _stage(stack)
             with page_of(stack.base) as browsed:
                 page = browsed.page
-                page.set_viewport_size({"width": 1280, "height": 900})
+                page.set_viewport_size({"width": args.width, "height": 900})
                 page.goto(f"{stack.base}/console/sign-in")
                 page.get_by_label("Admin API key").fill(stack.admin_key)
                 page.get_by_role("button", name="Sign in").click()

@@ -346,3 +346,23 @@ def test_a_device_page_lists_its_sessions_ends_one_and_logs_out_everywhere(
     assert device.token()  # it may sign in again at once
     events = page.get_by_role("table", name="The device's last 20 events")
     expect(events).to_contain_text("device.logout")
+
+
+def test_every_page_fits_a_phone_and_works_from_the_keyboard(
+    stack: Stack, browsed: Browsed
+) -> None:
+    page = browsed.page
+    device = stack.device(stack.fleet())
+    client = Client(stack, device.id, device.token())
+    assert client.connected.wait(10)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{stack.base}/console/sign-in")
+    page.get_by_label("Admin API key").focus()  # the form is reached and sent by keyboard
+    page.keyboard.type(stack.admin_key)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    for path in ("", "/devices", f"/devices/{device.id}", "/fleets", "/audit", "/provision"):
+        page.goto(f"{stack.base}/console{path}")
+        wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 0, f"/console{path} is {wide}px wider than a phone's screen"
+    client.close()
