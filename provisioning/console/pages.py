@@ -26,10 +26,12 @@ from provisioning.console.web import (
 from provisioning.errors import ProvisioningError
 from provisioning.models.devices import DeviceUpdate
 from provisioning.services import Services
-from provisioning.store import audit, devices, keys, revocations
+from provisioning.store import audit, devices, keys, revocations, sessions
 
 # What a redirect after an action says it did.
-DONE = frozenset({"disabled", "enabled", "revoked", "rotated", "key removed"})
+DONE = frozenset(
+    {"disabled", "enabled", "revoked", "rotated", "key removed", "logged out", "session ended"}
+)
 
 # Sign-in and sign-out ------------------------------------------------------------------
 
@@ -137,10 +139,14 @@ def device_page(
     request: Request, services: ServicesDep, signed: SignedIn, device_id: str, done: str = ""
 ) -> HTMLResponse:
     need(signed, "devices:read")
+    connections = services.connections(device_id)
     with services.transaction() as session, answering():
         device = devices.get_device(session=session, device_id=device_id)
         public = devices.to_public(session=session, device=device)
         signing = keys.signing_versions(session=session, device_id=device_id)
+        live = sessions.list_sessions(
+            session=session, device=device, connections=connections, now=services.now()
+        )
         events = (
             audit.latest(session=session, device_id=device_id, limit=20)
             if signed.may("audit:read")
@@ -152,6 +158,7 @@ def device_page(
         signed=signed,
         device=public,
         signing=signing,
+        sessions=live,
         events=events,
         done=done if done in DONE else "",
     )
@@ -181,6 +188,16 @@ CONSEQUENCES = {
         "Remove a credential key of",
         "The device can no longer prove itself with this key; tokens it already has live "
         "until they expire.",
+    ),
+    "logout": (
+        "Log out everywhere",
+        "Every access and refresh token of the device dies and its live MQTT sessions are "
+        "cut within a second; the device stays active and may get new tokens at once.",
+    ),
+    "end-session": (
+        "End a session of",
+        "The session's refresh and access tokens die and its live MQTT connections are cut "
+        "within a second; the device's other sessions go on.",
     ),
     "revoke": (
         "Revoke",
@@ -302,3 +319,44 @@ def remove_key(
             session=session, device=device, kid=kid, now=services.now(), actor=signed.admin.id
         )
     return _back(device_id, "key removed")
+
+
+@router.post("/devices/{device_id}/logout")
+def logout(
+    request: Request,
+    device_id: str,
+    services: ServicesDep,
+    signed: Annotated[Signed, acting("tokens:revoke")],
+    confirmed: Confirmed = "",
+) -> Response:
+    if confirmed != "yes":
+        return _unconfirmed(request, signed, "logout", device_id)
+    with services.transaction() as session, answering():
+        device = devices.get_device(session=session, device_id=device_id)
+        sessions.logout_device(
+            session=session, device=device, now=services.now(), actor=signed.admin.id
+        )
+    return _back(device_id, "logged out")
+
+
+@router.post("/devices/{device_id}/end-session")
+def end_session(
+    request: Request,
+    device_id: str,
+    services: ServicesDep,
+    signed: Annotated[Signed, acting("tokens:revoke")],
+    family: Annotated[str, Form(max_length=200)],
+    confirmed: Confirmed = "",
+) -> Response:
+    if confirmed != "yes":
+        return _unconfirmed(request, signed, "end-session", device_id, family=family)
+    with services.transaction() as session, answering():
+        device = devices.get_device(session=session, device_id=device_id)
+        sessions.end_family(
+            session=session,
+            device=device,
+            family_id=family,
+            now=services.now(),
+            actor=signed.admin.id,
+        )
+    return _back(device_id, "session ended")

@@ -114,6 +114,7 @@ def test_a_read_only_key_sees_no_action_and_is_refused_if_it_posts(
     expect(page.get_by_text("This admin key may only read.")).to_be_visible()
     expect(page.get_by_role("button", name="Revoke")).to_have_count(0)
     expect(page.get_by_role("button", name="Disable")).to_have_count(0)
+    expect(page.get_by_role("button", name="Log out everywhere")).to_have_count(0)
 
     # Posting anyway, from the page itself with its own CSRF token: 403, nothing done.
     csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
@@ -300,3 +301,68 @@ def test_rotate_the_signing_key_and_remove_a_credential_key(stack: Stack, browse
     page.get_by_role("button", name="Yes, remove a credential key").click()
     expect(page.get_by_role("status")).to_have_text("Done: key removed.")
     assert device.api("GET").json()["credential_keys"] == []
+
+
+def test_a_device_page_lists_its_sessions_ends_one_and_logs_out_everywhere(
+    stack: Stack, browsed: Browsed
+) -> None:
+    page = browsed.page
+    device = stack.device(stack.fleet())
+    client = Client(stack, device.id, device.token())
+    device.token()  # a second sign-in: a second session, with no connection
+    assert client.connected.wait(10)
+    (connection,) = device.api("GET", "/sessions").json()["connections"]
+    ours = connection["family"]
+    (other,) = [
+        f["id"] for f in device.api("GET", "/sessions").json()["families"] if f["id"] != ours
+    ]
+    _sign_in(page, stack, stack.admin_key)
+    page.goto(f"{stack.base}/console/devices/{device.id}")
+
+    families = page.get_by_role("table", name="Refresh families: one per sign-in of the device")
+    expect(families.get_by_role("row")).to_have_count(3)  # the header and two sessions
+    connections = page.get_by_role("table", name="Live MQTT connections")
+    expect(connections.get_by_role("row").nth(1)).to_contain_text(ours)
+    expect(connections.get_by_role("row").nth(1)).to_contain_text("embedded")
+
+    page.get_by_role("button", name=f"End session {other}").click()
+    expect(page.get_by_role("alert")).to_contain_text("other sessions go on")
+    page.get_by_role("button", name="Yes, end a session").click()
+    expect(page.get_by_role("status")).to_have_text("Done: session ended.")
+    expect(families.get_by_role("row")).to_have_count(2)
+    expect(families).not_to_contain_text(other)
+    expect(connections.get_by_role("row").nth(1)).to_contain_text(ours)
+    assert not client.disconnected.is_set()  # the connection of the other session lives
+
+    page.get_by_role("button", name="Log out everywhere").click()
+    expect(page.get_by_role("alert")).to_contain_text("stays active")
+    page.get_by_role("button", name="Yes, log out everywhere").click()
+    expect(page.get_by_role("status")).to_have_text("Done: logged out.")
+    assert client.disconnected.wait(5), "the logged-out device's MQTT session was not cut"
+    expect(page.locator("#status")).to_have_text("active")
+    page.reload()
+    expect(connections).to_contain_text("None.")
+    expect(families).to_contain_text("None.")
+    assert device.token()  # it may sign in again at once
+    events = page.get_by_role("table", name="The device's last 20 events")
+    expect(events).to_contain_text("device.logout")
+
+
+def test_every_page_fits_a_phone_and_works_from_the_keyboard(
+    stack: Stack, browsed: Browsed
+) -> None:
+    page = browsed.page
+    device = stack.device(stack.fleet())
+    client = Client(stack, device.id, device.token())
+    assert client.connected.wait(10)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{stack.base}/console/sign-in")
+    page.get_by_label("Admin API key").focus()  # the form is reached and sent by keyboard
+    page.keyboard.type(stack.admin_key)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    for path in ("", "/devices", f"/devices/{device.id}", "/fleets", "/audit", "/provision"):
+        page.goto(f"{stack.base}/console{path}")
+        wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 0, f"/console{path} is {wide}px wider than a phone's screen"
+    client.close()
