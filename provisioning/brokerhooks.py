@@ -26,6 +26,7 @@ from typing import Protocol, TypeVar
 
 from credbroker.decision import Authenticator, Grant, Refusal
 from credbroker.trust import STANDING_TTL, Change
+from provisioning.models.bounds import storable
 
 MAX_CACHED = 200_000
 KEY_TTL = 5.0  # seconds an accepted hook key is taken on trust
@@ -33,9 +34,9 @@ K = TypeVar("K")
 
 
 class SharedGrants(Protocol):
-    def save(self, client_id: str, grant: Grant) -> None: ...
+    def save(self, client_id: str, grant: Grant, username: str | None) -> None: ...
 
-    def load(self, client_id: str) -> Grant | None: ...
+    def load(self, client_id: str) -> tuple[Grant, str | None] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,9 @@ class HookAuthority:
             )
             if not isinstance(decision, Grant):
                 return decision
-            self.shared.save(client_id, decision)
+            # The username, for the other processes, only where it is not the device id.
+            other = username if username != decision.device_id and _fits(username) else None
+            self.shared.save(client_id, decision, other)
             grant, cached = decision, None
         if cached is None or cached.checked_until <= self.clock():
             cached = self._entry(grant, epoch)
@@ -119,7 +122,7 @@ class HookAuthority:
             loaded = self.shared.load(client_id)  # the CONNECT went to another process
             if loaded is None:
                 return None
-            cached = _Cached(loaded, 0.0)  # checked below, before any use
+            cached = _Cached(loaded[0], 0.0, loaded[1])  # checked below, before any use
         grant = self._still_good(cached)
         with self._lock:
             if grant is None:
@@ -202,3 +205,8 @@ def routing_key_to_topic(routing_key: str) -> str:
     """RabbitMQ's MQTT plugin turns `/` into `.` and `+` into `*` (device ids may
     contain neither `.` nor `*`, so the mapping back is exact for our topics)."""
     return "/".join("+" if level == "*" else level for level in routing_key.split("."))
+
+
+def _fits(username: str) -> bool:
+    """A username `hook_grants` can keep; any other is matched in this process only."""
+    return len(username) <= 128 and storable(username)

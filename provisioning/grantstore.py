@@ -70,12 +70,13 @@ _INSERT_AUDIT = Sql("""
     VALUES (?, ?, 'ok', ?, NULL, ?)""")
 
 _UPSERT_HOOK_GRANT = Sql("""
-    INSERT INTO hook_grants (client_id, device_id, jti, kid, iat, exp, pub, sub, since)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO hook_grants (client_id, device_id, jti, kid, iat, exp, pub, sub, since,
+                             username)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (client_id) DO UPDATE SET
         device_id = excluded.device_id, jti = excluded.jti, kid = excluded.kid,
         iat = excluded.iat, exp = excluded.exp, pub = excluded.pub, sub = excluded.sub,
-        since = excluded.since""")
+        since = excluded.since, username = excluded.username""")
 
 
 def _json(value: Any) -> Any:
@@ -168,9 +169,11 @@ class GrantStore:
         self._held: list[tuple[Sql, Sequence[Any]]] = []
         self._keys: dict[tuple[str, int], list[tuple[str, str, dict[str, Any]]]] = {}
 
-    def save_hook_grant(self, client_id: str, grant: Grant, since: float) -> None:
+    def save_hook_grant(
+        self, client_id: str, grant: Grant, since: float, username: str | None = None
+    ) -> None:
         """The grant of a hook-accepted CONNECT, for every API process (one row per
-        client id: its latest)."""
+        client id: its latest), with its username if it was not the device id."""
         pub, sub = orjson.dumps(list(grant.pub)).decode(), orjson.dumps(list(grant.sub)).decode()
         row = (
             client_id,
@@ -182,6 +185,7 @@ class GrantStore:
             pub,
             sub,
             int(since),
+            username,
         )
         self._run(_UPSERT_HOOK_GRANT, row)
 

@@ -24,3 +24,5 @@ class HookGrant(SQLModel, table=True):
     pub: list[Any] = Field(sa_column=Column(JSON, nullable=False))
     sub: list[Any] = Field(sa_column=Column(JSON, nullable=False))
     since: int | None = None  # when a hook accepted the CONNECT (shown with the sessions)
+    # The CONNECT's username when it was not the device id (a device-signed token's).
+    username: str | None = Field(default=None, max_length=128)

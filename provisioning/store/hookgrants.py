@@ -25,24 +25,26 @@ class DatabaseGrants:
     def __init__(self, commits: GroupCommit, clock: Callable[[], float]) -> None:
         self.commits, self.clock = commits, clock
 
-    def save(self, client_id: str, grant: Grant) -> None:
+    def save(self, client_id: str, grant: Grant, username: str | None = None) -> None:
         """An upsert in plain SQL (`grantstore`): on every uncached hook CONNECT, where
         the ORM's merge (a read, then an insert or update) was half of the request."""
         with self.commits.unit() as unit:
             store = GrantStore(unit.conn, unit.changes)
             try:
-                store.save_hook_grant(client_id, grant, self.clock())
+                store.save_hook_grant(client_id, grant, self.clock(), username)
             finally:
                 store.close()
 
-    def load(self, client_id: str) -> Grant | None:
+    def load(self, client_id: str) -> tuple[Grant, str | None] | None:
+        """The grant of the client id's latest accepted CONNECT, and its username if it
+        was not the device id."""
         if not storable(client_id):
             return None  # never saved: a grant's client id is its device id
         with self.commits.session() as session:
             row = session.get(HookGrant, client_id)
         if row is None or row.exp <= self.clock():
             return None
-        return Grant(
+        grant = Grant(
             device_id=row.device_id,
             jti=row.jti,
             kid=row.kid,
@@ -51,6 +53,7 @@ class DatabaseGrants:
             pub=tuple(row.pub),
             sub=tuple(row.sub),
         )
+        return grant, row.username
 
 
 def forget_all(*, session: Session, device_ids: list[str]) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from device_sdk import assertion_form, generate_key, public_pem
 from tests.e2e.scaled import ISSUER, Scaled, scaled_shape
@@ -123,3 +126,41 @@ def test_hooks_answered_by_different_processes_agree_and_learn_revocations(
         timeout=3,
         what="process 1 to learn the revocation made through process 0",
     )
+
+
+def test_a_cloud_iot_core_device_is_authorized_by_a_process_that_did_not_see_its_connect(
+    scaled: Scaled,
+) -> None:
+    """A device-signed token with the username "unused" (README, Token formats): EMQX's
+    authn reaches one API process, its authz checks another, which knows the username
+    the CONNECT was accepted with from the database."""
+    fleet = "f-" + secrets.token_hex(4)
+    body = {
+        "name": fleet,
+        "token_format": "device-signed",
+        "audience": "proj",
+        "iot_core_client_ids": True,
+        "acl": {"publish": ["devices/{device_id}/#"], "subscribe": []},
+    }
+    httpx.post(scaled.apis[0] + "/v1/fleets", json=body, headers=scaled.admin).raise_for_status()
+    key = ec.generate_private_key(ec.SECP256R1())
+    device_id = "d-" + secrets.token_hex(5)
+    device = {"device_id": device_id, "fleet": fleet, "public_key": public_pem(key)}
+    httpx.post(scaled.apis[0] + "/v1/devices", json=device, headers=scaled.admin).raise_for_status()
+    now = int(time.time())
+    token = jwt.encode({"iat": now, "exp": now + 600, "aud": "proj"}, key, algorithm="ES256")
+    client_id = f"projects/proj/locations/l/registries/r/devices/{device_id}"
+
+    def emqx(api: str, path: str, **fields: str) -> str:
+        answer = httpx.post(f"{api}/v1/hooks/emqx/{path}", json=fields, headers=scaled.admin)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["result"])
+
+    login = {"clientid": client_id, "username": "unused"}
+    assert emqx(scaled.apis[0], "authn", **login, password=token) == "allow"
+    check = {**login, "action": "publish"}
+    assert emqx(scaled.apis[1], "authz", **check, topic=f"devices/{device_id}/t") == "allow"
+    assert emqx(scaled.apis[1], "authz", **check, topic="devices/other/t") == "deny"
+    # Another username on the same client id is not the connection that was accepted.
+    other = {**check, "username": "someone-else"}
+    assert emqx(scaled.apis[1], "authz", **other, topic=f"devices/{device_id}/t") == "deny"
