@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Form, Query, Request
@@ -171,6 +172,28 @@ def _back(device_id: str, done: str) -> RedirectResponse:
     return redirect(f"/console/devices/{quote(device_id, safe='')}?done={done}")
 
 
+def _done(
+    services: Services,
+    signed: Signed,
+    device_id: str,
+    done: str,
+    act: Callable[..., object],
+    **args: Any,
+) -> RedirectResponse:
+    """`act` (a store function) on the device, by the signed-in key, in one transaction
+    (the store's refusals as the error page); then back to the device's page, saying
+    what was `done`."""
+    with services.transaction() as session, answering():
+        act(
+            session=session,
+            device=devices.get_device(session=session, device_id=device_id),
+            now=services.now(),
+            actor=signed.admin.id,
+            **args,
+        )
+    return _back(device_id, done)
+
+
 # What each destructive action does, said on its confirmation page before it is done.
 CONSEQUENCES = {
     "disable": (
@@ -270,12 +293,7 @@ def revoke(
 ) -> Response:
     if confirmed != "yes":
         return _unconfirmed(request, signed, "revoke", device_id)
-    with services.transaction() as session, answering():
-        device = devices.get_device(session=session, device_id=device_id)
-        revocations.revoke_device(
-            session=session, device=device, now=services.now(), actor=signed.admin.id
-        )
-    return _back(device_id, "revoked")
+    return _done(services, signed, device_id, "revoked", revocations.revoke_device)
 
 
 @router.post("/devices/{device_id}/rotate")
@@ -289,17 +307,16 @@ def rotate(
 ) -> Response:
     if confirmed != "yes":
         return _unconfirmed(request, signed, "rotate", device_id, immediate=immediate)
-    with services.transaction() as session, answering():
-        keys.rotate_signing_key(
-            session=session,
-            keyring=services.keyring,
-            device=devices.get_device(session=session, device_id=device_id),
-            now=services.now(),
-            leeway=services.settings.leeway,
-            immediate=immediate == "yes",
-            actor=signed.admin.id,
-        )
-    return _back(device_id, "rotated")
+    return _done(
+        services,
+        signed,
+        device_id,
+        "rotated",
+        keys.rotate_signing_key,
+        keyring=services.keyring,
+        leeway=services.settings.leeway,
+        immediate=immediate == "yes",
+    )
 
 
 @router.post("/devices/{device_id}/remove-key")
@@ -313,12 +330,7 @@ def remove_key(
 ) -> Response:
     if confirmed != "yes":
         return _unconfirmed(request, signed, "remove-key", device_id, kid=kid)
-    with services.transaction() as session, answering():
-        device = devices.get_device(session=session, device_id=device_id)
-        keys.remove_key(
-            session=session, device=device, kid=kid, now=services.now(), actor=signed.admin.id
-        )
-    return _back(device_id, "key removed")
+    return _done(services, signed, device_id, "key removed", keys.remove_key, kid=kid)
 
 
 @router.post("/devices/{device_id}/logout")
@@ -331,12 +343,7 @@ def logout(
 ) -> Response:
     if confirmed != "yes":
         return _unconfirmed(request, signed, "logout", device_id)
-    with services.transaction() as session, answering():
-        device = devices.get_device(session=session, device_id=device_id)
-        sessions.logout_device(
-            session=session, device=device, now=services.now(), actor=signed.admin.id
-        )
-    return _back(device_id, "logged out")
+    return _done(services, signed, device_id, "logged out", sessions.logout_device)
 
 
 @router.post("/devices/{device_id}/end-session")
@@ -350,13 +357,6 @@ def end_session(
 ) -> Response:
     if confirmed != "yes":
         return _unconfirmed(request, signed, "end-session", device_id, family=family)
-    with services.transaction() as session, answering():
-        device = devices.get_device(session=session, device_id=device_id)
-        sessions.end_family(
-            session=session,
-            device=device,
-            family_id=family,
-            now=services.now(),
-            actor=signed.admin.id,
-        )
-    return _back(device_id, "session ended")
+    return _done(
+        services, signed, device_id, "session ended", sessions.end_family, family_id=family
+    )
