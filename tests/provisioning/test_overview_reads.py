@@ -58,3 +58,19 @@ def test_the_first_event_after_a_time_within_a_bound(api: Api) -> None:
         )
     assert first == 1001.25
     assert none is None
+
+
+def test_the_overview_without_a_broker_on_each_database(api: Api, fleet: str) -> None:
+    device = api.device(fleet)
+    device.tokens()
+    revoked = api.client.post(f"/v1/devices/{device.id}:revoke", headers=api.admin)
+    assert revoked.status_code == 200
+    signed = api.client.post(
+        "/console/sign-in", data={"key": api.admin_key}, headers={"Origin": "http://testserver"}
+    )
+    assert signed.status_code == 200  # followed the redirect to the overview
+    page = signed.text
+    assert 'Live MQTT sessions now: <span id="live-total">0</span>' in page
+    assert "MQTT CONNECTs per minute: refused by reason" in page  # no accepted series
+    assert "accepted (embedded broker)" not in page
+    assert "no live session" in page and 'role="img"' in page
