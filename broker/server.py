@@ -83,7 +83,8 @@ class CredBroker(DeliveryBroker):
         self._changes = 0  # batches of changes of standing heard (see `_run_session`)
 
     def _count(self, state: str) -> int:
-        return sum(1 for s, _ in self._sessions.values() if s.transitions.state == state)
+        # A snapshot: /metrics and the console read it from another thread.
+        return sum(1 for s, _ in list(self._sessions.values()) if s.transitions.state == state)
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -108,12 +108,14 @@ def _following_revocations(
     standing made by other processes reach this one's caches through its own bus, as
     its own changes do (and, embedded, the broker's sessions). Every `PRUNE_EVERY`
     seconds, drop expired assertion jtis and console sessions too (off the token
-    endpoint's hot path). Admin
+    endpoint's hot path). Each round samples the embedded broker's accepted CONNECTs
+    for the console (`provisioning.traffic`). Admin
     keys revoked by another process are forgotten by this one's hook key cache."""
     pruned_at = float("-inf")
 
     def follow_once() -> None:
         nonlocal pruned_at
+        services.traffic.sample(services.clock())  # the console's CONNECTs per minute
         try:
             changes = services.trust.read_log()
         except StoreUnavailable:

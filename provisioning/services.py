@@ -29,6 +29,7 @@ from provisioning.settings import Settings
 from provisioning.signing import Keyring
 from provisioning.standing import Bus
 from provisioning.store.hookgrants import DatabaseGrants
+from provisioning.traffic import Traffic
 
 T = TypeVar("T")
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
@@ -49,7 +50,11 @@ class Services:
     clock: Callable[[], float] = time.time
     connections: Connections = presence.none  # the embedded broker's, when there is one
     metrics: Metrics = field(default_factory=Metrics)
+    traffic: Traffic = field(init=False)  # the embedded broker's, from its metrics
     _grant_threads: CapacityLimiter | None = field(default=None, init=False)  # made on the loop
+
+    def __post_init__(self) -> None:
+        self.traffic = Traffic(self.metrics.registry)
 
     @classmethod
     def build(

@@ -101,7 +101,10 @@ def sign_out(
 def overview_page(request: Request, services: ServicesDep, signed: SignedIn) -> HTMLResponse:
     with services.transaction() as session:
         seen = overview.read(
-            session=session, now=services.now(), audit_read=signed.may("audit:read")
+            session=session,
+            now=services.now(),
+            audit_read=signed.may("audit:read"),
+            traffic=services.traffic,
         )
     return render(request, "overview.html", signed=signed, seen=seen, is_attack=overview.is_attack)
 

@@ -132,6 +132,26 @@ def admitted_by_hooks(*, session: Session, device_id: str, now: int) -> list[Con
     ]
 
 
+def live_on_standalone(*, session: Session, now: int) -> list[tuple[str, int]]:
+    """Live connections per standalone broker whose heartbeat is live, one GROUP BY."""
+    rows = session.exec(
+        select(BrokerConnection.broker_id, func.count())
+        .join(BrokerHeartbeat, col(BrokerHeartbeat.broker_id) == col(BrokerConnection.broker_id))
+        .where(BrokerHeartbeat.seen_at >= now - STALE)
+        .group_by(col(BrokerConnection.broker_id))
+        .order_by(col(BrokerConnection.broker_id))
+    )
+    return [(broker, int(count)) for broker, count in rows]
+
+
+def live_by_hooks(*, session: Session, now: int) -> int:
+    """Client ids whose latest CONNECT a hook accepted and whose token lives (an upper
+    bound, as `admitted_by_hooks` says: the hooks hear of no disconnect). One row per
+    client id, so a count over the table, which holds no more rows than clients."""
+    query = select(func.count()).select_from(HookGrant).where(HookGrant.exp > now)
+    return int(session.exec(query).one())
+
+
 def _families_of(*, session: Session, jtis: list[str]) -> dict[str, str]:
     if not jtis:
         return {}
