@@ -24,6 +24,7 @@ from provisioning.brokerhooks import HookAuthority
 from provisioning.groupcommit import GroupCommit
 from provisioning.masterkey import Sealer
 from provisioning.metrics import Metrics
+from provisioning.perminute import PerMinute
 from provisioning.ratelimit import FailureLimiter
 from provisioning.settings import Settings
 from provisioning.signing import Keyring
@@ -51,6 +52,7 @@ class Services:
     connections: Connections = presence.none  # the embedded broker's, when there is one
     metrics: Metrics = field(default_factory=Metrics)
     traffic: Traffic = field(init=False)  # the embedded broker's, from its metrics
+    minutes: PerMinute = field(default_factory=PerMinute)  # the console's settled counts
     _grant_threads: CapacityLimiter | None = field(default=None, init=False)  # made on the loop
 
     def __post_init__(self) -> None:

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, func, select
 
 from provisioning.console.charts import Chart, Series
 from provisioning.models import AuditEvent, Device
+from provisioning.perminute import PerMinute
 from provisioning.store import audit, sessions
 from provisioning.traffic import MINUTES, Traffic
 
@@ -75,7 +76,9 @@ def is_attack(event: AuditEvent) -> bool:
     return any(word in reason for word in ATTACK_ERRORS)
 
 
-def read(*, session: Session, now: int, audit_read: bool, traffic: Traffic) -> Seen:
+def read(
+    *, session: Session, now: int, audit_read: bool, traffic: Traffic, minutes: PerMinute
+) -> Seen:
     by_status: dict[str, int] = {}
     fleets: dict[str, dict[str, int]] = {}
     counts = session.exec(
@@ -100,8 +103,10 @@ def read(*, session: Session, now: int, audit_read: bool, traffic: Traffic) -> S
         live,
         refusals=audit.latest(session=session, outcome="refused", limit=20),
         revocations=revocations(session=session),
-        connects=connects_chart(session=session, first_minute=first, traffic=traffic),
-        grants=grants_chart(session=session, first_minute=first),
+        connects=connects_chart(
+            session=session, first_minute=first, now=now, traffic=traffic, minutes=minutes
+        ),
+        grants=grants_chart(session=session, first_minute=first, now=now, minutes=minutes),
     )
 
 
@@ -130,10 +135,13 @@ def _series(rows: list[tuple[int, str, int]], first_minute: int) -> dict[str, li
     return by_key
 
 
-def connects_chart(*, session: Session, first_minute: int, traffic: Traffic) -> Chart:
-    refused = audit.per_minute(
+def connects_chart(
+    *, session: Session, first_minute: int, now: int, traffic: Traffic, minutes: PerMinute
+) -> Chart:
+    refused = minutes.counts(
         session=session,
-        since=first_minute * 60,
+        first_minute=first_minute,
+        now=now,
         actions=("mqtt.connect",),
         outcome="refused",
         by_reason=True,
@@ -155,8 +163,10 @@ def connects_chart(*, session: Session, first_minute: int, traffic: Traffic) -> 
     return Chart("connects", title, first_minute, tuple(series) or _empty())
 
 
-def grants_chart(*, session: Session, first_minute: int) -> Chart:
-    rows = audit.per_minute(session=session, since=first_minute * 60, actions=GRANTS, outcome="ok")
+def grants_chart(*, session: Session, first_minute: int, now: int, minutes: PerMinute) -> Chart:
+    rows = minutes.counts(
+        session=session, first_minute=first_minute, now=now, actions=GRANTS, outcome="ok"
+    )
     by_action = _series(rows, first_minute)
     series = tuple(
         Series(action, tuple(by_action.get(action, [0] * MINUTES)), tone=3 + i)

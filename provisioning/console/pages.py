@@ -105,6 +105,7 @@ def overview_page(request: Request, services: ServicesDep, signed: SignedIn) -> 
             now=services.now(),
             audit_read=signed.may("audit:read"),
             traffic=services.traffic,
+            minutes=services.minutes,
         )
     return render(request, "overview.html", signed=signed, seen=seen, is_attack=overview.is_attack)
 

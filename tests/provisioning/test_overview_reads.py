@@ -4,6 +4,7 @@ cut."""
 
 from __future__ import annotations
 
+from provisioning.perminute import PerMinute
 from provisioning.services import Services
 from provisioning.store import audit
 from tests.support import Api
@@ -74,3 +75,46 @@ def test_the_overview_without_a_broker_on_each_database(api: Api, fleet: str) ->
     assert "MQTT CONNECTs per minute: refused by reason" in page  # no accepted series
     assert "accepted (embedded broker)" not in page
     assert "no live session" in page and 'role="img"' in page
+
+
+def test_settled_minutes_are_counted_once_and_the_recent_ones_every_time(api: Api) -> None:
+    """`PerMinute`: the overview counts a minute from the audit log until it has
+    settled, then from memory; what it answers is what the log holds, as time goes on."""
+    first = 29_000_000  # a minute
+    kept = PerMinute()
+
+    def counts(now_minute: int) -> list[tuple[int, str, int]]:
+        with _services(api).transaction() as session:
+            return sorted(
+                kept.counts(
+                    session=session,
+                    first_minute=first,
+                    now=now_minute * 60 + 30,
+                    actions=("token.issue",),
+                    outcome="ok",
+                )
+            )
+
+    _record(api, first * 60 + 1, "token.issue")
+    _record(api, (first + 1) * 60 + 1, "token.issue")
+    assert counts(first + 1) == [(first, "token.issue", 1), (first + 1, "token.issue", 1)]
+    _record(api, (first + 1) * 60 + 2, "token.issue")  # the current minute goes on
+    _record(api, (first + 3) * 60 + 1, "token.issue")
+    assert counts(first + 3) == [
+        (first, "token.issue", 1),
+        (first + 1, "token.issue", 2),
+        (first + 3, "token.issue", 1),
+    ]
+    _record(api, (first + 4) * 60, "token.issue")
+    assert counts(first + 4)[-1] == (first + 4, "token.issue", 1)
+    # An hour on, the first minutes are out of the window, from memory as from the log.
+    later = kept.counts  # the same object: what it kept is dropped by the window
+    with _services(api).transaction() as session:
+        window = later(
+            session=session,
+            first_minute=first + 2,
+            now=(first + 5) * 60,
+            actions=("token.issue",),
+            outcome="ok",
+        )
+    assert sorted(window) == [(first + 3, "token.issue", 1), (first + 4, "token.issue", 1)]
