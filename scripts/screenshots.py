@@ -38,7 +38,7 @@ def _stage(stack: Stack) -> str:
     _fleet(stack, "sensors")
     _fleet(stack, "cameras")
     devices = [stack.device("sensors") for _ in range(6)] + [stack.device("cameras")]
-    clients = [Client(stack, d.id, d.token()) for d in devices[:4]]
+    clients = [Client(stack, d.id, d.token()) for d in [*devices[:4], devices[6]]]
     for client in clients:
         assert client.connected.wait(10)
     tampered = devices[4].token()[:-6] + "AAAAAA"
@@ -46,6 +46,7 @@ def _stage(stack: Stack) -> str:
     assert refused.answered.wait(10)
     assert devices[5].api("PATCH", json={"status": "disabled"}).status_code == 200
     assert devices[6].api("POST", ":revoke").status_code == 200
+    assert clients[-1].disconnected.wait(5)  # its cut latency shows on the overview
     return devices[0].id
 
 
