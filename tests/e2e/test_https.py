@@ -5,6 +5,8 @@ development CA."""
 
 from __future__ import annotations
 
+import os
+import signal
 import ssl
 import subprocess
 import threading
@@ -143,3 +145,28 @@ def test_a_half_or_broken_tls_pair_is_refused_in_one_line(tmp_path: Path, comman
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith("error:") and message in done.stderr
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_every_api_worker_speaks_https_with_an_https_issuer(tmp_path: Path) -> None:
+    certs = _certs(tmp_path)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
+    env.update(CREDBROKER_TLS_CERT=str(certs / "server.pem"))  # the pair, half from env
+    command = [str(BIN / "credbroker"), "api", "--http-port", str(port), "--workers", "2"]
+    command += ["--data-dir", str(tmp_path / "data"), "--tls-key", str(certs / "server.key")]
+    with (tmp_path / "api.log").open("wb") as log:
+        api = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_for(lambda: port_open(port), timeout=60, what="credbroker api")
+        base = f"https://127.0.0.1:{port}"
+        trusting = ssl.create_default_context(cafile=certs / "ca.pem")
+        for _ in range(6):  # new connections, spread over the workers by the kernel
+            with httpx.Client(verify=trusting) as http:
+                metadata = http.get(base + "/.well-known/oauth-authorization-server").json()
+            assert metadata["issuer"] == base
+    finally:
+        os.killpg(api.pid, signal.SIGTERM)
+        assert api.wait(30) == 0
+    assert "Traceback" not in (tmp_path / "api.log").read_text()
