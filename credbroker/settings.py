@@ -19,7 +19,7 @@ class CommonSettings(BaseSettings):
     http_port: int = 8000
     data_dir: Path = Path("./credbroker-data")
     database_url: str | None = None
-    issuer: str | None = Field(default=None, description="defaults to http://HOST:HTTP_PORT")
+    issuer: str | None = Field(default=None, description="defaults to http(s)://HOST:HTTP_PORT")
     audience: str = DEFAULT_AUDIENCE
     leeway: int = Field(default=30, ge=0, le=300)
 
@@ -30,7 +30,13 @@ class CommonSettings(BaseSettings):
         host = "localhost" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.http_port}"
+        scheme = "https" if self.https else "http"
+        return f"{scheme}://{host}:{self.http_port}"
+
+    @property
+    def https(self) -> bool:
+        """Whether the API speaks HTTPS (its settings say; a broker's do not)."""
+        return False
 
     @property
     def effective_database_url(self) -> str:

@@ -42,7 +42,9 @@ class DeviceClient:
         private_key: the device key (see `generate_key`, `load_private_key`).
         mqtt_host: broker host.
         mqtt_port: broker port.
-        tls: an `ssl.SSLContext` for MQTTS, or None for plain MQTT.
+        tls: an `ssl.SSLContext` for MQTTS and an https:// API_URL (trusting the CA
+            that signed their certificates), or None: plain MQTT, and for HTTPS the
+            system's CA certificates.
         state_dir: where the refresh token survives reboots; None keeps it in memory.
         keepalive: MQTT keepalive in seconds.
         policy: refresh timing and backoff (see `Policy`).
@@ -66,7 +68,11 @@ class DeviceClient:
     ) -> None:
         self.device_id = device_id
         self.tokens = TokenSource(
-            api_url=api_url, device_id=device_id, private_key=private_key, state_dir=state_dir
+            api_url=api_url,
+            device_id=device_id,
+            private_key=private_key,
+            state_dir=state_dir,
+            tls=tls,
         )
         self.mqtt_host, self.mqtt_port, self.keepalive = mqtt_host, mqtt_port, keepalive
         self.policy = policy or Policy()

@@ -12,6 +12,7 @@ import email.utils
 import importlib.metadata
 import json
 import os
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -64,8 +65,10 @@ class TokenSource:
         private_key: DevicePrivateKey,
         state_dir: str | Path | None = None,
         timeout: float = 10.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        self.tls = tls  # for an https:// API_URL; None: the system's CA certificates
         self.device_id = device_id
         self.private_key = private_key
         self.state_dir = Path(state_dir) if state_dir else None
@@ -80,7 +83,8 @@ class TokenSource:
     def fetch(self) -> Token:
         """A fresh access token: the refresh grant if we hold one, else an assertion."""
         for form in self.forms():
-            token = self.accept(form, *_post_form(self.token_endpoint, form, self.timeout))
+            answer = _post_form(self.token_endpoint, form, self.timeout, self.tls)
+            token = self.accept(form, *answer)
             if token is not None:
                 return token
         raise TokenError("token endpoint refused every grant")
@@ -91,7 +95,7 @@ class TokenSource:
             {"enrollment_token": enrollment_token, "public_key": public_pem(self.private_key)}
         ).encode()
         status, _, answer = _post(
-            self.api_url + "/v1/enroll", body, "application/json", self.timeout
+            self.api_url + "/v1/enroll", body, "application/json", self.timeout, self.tls
         )
         if status != 201:
             detail = _json(answer).get("detail", "")
@@ -185,10 +189,10 @@ def _json(body: bytes) -> dict[str, Any]:
 
 
 def _post_form(
-    url: str, form: Mapping[str, str], timeout: float
+    url: str, form: Mapping[str, str], timeout: float, tls: ssl.SSLContext | None
 ) -> tuple[int, Mapping[str, str], bytes]:
     body = urllib.parse.urlencode(form).encode()
-    return _post(url, body, "application/x-www-form-urlencoded", timeout)
+    return _post(url, body, "application/x-www-form-urlencoded", timeout, tls)
 
 
 def _user_agent() -> str:
@@ -204,7 +208,7 @@ USER_AGENT = _user_agent()
 
 
 def _post(
-    url: str, body: bytes, content_type: str, timeout: float
+    url: str, body: bytes, content_type: str, timeout: float, tls: ssl.SSLContext | None
 ) -> tuple[int, Mapping[str, str], bytes]:
     """(status, headers, body) of a POST; TokenError only when there is no answer."""
     request = urllib.request.Request(  # noqa: S310 - the operator configures the URL
@@ -214,7 +218,7 @@ def _post(
         headers={"Content-Type": content_type, "User-Agent": USER_AGENT},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout, context=tls) as response:  # noqa: S310
             return response.status, _lower(response.headers.items()), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, _lower(exc.headers.items()), exc.read()

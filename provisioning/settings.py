@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -37,6 +38,14 @@ class Settings(CommonSettings):
     failed_auth_limit_address: int = Field(default=200, ge=1)
     failed_auth_window: int = Field(default=60, ge=1)
     log_level: str = "warning"
+    # The API's certificate and key (PEM): with both it speaks HTTPS only and the issuer
+    # is https:// (RFC 8414 section 2). Plain HTTP is for development.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def https(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
 
     @field_validator("hooks_trusted_networks")
     @classmethod

@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -154,8 +155,12 @@ class Device:
         )
 
 
-def start_stack(tmp: Path, *args: str, seed_admin: bool = True, **env: str) -> Stack:
-    """`credbroker up`; with `seed_admin=False` it makes its own admin key, as for a user."""
+def start_stack(
+    tmp: Path, *args: str, seed_admin: bool = True, ca: Path | None = None, **env: str
+) -> Stack:
+    """`credbroker up`; with `seed_admin=False` it makes its own admin key, as for a user.
+    With `ca`, the stack serves HTTPS (ARGS name its --tls-cert and --tls-key) and its
+    client trusts that CA only."""
     port, mqtt_port = free_port(), free_port()
     admin_key = "adm_" + secrets.token_hex(24)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
@@ -176,7 +181,7 @@ def start_stack(tmp: Path, *args: str, seed_admin: bool = True, **env: str) -> S
         *args,
     ]
     stack = Stack(
-        f"http://127.0.0.1:{port}",
+        f"{'https' if ca else 'http'}://127.0.0.1:{port}",
         mqtt_port,
         tmp / "data",
         admin_key,
@@ -184,6 +189,8 @@ def start_stack(tmp: Path, *args: str, seed_admin: bool = True, **env: str) -> S
         full_env,
         tmp / "up.log",
     )
+    if ca is not None:
+        stack.http = httpx.Client(verify=ssl.create_default_context(cafile=ca))
     stack.launch()
     if not seed_admin:
         stack.admin_key = (tmp / "data" / "admin.key").read_text().strip()

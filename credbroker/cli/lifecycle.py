@@ -7,6 +7,8 @@ import asyncio
 import logging
 import signal
 import socket
+import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -67,3 +69,18 @@ async def start_broker(broker: CredBroker) -> None:
         cannot_listen("the MQTT broker", exc.__cause__ or exc, "--mqtt-port")
     finally:
         amqtt_log.setLevel(level)
+
+
+def check_tls(cert: Path | None, key: Path | None) -> None:
+    """Both or neither, and a pair that loads: said in one line, before anything starts
+    (uvicorn and amqtt would fail later, with a traceback)."""
+    if cert is None and key is None:
+        return
+    if cert is None or key is None:
+        typer.echo("error: --tls-cert and --tls-key go together", err=True)
+        raise typer.Exit(2)
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        typer.echo(f"error: cannot use {cert} and {key} for TLS: {exc}", err=True)
+        raise typer.Exit(2) from None

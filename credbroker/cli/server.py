@@ -14,8 +14,17 @@ MqttPortOpt = Annotated[int, typer.Option("--mqtt-port", envvar="CREDBROKER_MQTT
 MqttsPortOpt = Annotated[
     int | None, typer.Option("--mqtts-port", envvar="CREDBROKER_MQTTS_PORT", help="MQTT over TLS")
 ]
-CertOpt = Annotated[Path | None, typer.Option("--tls-cert", envvar="CREDBROKER_TLS_CERT")]
-KeyOpt = Annotated[Path | None, typer.Option("--tls-key", envvar="CREDBROKER_TLS_KEY")]
+CertOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-cert",
+        envvar="CREDBROKER_TLS_CERT",
+        help="certificate (PEM) of the HTTPS and MQTTS listeners; `credbroker certs` makes one",
+    ),
+]
+KeyOpt = Annotated[
+    Path | None, typer.Option("--tls-key", envvar="CREDBROKER_TLS_KEY", help="its private key")
+]
 DataDirOpt = Annotated[Path, typer.Option("--data-dir", envvar="CREDBROKER_DATA_DIR")]
 HeaderTimeoutOpt = Annotated[
     float,
@@ -51,13 +60,20 @@ def up(
     max_queued_messages: QueuedOpt = MAX_QUEUED_MESSAGES,
 ) -> None:
     """Run the embedded stack in one process and one event loop: API and MQTT broker,
-    state in SQLite in DATA_DIR."""
+    state in SQLite in DATA_DIR. With --tls-cert and --tls-key the API speaks HTTPS."""
     from broker.factory import Listeners
+    from credbroker.cli.lifecycle import check_tls
     from credbroker.cli.stack import run_embedded
     from provisioning import Settings
 
+    check_tls(tls_cert, tls_key)
     settings = Settings(
-        host=host, http_port=http_port, data_dir=data_dir, http_header_timeout=http_header_timeout
+        host=host,
+        http_port=http_port,
+        data_dir=data_dir,
+        http_header_timeout=http_header_timeout,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     listeners = Listeners(
         host=host, mqtt_port=mqtt_port, mqtts_port=mqtts_port, tls_cert=tls_cert, tls_key=tls_key
@@ -73,14 +89,24 @@ def api(
         int, typer.Option("--workers", envvar="CREDBROKER_WORKERS", min=1, help="processes")
     ] = 1,
     http_header_timeout: HeaderTimeoutOpt = 10.0,
+    tls_cert: CertOpt = None,
+    tls_key: KeyOpt = None,
 ) -> None:
     """Run the API alone (scaled shape: point CREDBROKER_DATABASE_URL at PostgreSQL).
-    With --workers N, N stateless processes share the port."""
+    With --workers N, N stateless processes share the port; with --tls-cert and
+    --tls-key it speaks HTTPS."""
+    from credbroker.cli.lifecycle import check_tls
     from credbroker.cli.stack import run_api, run_api_workers
     from provisioning import Settings
 
+    check_tls(tls_cert, tls_key)
     settings = Settings(
-        host=host, http_port=http_port, data_dir=data_dir, http_header_timeout=http_header_timeout
+        host=host,
+        http_port=http_port,
+        data_dir=data_dir,
+        http_header_timeout=http_header_timeout,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     if workers > 1:
         run_api_workers(settings, workers)

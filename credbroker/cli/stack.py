@@ -85,6 +85,8 @@ def _uvicorn(app: FastAPI, settings: Settings) -> _Server:
             host=settings.host,
             port=settings.http_port,
             http=httpprotocol.protocol(settings.http_header_timeout),
+            ssl_certfile=settings.tls_cert,
+            ssl_keyfile=settings.tls_key,
             log_level=settings.log_level,
             access_log=False,
             server_header=False,
@@ -132,7 +134,7 @@ async def run_embedded(
         serving = await server.serving(http_sockets)
         if server.listening.is_set():
             typer.echo(
-                f"credbroker: API http://{settings.host}:{settings.http_port}, MQTT "
+                f"credbroker: API {settings.effective_issuer}, MQTT "
                 f"{listeners.host}:{listeners.mqtt_port}, data in {settings.data_dir}",
                 err=True,
             )
@@ -177,6 +179,14 @@ def run_api_workers(settings: Settings, workers: int) -> None:
         CREDBROKER_HOST=settings.host,
         CREDBROKER_HTTP_PORT=str(settings.http_port),
         CREDBROKER_DATA_DIR=str(settings.data_dir),
+        **(
+            {
+                "CREDBROKER_TLS_CERT": str(settings.tls_cert),
+                "CREDBROKER_TLS_KEY": str(settings.tls_key),
+            }
+            if settings.https
+            else {}
+        ),
     )
     uvicorn.run(
         "provisioning.asgi:app",
@@ -186,6 +196,8 @@ def run_api_workers(settings: Settings, workers: int) -> None:
         port=settings.http_port,
         loop="uvloop",  # without it, uvicorn's workers stall 44 ms per request (#3149)
         http=httpprotocol.protocol(settings.http_header_timeout),  # httptools, with a deadline
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
         log_level=settings.log_level,
         access_log=False,
         server_header=False,

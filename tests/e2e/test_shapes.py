@@ -1,4 +1,5 @@
-"""The other ways to run the broker: MQTT over TLS, and a standalone broker process."""
+"""The other ways to run the broker: a standalone broker process (MQTT over TLS is in
+test_https.py)."""
 
 from __future__ import annotations
 
@@ -9,47 +10,6 @@ import subprocess
 from pathlib import Path
 
 from tests.stack import BIN, Client, free_port, mosquitto_pub, port_open, start_stack, wait_for
-
-
-def test_mqtts_listener_with_development_certificates(tmp_path: Path) -> None:
-    certs = tmp_path / "certs"
-    made = subprocess.run(
-        [str(BIN / "credbroker"), "certs", "--out", str(certs)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert made.returncode == 0, made.stderr
-    assert (certs / "server.key").stat().st_mode & 0o777 == 0o600
-    tls_port = free_port()
-    stack = start_stack(
-        tmp_path,
-        "--mqtts-port",
-        str(tls_port),
-        "--tls-cert",
-        str(certs / "server.pem"),
-        "--tls-key",
-        str(certs / "server.key"),
-    )
-    try:
-        wait_for(lambda: port_open(tls_port), what="the TLS listener")
-        device = stack.device(stack.fleet())
-        stack.mqtt_port = tls_port
-        done = mosquitto_pub(
-            stack,
-            device.id,
-            device.token(),
-            f"devices/{device.id}/t",
-            "--cafile",
-            str(certs / "ca.pem"),
-        )
-        assert done.returncode == 0, done.stderr
-        refused = mosquitto_pub(
-            stack, device.id, "garbage", f"devices/{device.id}/t", "--cafile", str(certs / "ca.pem")
-        )
-        assert refused.returncode == 4
-    finally:
-        stack.stop()
 
 
 def test_standalone_broker_learns_revocations_from_the_database(tmp_path: Path) -> None:

@@ -1,0 +1,172 @@
+"""TLS on both listeners of `credbroker up` (issue 14, part 1): HTTPS for the API, with
+an https:// issuer (RFC 8414 section 2), and MQTT over TLS, with certificates made by
+`credbroker certs`; real clients (httpx, mosquitto_pub, the device SDK) trust only the
+development CA."""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import subprocess
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from device_sdk import DeviceClient, DeviceSDKError
+from tests.stack import BIN, free_port, mosquitto_pub, port_open, start_stack, wait_for
+
+
+def _certs(tmp: Path) -> Path:
+    certs = tmp / "certs"
+    made = subprocess.run(
+        [str(BIN / "credbroker"), "certs", "--out", str(certs)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    assert (certs / "server.key").stat().st_mode & 0o777 == 0o600
+    return certs
+
+
+def test_the_api_speaks_https_and_the_broker_mqtts_with_development_certificates(
+    tmp_path: Path,
+) -> None:
+    certs = _certs(tmp_path)
+    tls_port = free_port()
+    stack = start_stack(
+        tmp_path,
+        "--mqtts-port",
+        str(tls_port),
+        "--tls-cert",
+        str(certs / "server.pem"),
+        "--tls-key",
+        str(certs / "server.key"),
+        ca=certs / "ca.pem",
+    )
+    try:
+        metadata = stack.http.get(stack.base + "/.well-known/oauth-authorization-server").json()
+        assert metadata["issuer"] == stack.base and stack.base.startswith("https://")
+        assert metadata["token_endpoint"] == stack.base + "/oauth2/token"
+        with pytest.raises(httpx.HTTPError):  # the port speaks TLS only
+            httpx.get(stack.base.replace("https://", "http://") + "/healthz", timeout=5)
+        with pytest.raises(httpx.ConnectError):  # and a client checks whom it talks to
+            httpx.get(stack.base + "/healthz", timeout=5)
+
+        # A token over HTTPS (its audience is the https:// token endpoint), used on MQTTS.
+        wait_for(lambda: port_open(tls_port), what="the MQTTS listener")
+        device = stack.device(stack.fleet())
+        stack.mqtt_port = tls_port
+        cafile = ("--cafile", str(certs / "ca.pem"))
+        done = mosquitto_pub(stack, device.id, device.token(), f"devices/{device.id}/t", *cafile)
+        assert done.returncode == 0, done.stderr
+        refused = mosquitto_pub(stack, device.id, "garbage", f"devices/{device.id}/t", *cafile)
+        assert refused.returncode == 4
+
+        # The console's cookie is Secure over HTTPS.
+        answer = stack.http.post(
+            stack.base + "/console/sign-in",
+            data={"key": stack.admin_key},
+            headers={"Origin": stack.base},
+        )
+        assert answer.status_code == 303, answer.text
+        assert "secure" in answer.headers["set-cookie"].lower()
+    finally:
+        stack.stop()
+
+
+def test_the_sdk_gets_tokens_over_https_and_connects_over_mqtts(tmp_path: Path) -> None:
+    certs = _certs(tmp_path)
+    tls_port = free_port()
+    stack = start_stack(
+        tmp_path,
+        "--mqtts-port",
+        str(tls_port),
+        "--tls-cert",
+        str(certs / "server.pem"),
+        "--tls-key",
+        str(certs / "server.key"),
+        ca=certs / "ca.pem",
+    )
+    try:
+        wait_for(lambda: port_open(tls_port), what="the MQTTS listener")
+        device = stack.device(stack.fleet())
+        connected = threading.Event()
+        client = DeviceClient(
+            api_url=stack.base,
+            device_id=device.id,
+            private_key=device.key,
+            mqtt_host="127.0.0.1",
+            mqtt_port=tls_port,
+            tls=ssl.create_default_context(cafile=certs / "ca.pem"),
+            on_state=lambda state, details: state == "connected" and connected.set(),
+        )
+        try:
+            client.connect(timeout=20)
+            assert connected.wait(10)
+            client.publish(f"devices/{device.id}/t", b"over TLS").wait_for_publish(10)
+        finally:
+            client.close()
+        # Without the CA, the SDK refuses the server rather than trusting it.
+        untrusting = DeviceClient(
+            api_url=stack.base,
+            device_id=device.id,
+            private_key=device.key,
+            mqtt_host="127.0.0.1",
+            mqtt_port=tls_port,
+        )
+        with pytest.raises(DeviceSDKError):
+            untrusting.connect(timeout=5)
+        assert not untrusting.connected
+    finally:
+        stack.stop()
+
+
+@pytest.mark.parametrize("command", ["up", "api"])
+def test_a_half_or_broken_tls_pair_is_refused_in_one_line(tmp_path: Path, command: str) -> None:
+    certs = _certs(tmp_path)
+    (tmp_path / "bad.pem").write_text("not a certificate\n")
+    for args, message in (
+        (["--tls-cert", str(certs / "server.pem")], "go together"),
+        (["--tls-cert", str(tmp_path / "bad.pem"), "--tls-key", str(certs / "server.key")], ""),
+        (["--tls-cert", str(certs / "server.pem"), "--tls-key", str(tmp_path / "none")], ""),
+    ):
+        where = ["--http-port", str(free_port()), "--data-dir", str(tmp_path / "data")]
+        done = subprocess.run(
+            [str(BIN / "credbroker"), command, *where, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("error:") and message in done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_every_api_worker_speaks_https_with_an_https_issuer(tmp_path: Path) -> None:
+    certs = _certs(tmp_path)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
+    env.update(CREDBROKER_TLS_CERT=str(certs / "server.pem"))  # the pair, half from env
+    command = [str(BIN / "credbroker"), "api", "--http-port", str(port), "--workers", "2"]
+    command += ["--data-dir", str(tmp_path / "data"), "--tls-key", str(certs / "server.key")]
+    with (tmp_path / "api.log").open("wb") as log:
+        api = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_for(lambda: port_open(port), timeout=60, what="credbroker api")
+        base = f"https://127.0.0.1:{port}"
+        trusting = ssl.create_default_context(cafile=certs / "ca.pem")
+        for _ in range(6):  # new connections, spread over the workers by the kernel
+            with httpx.Client(verify=trusting) as http:
+                metadata = http.get(base + "/.well-known/oauth-authorization-server").json()
+            assert metadata["issuer"] == base
+    finally:
+        os.killpg(api.pid, signal.SIGTERM)
+        assert api.wait(30) == 0
+    assert "Traceback" not in (tmp_path / "api.log").read_text()
