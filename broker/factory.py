@@ -27,6 +27,7 @@ class Listeners:
     mqtts_port: int | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    client_ca: Path | None = None  # client certificates, optional, verified against it
     max_connections: int = 20_000
 
     def config(self) -> dict[str, Any]:
@@ -48,6 +49,11 @@ class Listeners:
                 "keyfile": str(self.tls_key),
                 "max_connections": self.max_connections,
             }
+            # amqtt asks for a client certificate (optional) and verifies one against
+            # this CA; without one, against the system's CAs (a certificate grants
+            # nothing yet: the MQTT password does).
+            if self.client_ca is not None:
+                listeners["tls"]["cafile"] = str(self.client_ca)
         # No plugins: authentication and ACL run inside CredBroker, not through amqtt's
         # plugin manager (a task per check) nor its default logger plugins.
         return {"listeners": listeners, "plugins": {}, "timeout_disconnect_delay": 0}

@@ -42,6 +42,9 @@ class Settings(CommonSettings):
     # is https:// (RFC 8414 section 2). Plain HTTP is for development.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # CA certificates (PEM) of client certificates: a client may present one, verified
+    # against these (a certificate that does not verify ends the handshake).
+    tls_client_ca: Path | None = None
 
     @property
     def https(self) -> bool:

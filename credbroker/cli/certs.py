@@ -1,4 +1,5 @@
-"""`credbroker certs`: a development CA and a server certificate signed by it."""
+"""`credbroker certs`: a development CA, a server certificate signed by it, and client
+certificates for `--client-ca` (development only: the CA key sits beside them, 0600)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = datetime.timedelta(days=365)
+CA_NAME = "credbroker development CA"
 
 
 def _name(common_name: str) -> x509.Name:
@@ -30,12 +32,79 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         handle.write(pem)
 
 
+def _ca(out: Path, now: datetime.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """The CA of OUT (ca.pem, ca.key), made if there is none."""
+    if (out / "ca.pem").exists() and (out / "ca.key").exists():
+        key = serialization.load_pem_private_key((out / "ca.key").read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise typer.BadParameter(f"{out / 'ca.key'} is not the CA key certs made")
+        return x509.load_pem_x509_certificate((out / "ca.pem").read_bytes()), key
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name(CA_NAME))
+        .issuer_name(_name(CA_NAME))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (out / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    _write_key(out / "ca.key", key)
+    return ca, key
+
+
+def _issue(
+    out: Path,
+    stem: str,
+    *,
+    subject: str,
+    names: list[x509.GeneralName],
+    usage: x509.ObjectIdentifier,
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    now: datetime.datetime,
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(ca[0].subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(ca[1], hashes.SHA256())
+    (out / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(out / f"{stem}.key", key)
+
+
 def certs(
     out: Annotated[
         Path,
         typer.Option(
             "--out",
-            help="directory for ca.pem, server.pem and server.key",
+            help="directory for ca.pem, ca.key, server.pem, server.key, NAME.pem, NAME.key",
             envvar="CREDBROKER_CERTS_OUT",
         ),
     ],
@@ -43,42 +112,33 @@ def certs(
         "localhost",
         "127.0.0.1",
     ],
+    client: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--client",
+            help="also a client certificate with this common name (repeat), for --client-ca",
+        ),
+    ] = None,
 ) -> None:
-    """Write ca.pem, server.pem and server.key (0600) for --mqtts-port; development only."""
+    """Write a development CA, a server certificate for --tls-cert and --tls-key, and
+    client certificates; keys 0600. An existing CA in OUT is used again; development
+    only."""
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("credbroker development CA"))
-        .issuer_name(_name("credbroker development CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    server_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _ca(out, now)
     names: list[x509.GeneralName] = []
     for entry in host:
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(entry)))
         except ValueError:
             names.append(x509.DNSName(entry))
-    server = (
-        x509.CertificateBuilder()
-        .subject_name(_name(host[0]))
-        .issuer_name(ca.subject)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    (out / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (out / "server.pem").write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    _write_key(out / "server.key", server_key)
-    typer.echo(f"wrote {out}/ca.pem, {out}/server.pem, {out}/server.key")
+    usage = ExtendedKeyUsageOID.SERVER_AUTH
+    _issue(out, "server", subject=host[0], names=names, usage=usage, ca=ca, now=now)
+    written = ["ca.pem", "server.pem", "server.key"]
+    for name in client or []:
+        if not name or "/" in name or name.startswith(".") or name in ("ca", "server"):
+            raise typer.BadParameter(f"{name!r} cannot name a file", param_hint="--client")
+        usage = ExtendedKeyUsageOID.CLIENT_AUTH
+        _issue(out, name, subject=name, names=[], usage=usage, ca=ca, now=now)
+        written += [f"{name}.pem", f"{name}.key"]
+    typer.echo(f"wrote {', '.join(f'{out}/{w}' for w in written)}")

@@ -71,16 +71,27 @@ async def start_broker(broker: CredBroker) -> None:
         amqtt_log.setLevel(level)
 
 
-def check_tls(cert: Path | None, key: Path | None) -> None:
-    """Both or neither, and a pair that loads: said in one line, before anything starts
-    (uvicorn and amqtt would fail later, with a traceback)."""
+def check_tls(cert: Path | None, key: Path | None, client_ca: Path | None = None) -> None:
+    """Both or neither, a pair that loads, a client CA only with them and one that
+    loads: said in one line, before anything starts (uvicorn and amqtt would fail later,
+    with a traceback)."""
     if cert is None and key is None:
+        if client_ca is not None:
+            typer.echo("error: --client-ca needs --tls-cert and --tls-key", err=True)
+            raise typer.Exit(2)
         return
     if cert is None or key is None:
         typer.echo("error: --tls-cert and --tls-key go together", err=True)
         raise typer.Exit(2)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
         typer.echo(f"error: cannot use {cert} and {key} for TLS: {exc}", err=True)
         raise typer.Exit(2) from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            typer.echo(f"error: cannot use {client_ca} as --client-ca: {exc}", err=True)
+            raise typer.Exit(2) from None

@@ -25,6 +25,14 @@ CertOpt = Annotated[
 KeyOpt = Annotated[
     Path | None, typer.Option("--tls-key", envvar="CREDBROKER_TLS_KEY", help="its private key")
 ]
+ClientCaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--client-ca",
+        envvar="CREDBROKER_TLS_CLIENT_CA",
+        help="CA certificates (PEM) of client certificates, optional on HTTPS and MQTTS",
+    ),
+]
 DataDirOpt = Annotated[Path, typer.Option("--data-dir", envvar="CREDBROKER_DATA_DIR")]
 HeaderTimeoutOpt = Annotated[
     float,
@@ -55,6 +63,7 @@ def up(
     mqtts_port: MqttsPortOpt = None,
     tls_cert: CertOpt = None,
     tls_key: KeyOpt = None,
+    client_ca: ClientCaOpt = None,
     data_dir: DataDirOpt = Path("./credbroker-data"),
     http_header_timeout: HeaderTimeoutOpt = 10.0,
     max_queued_messages: QueuedOpt = MAX_QUEUED_MESSAGES,
@@ -66,7 +75,7 @@ def up(
     from credbroker.cli.stack import run_embedded
     from provisioning import Settings
 
-    check_tls(tls_cert, tls_key)
+    check_tls(tls_cert, tls_key, client_ca)
     settings = Settings(
         host=host,
         http_port=http_port,
@@ -74,9 +83,15 @@ def up(
         http_header_timeout=http_header_timeout,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        tls_client_ca=client_ca,
     )
     listeners = Listeners(
-        host=host, mqtt_port=mqtt_port, mqtts_port=mqtts_port, tls_cert=tls_cert, tls_key=tls_key
+        host=host,
+        mqtt_port=mqtt_port,
+        mqtts_port=mqtts_port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        client_ca=client_ca,
     )
     asyncio.run(run_embedded(settings, listeners, max_queued_messages=max_queued_messages))
 
@@ -91,6 +106,7 @@ def api(
     http_header_timeout: HeaderTimeoutOpt = 10.0,
     tls_cert: CertOpt = None,
     tls_key: KeyOpt = None,
+    client_ca: ClientCaOpt = None,
 ) -> None:
     """Run the API alone (scaled shape: point CREDBROKER_DATABASE_URL at PostgreSQL).
     With --workers N, N stateless processes share the port; with --tls-cert and
@@ -99,7 +115,7 @@ def api(
     from credbroker.cli.stack import run_api, run_api_workers
     from provisioning import Settings
 
-    check_tls(tls_cert, tls_key)
+    check_tls(tls_cert, tls_key, client_ca)
     settings = Settings(
         host=host,
         http_port=http_port,
@@ -107,6 +123,7 @@ def api(
         http_header_timeout=http_header_timeout,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        tls_client_ca=client_ca,
     )
     if workers > 1:
         run_api_workers(settings, workers)
@@ -120,6 +137,7 @@ def broker(
     mqtts_port: MqttsPortOpt = None,
     tls_cert: CertOpt = None,
     tls_key: KeyOpt = None,
+    client_ca: ClientCaOpt = None,
     data_dir: DataDirOpt = Path("./credbroker-data"),
     max_queued_messages: QueuedOpt = MAX_QUEUED_MESSAGES,
 ) -> None:
@@ -127,10 +145,17 @@ def broker(
     CREDBROKER_ISSUER to the API's issuer. Learns revocations within 2 seconds."""
     from broker.factory import Listeners
     from broker.settings import BrokerSettings
+    from credbroker.cli.lifecycle import check_tls
     from credbroker.cli.standalone import run_broker
 
+    check_tls(tls_cert, tls_key, client_ca)
     settings = BrokerSettings(host=host, data_dir=data_dir)
     listeners = Listeners(
-        host=host, mqtt_port=mqtt_port, mqtts_port=mqtts_port, tls_cert=tls_cert, tls_key=tls_key
+        host=host,
+        mqtt_port=mqtt_port,
+        mqtts_port=mqtts_port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        client_ca=client_ca,
     )
     asyncio.run(run_broker(settings, listeners, max_queued_messages=max_queued_messages))

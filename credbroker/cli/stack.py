@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import os
 import socket
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 import uvicorn
@@ -76,6 +77,20 @@ def bootstrap_admin_key(app: FastAPI, data_dir: Path) -> None:
         typer.echo(f"admin API key (shown once, also saved to {path}):\n{key}", err=True)
 
 
+def _tls(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS options: HTTPS with the pair, client certificates optional and
+    verified against the client CA when there is one."""
+    if not settings.https:
+        return {}
+    options: dict[str, Any] = {
+        "ssl_certfile": settings.tls_cert,
+        "ssl_keyfile": settings.tls_key,
+    }
+    if settings.tls_client_ca is not None:
+        options.update(ssl_ca_certs=str(settings.tls_client_ca), ssl_cert_reqs=ssl.CERT_OPTIONAL)
+    return options
+
+
 def _uvicorn(app: FastAPI, settings: Settings) -> _Server:
     from provisioning import httpprotocol
 
@@ -85,8 +100,7 @@ def _uvicorn(app: FastAPI, settings: Settings) -> _Server:
             host=settings.host,
             port=settings.http_port,
             http=httpprotocol.protocol(settings.http_header_timeout),
-            ssl_certfile=settings.tls_cert,
-            ssl_keyfile=settings.tls_key,
+            **_tls(settings),
             log_level=settings.log_level,
             access_log=False,
             server_header=False,
@@ -179,15 +193,14 @@ def run_api_workers(settings: Settings, workers: int) -> None:
         CREDBROKER_HOST=settings.host,
         CREDBROKER_HTTP_PORT=str(settings.http_port),
         CREDBROKER_DATA_DIR=str(settings.data_dir),
-        **(
-            {
-                "CREDBROKER_TLS_CERT": str(settings.tls_cert),
-                "CREDBROKER_TLS_KEY": str(settings.tls_key),
-            }
-            if settings.https
-            else {}
-        ),
     )
+    for name, value in (
+        ("CREDBROKER_TLS_CERT", settings.tls_cert),
+        ("CREDBROKER_TLS_KEY", settings.tls_key),
+        ("CREDBROKER_TLS_CLIENT_CA", settings.tls_client_ca),
+    ):
+        if value is not None:
+            os.environ[name] = str(value)
     uvicorn.run(
         "provisioning.asgi:app",
         factory=True,
@@ -196,8 +209,7 @@ def run_api_workers(settings: Settings, workers: int) -> None:
         port=settings.http_port,
         loop="uvloop",  # without it, uvicorn's workers stall 44 ms per request (#3149)
         http=httpprotocol.protocol(settings.http_header_timeout),  # httptools, with a deadline
-        ssl_certfile=settings.tls_cert,
-        ssl_keyfile=settings.tls_key,
+        **_tls(settings),
         log_level=settings.log_level,
         access_log=False,
         server_header=False,

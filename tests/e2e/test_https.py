@@ -19,10 +19,11 @@ from device_sdk import DeviceClient, DeviceSDKError
 from tests.stack import BIN, free_port, mosquitto_pub, port_open, start_stack, wait_for
 
 
-def _certs(tmp: Path) -> Path:
-    certs = tmp / "certs"
+def _certs(tmp: Path, *clients: str, name: str = "certs") -> Path:
+    certs = tmp / name
     made = subprocess.run(
-        [str(BIN / "credbroker"), "certs", "--out", str(certs)],
+        [str(BIN / "credbroker"), "certs", "--out", str(certs)]
+        + [arg for client in clients for arg in ("--client", client)],
         capture_output=True,
         text=True,
         check=False,
@@ -170,3 +171,66 @@ def test_every_api_worker_speaks_https_with_an_https_issuer(tmp_path: Path) -> N
         os.killpg(api.pid, signal.SIGTERM)
         assert api.wait(30) == 0
     assert "Traceback" not in (tmp_path / "api.log").read_text()
+
+
+def test_client_certificates_of_the_client_ca_are_accepted_and_others_refused(
+    tmp_path: Path,
+) -> None:
+    """`--client-ca`: a client certificate is optional on HTTPS and MQTTS, and one that
+    the client CA did not sign ends the handshake on both."""
+    certs = _certs(tmp_path, "dev-1")
+    stranger = _certs(tmp_path, "stranger", name="other-ca")
+    assert (certs / "ca.key").stat().st_mode & 0o777 == 0o600
+    tls_port = free_port()
+    stack = start_stack(
+        tmp_path,
+        "--mqtts-port",
+        str(tls_port),
+        "--tls-cert",
+        str(certs / "server.pem"),
+        "--tls-key",
+        str(certs / "server.key"),
+        "--client-ca",
+        str(certs / "ca.pem"),
+        ca=certs / "ca.pem",
+    )
+    try:
+        assert stack.http.get(stack.base + "/healthz").status_code == 200  # no certificate
+        ours = ssl.create_default_context(cafile=certs / "ca.pem")
+        ours.load_cert_chain(certs / "dev-1.pem", certs / "dev-1.key")
+        assert httpx.get(stack.base + "/healthz", verify=ours).status_code == 200
+        theirs = ssl.create_default_context(cafile=certs / "ca.pem")
+        theirs.load_cert_chain(stranger / "stranger.pem", stranger / "stranger.key")
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(stack.base + "/healthz", verify=theirs, timeout=5)
+
+        wait_for(lambda: port_open(tls_port), what="the MQTTS listener")
+        device = stack.device(stack.fleet())
+        stack.mqtt_port = tls_port
+        topic = f"devices/{device.id}/t"
+        cafile = ("--cafile", str(certs / "ca.pem"))
+        plain = mosquitto_pub(stack, device.id, device.token(), topic, *cafile)
+        assert plain.returncode == 0, plain.stderr
+        mine = ("--cert", str(certs / "dev-1.pem"), "--key", str(certs / "dev-1.key"))
+        done = mosquitto_pub(stack, device.id, device.token(), topic, *cafile, *mine)
+        assert done.returncode == 0, done.stderr
+        other = ("--cert", str(stranger / "stranger.pem"), "--key", str(stranger / "stranger.key"))
+        refused = mosquitto_pub(stack, device.id, device.token(), topic, *cafile, *other)
+        # The handshake ends it (TLS 1.3: after the client's Finished, so mosquitto_pub
+        # says "connection lost"), before any CONNACK: not 0, nor MQTT's 4 or 5.
+        assert refused.returncode not in (0, 4, 5), refused.stderr
+    finally:
+        stack.stop()
+
+
+def test_a_client_ca_without_a_tls_pair_is_refused_in_one_line(tmp_path: Path) -> None:
+    certs = _certs(tmp_path)
+    where = ["--http-port", str(free_port()), "--data-dir", str(tmp_path / "data")]
+    done = subprocess.run(
+        [str(BIN / "credbroker"), "up", "--client-ca", str(certs / "ca.pem"), *where],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and done.stderr.startswith("error: --client-ca needs")
