@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from device_sdk import DeviceClient, DeviceSDKError
-from tests.stack import BIN, free_port, mosquitto_pub, port_open, start_stack, wait_for
+from tests.stack import BIN, Stack, free_port, mosquitto_pub, port_open, start_stack, wait_for
 
 
 def _certs(tmp: Path, *clients: str, name: str = "certs") -> Path:
@@ -33,21 +33,18 @@ def _certs(tmp: Path, *clients: str, name: str = "certs") -> Path:
     return certs
 
 
+def _tls_stack(tmp: Path, certs: Path, tls_port: int, *extra: str) -> Stack:
+    """`credbroker up` with the pair of CERTS on HTTPS and on MQTTS (TLS_PORT)."""
+    pair = ["--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server.key")]
+    return start_stack(tmp, "--mqtts-port", str(tls_port), *pair, *extra, ca=certs / "ca.pem")
+
+
 def test_the_api_speaks_https_and_the_broker_mqtts_with_development_certificates(
     tmp_path: Path,
 ) -> None:
     certs = _certs(tmp_path)
     tls_port = free_port()
-    stack = start_stack(
-        tmp_path,
-        "--mqtts-port",
-        str(tls_port),
-        "--tls-cert",
-        str(certs / "server.pem"),
-        "--tls-key",
-        str(certs / "server.key"),
-        ca=certs / "ca.pem",
-    )
+    stack = _tls_stack(tmp_path, certs, tls_port)
     try:
         metadata = stack.http.get(stack.base + "/.well-known/oauth-authorization-server").json()
         assert metadata["issuer"] == stack.base and stack.base.startswith("https://")
@@ -82,16 +79,7 @@ def test_the_api_speaks_https_and_the_broker_mqtts_with_development_certificates
 def test_the_sdk_gets_tokens_over_https_and_connects_over_mqtts(tmp_path: Path) -> None:
     certs = _certs(tmp_path)
     tls_port = free_port()
-    stack = start_stack(
-        tmp_path,
-        "--mqtts-port",
-        str(tls_port),
-        "--tls-cert",
-        str(certs / "server.pem"),
-        "--tls-key",
-        str(certs / "server.key"),
-        ca=certs / "ca.pem",
-    )
+    stack = _tls_stack(tmp_path, certs, tls_port)
     try:
         wait_for(lambda: port_open(tls_port), what="the MQTTS listener")
         device = stack.device(stack.fleet())
@@ -182,18 +170,7 @@ def test_client_certificates_of_the_client_ca_are_accepted_and_others_refused(
     stranger = _certs(tmp_path, "stranger", name="other-ca")
     assert (certs / "ca.key").stat().st_mode & 0o777 == 0o600
     tls_port = free_port()
-    stack = start_stack(
-        tmp_path,
-        "--mqtts-port",
-        str(tls_port),
-        "--tls-cert",
-        str(certs / "server.pem"),
-        "--tls-key",
-        str(certs / "server.key"),
-        "--client-ca",
-        str(certs / "ca.pem"),
-        ca=certs / "ca.pem",
-    )
+    stack = _tls_stack(tmp_path, certs, tls_port, "--client-ca", str(certs / "ca.pem"))
     try:
         assert stack.http.get(stack.base + "/healthz").status_code == 200  # no certificate
         ours = ssl.create_default_context(cafile=certs / "ca.pem")
