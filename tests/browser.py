@@ -2,7 +2,8 @@
 (pointed at the system browser: Playwright's own download is not reachable here).
 
 `page_of(base)` gives a page on which every request to another origin is refused and
-recorded, so a test can assert that a page needs nothing but our own origin.
+recorded, so a test can assert that a page needs nothing but our own origin;
+`sign_in` signs a page into the console.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from playwright.sync_api import Page, Route, sync_playwright
+from playwright.sync_api import Page, Route, expect, sync_playwright
 
 
 def chromium_path() -> str:
@@ -56,3 +57,12 @@ def page_of(base: str) -> Iterator[Browsed]:
             yield browsed
         finally:
             browser.close()
+
+
+def sign_in(page: Page, base: str, key: str) -> None:
+    """Open the console, be sent to its sign-in page, sign in with KEY, see the overview."""
+    page.goto(f"{base}/console")
+    expect(page).to_have_url(f"{base}/console/sign-in")
+    page.get_by_label("Admin API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()

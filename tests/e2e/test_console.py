@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from device_sdk import generate_key, public_pem
-from tests.browser import Browsed, page_of
+from tests.browser import Browsed, sign_in
 from tests.stack import Client, Stack, start_stack
 
 
@@ -23,27 +23,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started.stop()
 
 
-@pytest.fixture
-def browsed(stack: Stack) -> Iterator[Browsed]:
-    with page_of(stack.base) as browsed:
-        yield browsed
-        assert browsed.foreign == []  # every page needs our own origin only
-
-
 def _key(stack: Stack, *scopes: str) -> str:
     answer = stack.http.post(
         f"{stack.base}/v1/admin-keys", headers=stack.admin, json={"scopes": list(scopes)}
     )
     assert answer.status_code == 201, answer.text
     return str(answer.json()["key"])
-
-
-def _sign_in(page: Page, stack: Stack, key: str) -> None:
-    page.goto(f"{stack.base}/console")
-    expect(page).to_have_url(f"{stack.base}/console/sign-in")
-    page.get_by_label("Admin API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
 
 def test_sign_in_find_a_device_revoke_it_and_its_client_is_cut(
@@ -53,7 +38,7 @@ def test_sign_in_find_a_device_revoke_it_and_its_client_is_cut(
     device = stack.device(stack.fleet())
     client = Client(stack, device.id, device.token())
     assert client.connected.wait(10)
-    _sign_in(page, stack, stack.admin_key)
+    sign_in(page, stack.base, stack.admin_key)
 
     # The key is nowhere in the browser: only an HttpOnly session cookie.
     cookies = page.context.cookies()
@@ -90,7 +75,7 @@ def test_a_refused_connect_shows_on_the_overview(stack: Stack, browsed: Browsed)
     tampered = token[:-8] + ("A" * 8 if not token.endswith("A" * 8) else "B" * 8)
     client = Client(stack, device.id, tampered)
     assert client.answered.wait(10) and client.connect_rc == 134  # paho: CONNACK 4
-    _sign_in(browsed.page, stack, stack.admin_key)
+    sign_in(browsed.page, stack.base, stack.admin_key)
     refusals = browsed.page.get_by_role("table", name="The last 20 refused requests")
     expect(refusals.get_by_role("row").filter(has_text=device.id).first).to_be_visible()
 
@@ -109,7 +94,7 @@ def test_a_read_only_key_sees_no_action_and_is_refused_if_it_posts(
 ) -> None:
     page = browsed.page
     device = stack.device(stack.fleet())
-    _sign_in(page, stack, _key(stack, "devices:read"))
+    sign_in(page, stack.base, _key(stack, "devices:read"))
     page.goto(f"{stack.base}/console/devices/{device.id}")
     expect(page.get_by_text("This admin key may only read.")).to_be_visible()
     expect(page.get_by_role("button", name="Revoke")).to_have_count(0)
@@ -130,7 +115,7 @@ def test_a_read_only_key_sees_no_action_and_is_refused_if_it_posts(
 def test_a_cross_site_post_is_refused(stack: Stack, browsed: Browsed) -> None:
     page = browsed.page
     device = stack.device(stack.fleet())
-    _sign_in(page, stack, stack.admin_key)
+    sign_in(page, stack.base, stack.admin_key)
     url = f"{stack.base}/console/devices/{device.id}/disable"
     # With the session cookie but without the CSRF token (what a forged form sends).
     assert page.request.post(url, form={"confirmed": "yes"}).status == 403
@@ -160,7 +145,7 @@ def test_pages_without_a_session_lead_to_sign_in(stack: Stack) -> None:
 def test_the_audit_log_filters_and_tails_live(stack: Stack, browsed: Browsed) -> None:
     page = browsed.page
     device = stack.device(stack.fleet())
-    _sign_in(page, stack, stack.admin_key)
+    sign_in(page, stack.base, stack.admin_key)
     page.get_by_role("link", name="Audit log").click()
     page.get_by_label("Device").fill(device.id)
     page.get_by_role("button", name="Filter").click()
@@ -187,7 +172,7 @@ def test_a_fleet_is_edited_with_its_errors_shown_by_their_fields(
 ) -> None:
     page = browsed.page
     fleet = stack.fleet(ttl=600)
-    _sign_in(page, stack, stack.admin_key)
+    sign_in(page, stack.base, stack.admin_key)
     page.get_by_role("link", name="Fleets").click()
     page.get_by_role("link", name=fleet).click()
 
@@ -217,7 +202,7 @@ def test_provision_one_device_with_a_key_and_one_with_a_token_shown_once(
     page = browsed.page
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     fleet = stack.fleet()
-    _sign_in(page, stack, stack.admin_key)
+    sign_in(page, stack.base, stack.admin_key)
     page.get_by_role("link", name="Provision").click()
 
     key_file = tmp_path / "device.pub"
@@ -265,7 +250,7 @@ def test_provision_a_batch_from_csv_with_a_result_per_row(
     ]
     sheet = tmp_path / "devices.csv"
     sheet.write_text("\n".join(rows) + "\n")
-    _sign_in(page, stack, stack.admin_key)
+    sign_in(page, stack.base, stack.admin_key)
     page.goto(f"{stack.base}/console/provision")
     page.get_by_label("CSV file", exact=True).set_input_files(str(sheet))
     page.get_by_role("button", name="Create devices").click()
@@ -283,7 +268,7 @@ def test_rotate_the_signing_key_and_remove_a_credential_key(stack: Stack, browse
     device = stack.device(stack.fleet())
     old = device.token()
     kid = device.api("GET").json()["credential_keys"][0]["kid"]
-    _sign_in(page, stack, stack.admin_key)
+    sign_in(page, stack.base, stack.admin_key)
     page.goto(f"{stack.base}/console/devices/{device.id}")
 
     page.get_by_label("at once").check()
@@ -316,7 +301,7 @@ def test_a_device_page_lists_its_sessions_ends_one_and_logs_out_everywhere(
     (other,) = [
         f["id"] for f in device.api("GET", "/sessions").json()["families"] if f["id"] != ours
     ]
-    _sign_in(page, stack, stack.admin_key)
+    sign_in(page, stack.base, stack.admin_key)
     page.goto(f"{stack.base}/console/devices/{device.id}")
 
     families = page.get_by_role("table", name="Refresh families: one per sign-in of the device")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser import Browsed, page_of
+from tests.browser import Browsed, sign_in
 from tests.stack import Client, Stack, start_stack
 
 CONNECTS = "MQTT CONNECTs per minute: accepted by the embedded broker, refused by reason: totals"
@@ -25,20 +25,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started = start_stack(Path(tmp_path_factory.mktemp("overview")), seed_admin=False)
     yield started
     started.stop()
-
-
-@pytest.fixture
-def browsed(stack: Stack) -> Iterator[Browsed]:
-    with page_of(stack.base) as browsed:
-        yield browsed
-        assert browsed.foreign == []  # the charts need our own origin only
-
-
-def _sign_in(page: Page, stack: Stack) -> None:
-    page.goto(f"{stack.base}/console/sign-in")
-    page.get_by_label("Admin API key").fill(stack.admin_key)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
 
 
 def _reload_until(page: Page, locator: Locator, text: str | re.Pattern[str]) -> None:
@@ -67,7 +53,7 @@ def test_live_sessions_connects_and_grants_of_the_last_hour(stack: Stack, browse
     tampered = Client(stack, device.id, token[:-8] + ("A" * 8 if token[-1] != "A" else "B" * 8))
     assert tampered.answered.wait(10) and tampered.connect_rc == 134
 
-    _sign_in(page, stack)
+    sign_in(page, stack.base, stack.admin_key)
     _reload_until(page, page.locator("#live-total"), "1")
     embedded = page.get_by_role("table", name="Live sessions by broker").get_by_role("row")
     expect(embedded.filter(has_text="embedded").get_by_role("cell")).to_have_text("1")
@@ -94,7 +80,7 @@ def test_a_revocation_shows_the_time_to_its_session_cut(stack: Stack, browsed: B
     assert client.disconnected.wait(5), "the revoked device's session was not cut"
     assert idle.api("POST", ":revoke").status_code == 200  # it had no session
 
-    _sign_in(page, stack)
+    sign_in(page, stack.base, stack.admin_key)
     rows = page.get_by_role("table", name=REVOCATIONS).get_by_role("row")
     _reload_until(page, rows.filter(has_text=device.id).locator(".cut"), re.compile(r"≤ \d+ ms"))
     expect(rows.filter(has_text=idle.id).locator(".cut")).to_have_text("no live session")
