@@ -84,7 +84,8 @@ def store_costs(batch: int = BATCH) -> dict[str, float]:
         db.execute(g._KEYS.qmark, ("floor-1", now)).fetchall()
         db.execute(g._INSERT_USED.qmark, (os.urandom(16).hex(), now + 60))
         family, digest = os.urandom(16).hex(), os.urandom(32).hex()
-        db.execute(g._INSERT_FAMILY.qmark, (family, "floor-1", "jkt", now, now + 86400))
+        family_row = (family, "floor-1", "jkt", now, now + 86400, now, "127.0.0.1", "floor")
+        db.execute(g._INSERT_FAMILY.qmark, family_row)
         db.execute(g._INSERT_REFRESH.qmark, (digest, family, "floor-1", now, "jti", now + 600))
         db.execute(g._INSERT_AUDIT.qmark, (now, "token.issue", "floor-1", '{"jti":"x"}'))
         hashes.append(digest)
@@ -105,7 +106,7 @@ def store_costs(batch: int = BATCH) -> dict[str, float]:
         )
         db.execute("SELECT id FROM revocations WHERE jti = ? LIMIT 1", (os.urandom(16).hex(),))
         row = (f"floor-{i % 50}", "floor-1", "jti", "floor-1#1", now, now + 600, "[]", "[]")
-        db.execute(g._UPSERT_HOOK_GRANT.qmark, row)
+        db.execute(g._UPSERT_HOOK_GRANT.qmark, (*row, now, None))  # since, username
 
     def per_grant(work_of: Callable[[int, int], None], grants: int) -> float:
         now, start = int(time.time()), time.perf_counter()
