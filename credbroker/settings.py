@@ -31,12 +31,17 @@ class CommonSettings(BaseSettings):
         if ":" in host:
             host = f"[{host}]"
         scheme = "https" if self.https else "http"
-        return f"{scheme}://{host}:{self.http_port}"
+        return f"{scheme}://{host}:{self.issuer_port}"
 
     @property
     def https(self) -> bool:
         """Whether the API speaks HTTPS (its settings say; a broker's do not)."""
         return False
+
+    @property
+    def issuer_port(self) -> int:
+        """The port of the default issuer: the API's HTTPS one when it has one."""
+        return self.http_port
 
     @property
     def effective_database_url(self) -> str:

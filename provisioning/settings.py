@@ -38,10 +38,12 @@ class Settings(CommonSettings):
     failed_auth_limit_address: int = Field(default=200, ge=1)
     failed_auth_window: int = Field(default=60, ge=1)
     log_level: str = "warning"
-    # The API's certificate and key (PEM): with both it speaks HTTPS only and the issuer
-    # is https:// (RFC 8414 section 2). Plain HTTP is for development.
+    # The API's certificate and key (PEM): with both the issuer is https:// (RFC 8414
+    # section 2) and HTTPS is served on https_port beside plain HTTP on http_port, or
+    # without https_port on http_port in place of plain HTTP. Plain HTTP is for development.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    https_port: int | None = None
     # CA certificates (PEM) of client certificates: a client may present one, verified
     # against these (a certificate that does not verify ends the handshake).
     tls_client_ca: Path | None = None
@@ -49,6 +51,10 @@ class Settings(CommonSettings):
     @property
     def https(self) -> bool:
         return self.tls_cert is not None and self.tls_key is not None
+
+    @property
+    def issuer_port(self) -> int:
+        return self.https_port if self.https and self.https_port is not None else self.http_port
 
     @field_validator("hooks_trusted_networks")
     @classmethod

@@ -54,6 +54,7 @@ class Stack:
     log: Path
     process: subprocess.Popen[bytes] | None = None
     http: httpx.Client = field(default_factory=httpx.Client)
+    plain_port: int = 0  # --http-port
 
     def launch(self) -> None:
         """Start `credbroker up` and wait until it is healthy."""
@@ -156,11 +157,17 @@ class Device:
 
 
 def start_stack(
-    tmp: Path, *args: str, seed_admin: bool = True, ca: Path | None = None, **env: str
+    tmp: Path,
+    *args: str,
+    seed_admin: bool = True,
+    ca: Path | None = None,
+    https_port: int | None = None,
+    **env: str,
 ) -> Stack:
     """`credbroker up`; with `seed_admin=False` it makes its own admin key, as for a user.
     With `ca`, the stack serves HTTPS (ARGS name its --tls-cert and --tls-key) and its
-    client trusts that CA only."""
+    client trusts that CA only; with `https_port` too, HTTPS is there (the stack's base)
+    and plain HTTP stays on `plain_port`."""
     port, mqtt_port = free_port(), free_port()
     admin_key = "adm_" + secrets.token_hex(24)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
@@ -178,10 +185,11 @@ def start_stack(
         str(mqtt_port),
         "--data-dir",
         str(tmp / "data"),
+        *(["--https-port", str(https_port)] if https_port else []),
         *args,
     ]
     stack = Stack(
-        f"{'https' if ca else 'http'}://127.0.0.1:{port}",
+        f"{'https' if ca else 'http'}://127.0.0.1:{https_port or port}",
         mqtt_port,
         tmp / "data",
         admin_key,
@@ -189,6 +197,7 @@ def start_stack(
         full_env,
         tmp / "up.log",
     )
+    stack.plain_port = port
     if ca is not None:
         stack.http = httpx.Client(verify=ssl.create_default_context(cafile=ca))
     stack.launch()

@@ -36,7 +36,7 @@ def cannot_listen(what: str, reason: object, flag: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def bind_http(host: str, port: int) -> list[socket.socket]:
+def bind_http(host: str, port: int, flag: str = "--http-port") -> list[socket.socket]:
     """Bound sockets for the API on every address of HOST (as asyncio's create_server
     would), made before anything else starts so that a taken port stops the process
     cleanly; uvicorn turns its own bind failure into a traceback and exit 3."""
@@ -53,7 +53,7 @@ def bind_http(host: str, port: int) -> list[socket.socket]:
     except OSError as exc:
         for sock in bound:
             sock.close()
-        cannot_listen("the API", f"{host}:{port}: {exc.strerror or exc}", "--http-port")
+        cannot_listen("the API", f"{host}:{port}: {exc.strerror or exc}", flag)
     return bound
 
 
@@ -71,14 +71,20 @@ async def start_broker(broker: CredBroker) -> None:
         amqtt_log.setLevel(level)
 
 
-def check_tls(cert: Path | None, key: Path | None, client_ca: Path | None = None) -> None:
-    """Both or neither, a pair that loads, a client CA only with them and one that
-    loads: said in one line, before anything starts (uvicorn and amqtt would fail later,
-    with a traceback)."""
+def check_tls(
+    cert: Path | None,
+    key: Path | None,
+    client_ca: Path | None = None,
+    https_port: int | None = None,
+) -> None:
+    """Both or neither, a pair that loads, a client CA and an HTTPS port only with them
+    and a CA that loads: said in one line, before anything starts (uvicorn and amqtt
+    would fail later, with a traceback)."""
     if cert is None and key is None:
-        if client_ca is not None:
-            typer.echo("error: --client-ca needs --tls-cert and --tls-key", err=True)
-            raise typer.Exit(2)
+        for flag, value in (("--https-port", https_port), ("--client-ca", client_ca)):
+            if value is not None:
+                typer.echo(f"error: {flag} needs --tls-cert and --tls-key", err=True)
+                raise typer.Exit(2)
         return
     if cert is None or key is None:
         typer.echo("error: --tls-cert and --tls-key go together", err=True)

@@ -11,6 +11,15 @@ import typer
 HostOpt = Annotated[str, typer.Option("--host", envvar="CREDBROKER_HOST")]
 HttpPortOpt = Annotated[int, typer.Option("--http-port", envvar="CREDBROKER_HTTP_PORT")]
 MqttPortOpt = Annotated[int, typer.Option("--mqtt-port", envvar="CREDBROKER_MQTT_PORT")]
+HttpsPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--https-port",
+        envvar="CREDBROKER_HTTPS_PORT",
+        help="HTTPS beside plain HTTP (needs --tls-cert and --tls-key; without it they make "
+        "--http-port HTTPS)",
+    ),
+]
 MqttsPortOpt = Annotated[
     int | None, typer.Option("--mqtts-port", envvar="CREDBROKER_MQTTS_PORT", help="MQTT over TLS")
 ]
@@ -59,6 +68,7 @@ MAX_QUEUED_MESSAGES = 1000  # broker.delivery.MAX_QUEUED_MESSAGES (not imported 
 def up(
     host: HostOpt = "127.0.0.1",
     http_port: HttpPortOpt = 8000,
+    https_port: HttpsPortOpt = None,
     mqtt_port: MqttPortOpt = 1883,
     mqtts_port: MqttsPortOpt = None,
     tls_cert: CertOpt = None,
@@ -69,16 +79,18 @@ def up(
     max_queued_messages: QueuedOpt = MAX_QUEUED_MESSAGES,
 ) -> None:
     """Run the embedded stack in one process and one event loop: API and MQTT broker,
-    state in SQLite in DATA_DIR. With --tls-cert and --tls-key the API speaks HTTPS."""
+    state in SQLite in DATA_DIR. With --tls-cert and --tls-key the API speaks HTTPS (on
+    --https-port, or on --http-port in place of HTTP)."""
     from broker.factory import Listeners
     from credbroker.cli.lifecycle import check_tls
     from credbroker.cli.stack import run_embedded
     from provisioning import Settings
 
-    check_tls(tls_cert, tls_key, client_ca)
+    check_tls(tls_cert, tls_key, client_ca, https_port)
     settings = Settings(
         host=host,
         http_port=http_port,
+        https_port=https_port,
         data_dir=data_dir,
         http_header_timeout=http_header_timeout,
         tls_cert=tls_cert,
@@ -99,6 +111,7 @@ def up(
 def api(
     host: HostOpt = "127.0.0.1",
     http_port: HttpPortOpt = 8000,
+    https_port: HttpsPortOpt = None,
     data_dir: DataDirOpt = Path("./credbroker-data"),
     workers: Annotated[
         int, typer.Option("--workers", envvar="CREDBROKER_WORKERS", min=1, help="processes")
@@ -110,15 +123,23 @@ def api(
 ) -> None:
     """Run the API alone (scaled shape: point CREDBROKER_DATABASE_URL at PostgreSQL).
     With --workers N, N stateless processes share the port; with --tls-cert and
-    --tls-key it speaks HTTPS."""
+    --tls-key it speaks HTTPS (on --https-port, or on --http-port in place of HTTP)."""
     from credbroker.cli.lifecycle import check_tls
     from credbroker.cli.stack import run_api, run_api_workers
     from provisioning import Settings
 
-    check_tls(tls_cert, tls_key, client_ca)
+    check_tls(tls_cert, tls_key, client_ca, https_port)
+    if workers > 1 and https_port is not None:
+        typer.echo(
+            "error: --workers serve one port: give --tls-cert and --tls-key without "
+            "--https-port to make it HTTPS",
+            err=True,
+        )
+        raise typer.Exit(2)
     settings = Settings(
         host=host,
         http_port=http_port,
+        https_port=https_port,
         data_dir=data_dir,
         http_header_timeout=http_header_timeout,
         tls_cert=tls_cert,

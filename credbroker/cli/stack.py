@@ -91,7 +91,7 @@ def _tls(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def _uvicorn(app: FastAPI, settings: Settings) -> _Server:
+def _uvicorn(app: FastAPI, settings: Settings, tls: dict[str, Any]) -> _Server:
     from provisioning import httpprotocol
 
     return _Server(
@@ -100,13 +100,45 @@ def _uvicorn(app: FastAPI, settings: Settings) -> _Server:
             host=settings.host,
             port=settings.http_port,
             http=httpprotocol.protocol(settings.http_header_timeout),
-            **_tls(settings),
+            **tls,
             log_level=settings.log_level,
             access_log=False,
             server_header=False,
             date_header=False,  # RequestGuard sets Date on every response
         )
     )
+
+
+class _Api:
+    """The API's listeners, bound before anything starts: HTTP on --http-port (HTTPS
+    there when the certificate comes without --https-port) and HTTPS on --https-port;
+    one uvicorn server each, all serving one app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        first = bind_http(settings.host, settings.http_port)
+        if settings.https_port is None:
+            self.bound = [(first, _tls(settings))]
+        else:
+            https = bind_http(settings.host, settings.https_port, "--https-port")
+            self.bound = [(first, {}), (https, _tls(settings))]
+        self.servers: list[_Server] = []
+        self.serving: list[asyncio.Future[None]] = []
+
+    async def start(self, app: FastAPI) -> bool:
+        """Serve; True once every listener listens."""
+        for sockets, tls in self.bound:
+            server = _uvicorn(app, self.settings, tls)
+            self.servers.append(server)
+            self.serving.append(await server.serving(sockets))
+            if not server.listening.is_set():
+                return False
+        return True
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            server.should_exit = True
+        await asyncio.gather(*self.serving)
 
 
 async def run_embedded(
@@ -117,7 +149,7 @@ async def run_embedded(
     from provisioning import create_app
 
     claim(settings.data_dir)
-    http_sockets = bind_http(settings.host, settings.http_port)
+    api = _Api(settings)
     app = create_app(settings)
     services = app.state.services
     app.state.health = {"api": True, "mqtt": False}
@@ -138,25 +170,20 @@ async def run_embedded(
     services.bus.subscribe(on_change)
     services.connections = broker.connections
     await start_broker(broker)
-    server = _uvicorn(app, settings)
-    serving: asyncio.Future[None] | None = None
     try:
-        # Both ports are ours now: a clash has stopped the process before any key is made.
+        # Every port is ours now: a clash has stopped the process before any key is made.
         bootstrap_admin_key(app, settings.data_dir)
         app.state.health["mqtt"] = True
         heap.settle()
-        serving = await server.serving(http_sockets)
-        if server.listening.is_set():
+        if await api.start(app):
             typer.echo(
                 f"credbroker: API {settings.effective_issuer}, MQTT "
                 f"{listeners.host}:{listeners.mqtt_port}, data in {settings.data_dir}",
                 err=True,
             )
-            await until_signal(serving)
+            await until_signal(*api.serving)
     finally:
-        server.should_exit = True
-        if serving is not None:
-            await serving
+        await api.stop()
         await broker.shutdown()
 
 
@@ -164,17 +191,15 @@ async def run_api(settings: Settings) -> None:
     from provisioning import create_app
 
     claim(settings.data_dir)
-    http_sockets = bind_http(settings.host, settings.http_port)
+    api = _Api(settings)
     app = create_app(settings)
     bootstrap_admin_key(app, settings.data_dir)
-    server = _uvicorn(app, settings)
     heap.settle()
-    serving = await server.serving(http_sockets)
     try:
-        await until_signal(serving)
+        if await api.start(app):
+            await until_signal(*api.serving)
     finally:
-        server.should_exit = True
-        await serving
+        await api.stop()
 
 
 def run_api_workers(settings: Settings, workers: int) -> None:

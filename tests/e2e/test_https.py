@@ -33,10 +33,20 @@ def _certs(tmp: Path, *clients: str, name: str = "certs") -> Path:
     return certs
 
 
-def _tls_stack(tmp: Path, certs: Path, tls_port: int, *extra: str) -> Stack:
+def _tls_stack(
+    tmp: Path, certs: Path, tls_port: int, *extra: str, https_port: int | None = None
+) -> Stack:
     """`credbroker up` with the pair of CERTS on HTTPS and on MQTTS (TLS_PORT)."""
     pair = ["--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server.key")]
-    return start_stack(tmp, "--mqtts-port", str(tls_port), *pair, *extra, ca=certs / "ca.pem")
+    return start_stack(
+        tmp,
+        "--mqtts-port",
+        str(tls_port),
+        *pair,
+        *extra,
+        ca=certs / "ca.pem",
+        https_port=https_port,
+    )
 
 
 def test_the_api_speaks_https_and_the_broker_mqtts_with_development_certificates(
@@ -112,6 +122,30 @@ def test_the_sdk_gets_tokens_over_https_and_connects_over_mqtts(tmp_path: Path) 
         assert not untrusting.connected
     finally:
         stack.stop()
+
+
+def test_https_port_serves_https_beside_plain_http(tmp_path: Path) -> None:
+    """`--https-port`: its own listener beside `--http-port` (DESIGN.md); the issuer is
+    the HTTPS one, whichever listener is asked."""
+    certs = _certs(tmp_path)
+    https_port = free_port()
+    stack = _tls_stack(tmp_path, certs, free_port(), https_port=https_port)
+    try:
+        base = f"https://127.0.0.1:{https_port}"
+        plain = f"http://127.0.0.1:{stack.plain_port}"
+        assert httpx.get(plain + "/healthz", timeout=5).status_code == 200
+        path = "/.well-known/oauth-authorization-server"
+        for metadata in (stack.http.get(base + path).json(), httpx.get(plain + path).json()):
+            assert metadata["issuer"] == base
+            assert metadata["token_endpoint"] == base + "/oauth2/token"
+        with pytest.raises(httpx.HTTPError):  # the HTTPS port speaks TLS only
+            httpx.get(f"http://127.0.0.1:{https_port}/healthz", timeout=5)
+        device = stack.device(stack.fleet())  # a token over HTTPS, used on plain MQTT
+        done = mosquitto_pub(stack, device.id, device.token(), f"devices/{device.id}/t")
+        assert done.returncode == 0, done.stderr
+    finally:
+        stack.stop()
+    assert "Traceback" not in stack.log.read_text()
 
 
 @pytest.mark.parametrize("command", ["up", "api"])
@@ -200,14 +234,21 @@ def test_client_certificates_of_the_client_ca_are_accepted_and_others_refused(
         stack.stop()
 
 
-def test_a_client_ca_without_a_tls_pair_is_refused_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [("up", "--client-ca"), ("up", "--https-port"), ("api", "--https-port")],
+)
+def test_a_client_ca_or_https_port_without_a_tls_pair_is_refused_in_one_line(
+    tmp_path: Path, command: str, flag: str
+) -> None:
     certs = _certs(tmp_path)
+    value = str(certs / "ca.pem") if flag == "--client-ca" else str(free_port())
     where = ["--http-port", str(free_port()), "--data-dir", str(tmp_path / "data")]
     done = subprocess.run(
-        [str(BIN / "credbroker"), "up", "--client-ca", str(certs / "ca.pem"), *where],
+        [str(BIN / "credbroker"), command, flag, value, *where],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert done.returncode == 2 and done.stderr.startswith("error: --client-ca needs")
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {flag} needs")
