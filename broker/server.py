@@ -41,6 +41,7 @@ from broker.packets import PacketReader
 from broker.presence import Presence
 from broker.session import session_from_connect
 from broker.slim import SlimEvent
+from credbroker import certificates
 from credbroker.decision import Authenticator, Grant, Kind, Refusal
 from credbroker.presence import Connection
 from credbroker.trust import CachedTrustStore, Change
@@ -182,6 +183,7 @@ class CredBroker(DeliveryBroker):
                 username=session.username,
                 password=session.password,
                 address=remote_address,
+                certificate=_client_certificate(writer),
             )
         if isinstance(decision, Refusal):
             result = "throttled" if decision.kind is Kind.TRY_LATER else "refused"
@@ -509,6 +511,13 @@ class CredBroker(DeliveryBroker):
             refusal = self.authenticator.standing(grant)
             if refusal is not None:  # a store that cannot say fails closed, as at CONNECT
                 await self.kick(change.device_id, refusal.reason)
+
+
+def _client_certificate(writer: WriterAdapter) -> str | None:
+    """`x5t#S256` of the client certificate the TLS handshake verified, if any."""
+    ssl_object = writer.get_ssl_info()
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return certificates.thumbprint(der) if der else None
 
 
 async def _send_connack(writer: WriterAdapter, code: int) -> None:

@@ -8,7 +8,7 @@ credbroker's own `fleet` and `acl`.
 from __future__ import annotations
 
 import re
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type (RFC 9068 section 2.1)
 SIGNING_ALG = "ES256"
@@ -33,8 +33,9 @@ class TopicAcl(TypedDict):
     sub: list[str]
 
 
-class Confirmation(TypedDict):
-    jkt: str
+# RFC 8705 section 3.1: the SHA-256 thumbprint of the client certificate a token is bound to.
+CERTIFICATE_CONFIRMATION = "x5t#S256"
+Confirmation = TypedDict("Confirmation", {"jkt": str, "x5t#S256": NotRequired[str]})
 
 
 class AccessClaims(TypedDict):

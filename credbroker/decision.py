@@ -19,12 +19,13 @@ credentials are bad") and its cost (the edges do not audit those one by one).
 from __future__ import annotations
 
 import enum
+import hmac
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from credbroker.claims import AccessClaims
+from credbroker.claims import CERTIFICATE_CONFIRMATION, AccessClaims
 from credbroker.topics import any_contains, any_matches, is_valid_filter, is_valid_topic
 from credbroker.verifier import Reason, TokenRejected, Verifier
 
@@ -130,9 +131,13 @@ class Authenticator:
         username: str | None,
         password: str | None,
         address: str | None,
+        certificate: str | None = None,
     ) -> Grant | Refusal:
         """Decide a CONNECT. `address` is the client's, when the edge knows it (a hook
-        called by a broker knows only what the broker reports, never its own peer)."""
+        called by a broker knows only what the broker reports, never its own peer);
+        `certificate` the `x5t#S256` of the connection's verified client certificate,
+        which a certificate-bound token (RFC 8705 section 3) needs: without it, or with
+        another, the token is refused."""
         keys: list[Key] = [("addr", address)] if address else []
         if client_id:
             keys.append(("client", client_id))
@@ -145,6 +150,8 @@ class Authenticator:
             if exc.reason is Reason.UNAVAILABLE:
                 return Refusal(Kind.UNAVAILABLE, exc.reason)
             return self._failed(keys, penalized, exc.reason)
+        if not _bound_to(claims, certificate):
+            return self._failed(keys, penalized, Reason.CERTIFICATE_MISMATCH)
         self.penalties.succeeded(client_id)
         return grant_from(claims, kid, self.leeway)
 
@@ -168,6 +175,16 @@ class Authenticator:
         except TokenRejected as exc:
             return Refusal(kind_of(exc.reason), exc.reason)
         return None
+
+
+def _bound_to(claims: AccessClaims, certificate: str | None) -> bool:
+    """Whether a token may be used on a connection with this client certificate: any
+    connection unless the token is certificate-bound, then only one with its own."""
+    cnf = claims.get("cnf")
+    bound = cnf.get(CERTIFICATE_CONFIRMATION) if type(cnf) is dict else None
+    if bound is None:
+        return True
+    return certificate is not None and hmac.compare_digest(str(bound), certificate)
 
 
 def grant_from(claims: AccessClaims, kid: str, leeway: int) -> Grant:

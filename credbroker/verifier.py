@@ -62,6 +62,9 @@ class Reason(enum.StrEnum):
     MISSING_CLAIM = "missing_claim"
     BAD_CLAIM = "bad_claim"
     IDENTITY_MISMATCH = "identity_mismatch"
+    # A certificate-bound token (cnf.x5t#S256, RFC 8705) on a connection without that
+    # client certificate: a copied token, refused like a bad one.
+    CERTIFICATE_MISMATCH = "certificate_mismatch"
     DEVICE_DISABLED = "device_disabled"
     DEVICE_REVOKED = "device_revoked"
     DEVICE_UNKNOWN = "device_unknown"

@@ -39,11 +39,14 @@ class DeviceClient:
     Args:
         api_url: base URL of the credbroker API.
         device_id: this device's id (also its MQTT client id and username).
-        private_key: the device key (see `generate_key`, `load_private_key`).
+        private_key: the device key (see `generate_key`, `load_private_key`); None
+            when the client certificate loaded in `tls` is the device's credential
+            (RFC 8705 mTLS: its tokens are bound to that certificate, so MQTTS only).
         mqtt_host: broker host.
         mqtt_port: broker port.
         tls: an `ssl.SSLContext` for MQTTS and an https:// API_URL (trusting the CA
-            that signed their certificates), or None: plain MQTT, and for HTTPS the
+            that signed their certificates; with `load_cert_chain`, presenting the
+            device's certificate to both), or None: plain MQTT, and for HTTPS the
             system's CA certificates.
         state_dir: where the refresh token survives reboots; None keeps it in memory.
         keepalive: MQTT keepalive in seconds.
@@ -57,7 +60,7 @@ class DeviceClient:
         *,
         api_url: str,
         device_id: str,
-        private_key: DevicePrivateKey,
+        private_key: DevicePrivateKey | None,
         mqtt_host: str,
         mqtt_port: int = 1883,
         tls: ssl.SSLContext | None = None,

@@ -52,7 +52,9 @@ class TokenSource:
     """Args:
     api_url: base URL of the credbroker API.
     device_id: this device's id.
-    private_key: the device key that signs client assertions.
+    private_key: the device key that signs client assertions; None: the client
+        certificate of `tls` authenticates the device (RFC 8705 tls_client_auth and
+        self_signed_tls_client_auth).
     state_dir: where the refresh token is kept (None: memory only).
     timeout: seconds per HTTP request.
     """
@@ -62,11 +64,13 @@ class TokenSource:
         *,
         api_url: str,
         device_id: str,
-        private_key: DevicePrivateKey,
+        private_key: DevicePrivateKey | None,
         state_dir: str | Path | None = None,
         timeout: float = 10.0,
         tls: ssl.SSLContext | None = None,
     ) -> None:
+        if private_key is None and tls is None:
+            raise ValueError("a device needs a private key or a TLS client certificate")
         self.api_url = api_url.rstrip("/")
         self.tls = tls  # for an https:// API_URL; None: the system's CA certificates
         self.device_id = device_id
@@ -91,6 +95,8 @@ class TokenSource:
 
     def enroll(self, enrollment_token: str) -> str:
         """Register this device's public key with a single-use enrollment token."""
+        if self.private_key is None:
+            raise EnrollmentError("enrollment registers a private key's public half")
         body = json.dumps(
             {"enrollment_token": enrollment_token, "public_key": public_pem(self.private_key)}
         ).encode()
@@ -143,6 +149,8 @@ class TokenSource:
         raise refusal
 
     def _assertion(self) -> dict[str, str]:
+        if self.private_key is None:  # the TLS client certificate authenticates
+            return {"grant_type": "client_credentials", "client_id": self.device_id}
         return assertion_form(
             self.private_key,
             device_id=self.device_id,

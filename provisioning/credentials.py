@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from sqlmodel import Session, col, select
 
+from credbroker import certificates
 from credbroker import jwk as jwk_
 from credbroker.jws import PublicKey
 from provisioning.errors import InvalidKey
@@ -21,16 +23,37 @@ class ParsedKey:
     jwk: dict[str, str]
     kid: str  # RFC 7638 thumbprint, also the `cnf.jkt` of tokens proven with this key
     alg: str
+    not_after: int | None = None  # a certificate's end: the key's too
 
 
 def parse_public_key(value: str | dict[str, Any]) -> ParsedKey:
-    """A PEM (SubjectPublicKeyInfo) or JWK public key, Ed25519 or P-256 only."""
+    """A PEM (SubjectPublicKeyInfo) or JWK public key (Ed25519, P-256 or RSA), or a PEM
+    certificate of one: then the key is that certificate's, its JWK carries the
+    certificate's `x5t#S256` (RFC 7517 section 4.9) for mTLS client authentication
+    (RFC 8705), and it expires with the certificate."""
+    if isinstance(value, str) and value.lstrip().startswith(certificates.PEM_MARKER):
+        return _parse_certificate(value)
     try:
         key = jwk_.from_jwk(value) if isinstance(value, dict) else jwk_.from_pem(value)
         as_jwk = jwk_.to_jwk(key)
     except jwk_.JWKError as exc:
         raise InvalidKey(str(exc)) from exc
     return ParsedKey(key, as_jwk, jwk_.thumbprint(as_jwk), jwk_.algorithm_for(key))
+
+
+def _parse_certificate(pem: str) -> ParsedKey:
+    try:
+        certificate = certificates.load_pem(pem)
+        key = certificate.public_key()
+        if not isinstance(key, PublicKey):
+            raise InvalidKey("only Ed25519, P-256 and RSA keys are accepted")
+        as_jwk = jwk_.to_jwk(key)  # rejects other curves and short RSA keys
+    except (certificates.CertificateError, jwk_.JWKError) as exc:
+        raise InvalidKey(str(exc)) from exc
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    as_jwk["x5t#S256"] = certificates.thumbprint(der)
+    not_after = int(certificate.not_valid_after_utc.timestamp())
+    return ParsedKey(key, as_jwk, jwk_.thumbprint(as_jwk), jwk_.algorithm_for(key), not_after)
 
 
 def all_keys(*, session: Session, device_id: str) -> list[CredentialKey]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from sqlmodel import Session
 
 from provisioning import attempts, clientauth, hashing, standing
@@ -32,8 +34,9 @@ from provisioning.errors import (
 )
 from provisioning.grantstore import GrantStore, Origin, RefreshState
 from provisioning.models import RefreshFamily
+from provisioning.models.devices import DeviceCreate
 from provisioning.services import Services
-from provisioning.store import revocations
+from provisioning.store import devices, revocations
 from provisioning.tokens import Issued, issue
 
 
@@ -43,7 +46,10 @@ def token(
     authorization: str | None,
     address: str,
     user_agent: str | None = None,
+    certificate: x509.Certificate | None = None,
 ) -> Issued:
+    """`certificate`: the TLS client certificate the handshake verified, if any."""
+    presented = clientauth.Presented(form, authorization, certificate)
     grant_type = form.get("grant_type")
     if not grant_type:
         raise InvalidRequest("grant_type is required")
@@ -54,13 +60,13 @@ def token(
         services,
         action=f"token.{grant_type}",
         label=grant_type,
-        client=clientauth.claimed_client(form, authorization),
+        client=clientauth.claimed_client(presented),
         address=address,
-        costly=grant_type == "client_credentials" and clientauth.costly(form, authorization),
+        costly=grant_type == "client_credentials" and clientauth.costly(presented),
     )
     timer = services.metrics.token_seconds.labels(grant_type).time()
     with attempt, timer, _store(services, Origin.of(address, user_agent)) as store:
-        issued = grant(services, store, form, authorization)
+        issued = grant(services, store, presented)
     services.metrics.tokens.labels(grant_type, "issued").inc()
     return issued
 
@@ -95,12 +101,18 @@ def _store(services: Services, origin: Origin) -> Iterator[GrantStore]:
 
 
 def _client_credentials(
-    services: Services, store: GrantStore, form: Mapping[str, str], authorization: str | None
+    services: Services, store: GrantStore, presented: clientauth.Presented
 ) -> Issued:
     now = services.now()
-    authenticated = clientauth.authenticate(
-        store, form, authorization, policy=services.assertion_policy, now=now
-    )
+    try:
+        authenticated = clientauth.authenticate(
+            store, presented, policy=services.assertion_policy, now=now
+        )
+    except clientauth.RegisterFirst as first:
+        _register(services, store, first, now)
+        authenticated = clientauth.authenticate(
+            store, presented, policy=services.assertion_policy, now=now
+        )
     if authenticated is None:
         raise InvalidClient("client authentication is required")
     client = authenticated.client
@@ -113,22 +125,45 @@ def _client_credentials(
         issuer=services.issuer,
         audience=services.settings.audience,
         family_lifetime=services.settings.refresh_family_lifetime,
+        x5t=authenticated.x5t,
     )
+    method = authenticated.method if authenticated.x5t else None
     store.audit(
         now=now,
         action="token.issue",
         device_id=client.device_id,
         jti=issued.jti,
-        method="private_key_jwt" if authenticated.jkt else "client_secret",
+        method=method or ("private_key_jwt" if authenticated.jkt else "client_secret"),
     )
     return issued
 
 
-def _refresh(
-    services: Services, store: GrantStore, form: Mapping[str, str], authorization: str | None
-) -> Issued:
+def _register(
+    services: Services, store: GrantStore, first: clientauth.RegisterFirst, now: int
+) -> None:
+    """Just-in-time registration: the first contact of a certificate from a CA of a fleet
+    with `auto_register` creates its device, the certificate its credential, in the
+    grant's transaction (a refused grant creates nothing)."""
+    pem = first.certificate.public_bytes(serialization.Encoding.PEM).decode()
+    with Session(bind=store.conn, info={standing.PENDING: store.changes}) as session:
+        devices.create_device(
+            session=session,
+            keyring=services.keyring,
+            device_create=DeviceCreate(
+                device_id=first.device_id, fleet=first.fleet, public_key=pem
+            ),
+            now=now,
+            actor="auto_register",
+            max_metadata_bytes=services.settings.max_metadata_bytes,
+            enrollment_ttl=services.settings.enrollment_token_ttl,
+        )
+        session.flush()
+
+
+def _refresh(services: Services, store: GrantStore, request: clientauth.Presented) -> Issued:
     """RFC 6749 section 6. Client authentication sent along (authlib does) is ignored:
     the refresh token is the credential, bound to its device below."""
+    form = request.form
     now = services.now()
     presented = form.get("refresh_token")
     if not presented:
@@ -138,7 +173,7 @@ def _refresh(
     if state is None:
         raise InvalidGrant("unknown refresh token")  # no family: no device to name
     try:
-        return _rotate(services, store, form, state, digest, now)
+        return _rotate(services, store, request, state, digest, now)
     except (OAuthError, _RefuseAfterCommit) as exc:
         # The token is known, so its refusal is about its device (theft shows there).
         refusal = exc.error if isinstance(exc, _RefuseAfterCommit) else exc
@@ -149,14 +184,19 @@ def _refresh(
 def _rotate(
     services: Services,
     store: GrantStore,
-    form: Mapping[str, str],
+    request: clientauth.Presented,
     state: RefreshState,
     digest: str,
     now: int,
 ) -> Issued:
     """Spend a known refresh token once and issue the next pair of its family."""
+    form = request.form
     if state.family_revoked_at is not None:
         raise DeadGrant("refresh token was revoked")
+    if state.x5t and clientauth.thumbprint_of(request.certificate) != state.x5t:
+        # Before the token is spent: whoever copied it without the device's
+        # certificate can neither use it nor, by reusing it, kill the device's family.
+        raise InvalidGrant("this refresh token is bound to a client certificate (RFC 8705)")
     if state.used_at is not None or not store.mark_used(digest, now):
         _revoke_family(store, state.family_id, now)
         raise _RefuseAfterCommit(
@@ -178,6 +218,7 @@ def _rotate(
         issuer=services.issuer,
         audience=services.settings.audience,
         family_id=state.family_id,
+        x5t=state.x5t,
     )
     store.audit(
         now=now,
@@ -201,7 +242,7 @@ def _revoke_family(store: GrantStore, family_id: str, now: int) -> None:
         session.flush()
 
 
-Grant = Callable[[Services, GrantStore, Mapping[str, str], str | None], Issued]
+Grant = Callable[[Services, GrantStore, clientauth.Presented], Issued]
 # The grant types, by RFC 6749 name: the token endpoint dispatches on it and the
 # metadata's grant_types_supported lists it. A new grant is a function and one line.
 GRANTS: dict[str, Grant] = {

@@ -45,18 +45,22 @@ _CLIENT = Sql("""
 _KEYS = Sql("""
     SELECT kid, alg, jwk FROM credential_keys
     WHERE device_id = ? AND (expires_at IS NULL OR expires_at > ?)""")
+_FLEET_CAS = Sql("""
+    SELECT c.certificate, c.fleet, f.auto_register
+    FROM fleet_cas AS c JOIN fleets AS f ON f.name = c.fleet
+    WHERE c.subject = ?""")
 _SEALED = Sql("SELECT private_enc FROM signing_keys WHERE kid = ?")
 _REFRESH_STATE = Sql("""
-    SELECT r.device_id, r.family_id, f.jkt, r.used_at, f.expires_at, f.revoked_at
+    SELECT r.device_id, r.family_id, f.jkt, r.used_at, f.expires_at, f.revoked_at, f.x5t
     FROM refresh_tokens AS r JOIN refresh_families AS f ON f.id = r.family_id
     WHERE r.token_hash = ?""")
 _MARK_USED = Sql("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL")
 _INSERT_USED = Sql("INSERT INTO used_assertions (key, expires_at) VALUES (?, ?)")
 _INSERT_FAMILY = Sql("""
     INSERT INTO refresh_families
-        (id, device_id, jkt, created_at, expires_at, revoked_at, last_used_at, address,
-         user_agent)
-    VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)""")
+        (id, device_id, jkt, x5t, created_at, expires_at, revoked_at, last_used_at,
+         address, user_agent)
+    VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)""")
 _TOUCH_FAMILY = Sql("UPDATE refresh_families SET last_used_at = ?, address = ? WHERE id = ?")
 _INSERT_REFRESH = Sql("""
     INSERT INTO refresh_tokens
@@ -147,6 +151,7 @@ class RefreshState:
     used_at: int | None
     family_expires_at: int
     family_revoked_at: int | None
+    x5t: str  # the family's client certificate (RFC 8705); "" if it has none
 
 
 class GrantStore:
@@ -276,18 +281,28 @@ class GrantStore:
             return False
         return True
 
+    def fleet_cas(self, subject: str) -> list[tuple[str, str, bool]]:
+        """(PEM, fleet, the fleet's auto_register) of the CAs with this subject (RFC 4514)."""
+        rows = self._run(_FLEET_CAS, (subject,)).fetchall()
+        return [(pem, fleet, bool(auto)) for pem, fleet, auto in rows]
+
     def sealed_signing_key(self, kid: str) -> bytes | None:
         row = self._run(_SEALED, (kid,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def new_family(
-        self, *, family_id: str, device_id: str, jkt: str, now: int, expires_at: int
+        self,
+        *,
+        family_id: str,
+        device_id: str,
+        jkt: str,
+        now: int,
+        expires_at: int,
+        x5t: str = "",
     ) -> None:
         origin = self.origin
-        self._write(
-            _INSERT_FAMILY,
-            (family_id, device_id, jkt, now, expires_at, now, origin.address, origin.user_agent),
-        )
+        row = (family_id, device_id, jkt, x5t or None, now, expires_at, now)
+        self._write(_INSERT_FAMILY, (*row, origin.address, origin.user_agent))
 
     def touch_family(self, *, family_id: str, now: int) -> None:
         """A refresh: the family was last used now, from this address."""
@@ -315,7 +330,10 @@ class GrantStore:
 
     def refresh_state(self, token_hash: str) -> RefreshState | None:
         row = self._run(_REFRESH_STATE, (token_hash,)).fetchone()
-        return None if row is None else RefreshState(*row)
+        if row is None:
+            return None
+        device_id, family_id, jkt, used_at, expires_at, revoked_at, x5t = row
+        return RefreshState(device_id, family_id, jkt, used_at, expires_at, revoked_at, x5t or "")
 
     def mark_used(self, token_hash: str, now: int) -> bool:
         """Use a refresh token once; False if a concurrent request got there first."""

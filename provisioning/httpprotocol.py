@@ -17,6 +17,11 @@ The request line and headers are capped at `MAX_HEADER_BYTES` (431, RFC 6585 sec
 5), and what httptools cannot parse gets uvicorn's 400: both, like the 408, as the
 API's problem+json (`provisioning.http.problem`).
 
+Over TLS, each request's scope carries the ASGI TLS extension (`scope["extensions"]
+["tls"]`, asgiref's "TLS Extension"), which uvicorn does not set: `client_cert_chain` is
+the client certificate the handshake verified (PEM; the leaf only, all that Python's ssl
+module gives before 3.13), or empty. `provisioning.mtls` reads it.
+
 One limit: a pipelined request that arrives while the previous one is being answered
 runs on its own clock, so a slow handler ahead of an unfinished pipelined request can be
 cut with it. Browsers and HTTP libraries do not pipeline.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import ssl
 from typing import Any, cast
 
 import orjson
@@ -83,9 +89,11 @@ class BoundedProtocol(HttpToolsProtocol):
         self._header_bytes = 0  # received of the request line and headers being received
         self._refusal: Problem | None = None  # raised from a parser callback, sent here
         self._lingering = False
+        self._tls: dict[str, Any] | None = None  # the ASGI TLS extension of this connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._tls = _tls_extension(transport.get_extra_info("ssl_object"))
         self._start_clock()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -122,6 +130,8 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        if self._tls is not None:
+            self.scope["extensions"] = {"tls": cast("dict[object, object]", self._tls)}
         self._headers_in = False
         if self._deadline is None:  # begun in the same read as the previous one ended
             self._start_clock()
@@ -171,6 +181,22 @@ class BoundedProtocol(HttpToolsProtocol):
         self.transport.write_eof()
         self._lingering = True
         self.loop.call_later(LINGER, self.transport.close)
+
+
+def _tls_extension(ssl_object: ssl.SSLObject | None) -> dict[str, Any] | None:
+    """The ASGI TLS extension of a connection (None over plain TCP); made once per
+    connection, when its handshake is done."""
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return {
+        "server_cert": None,
+        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
+        "client_cert_name": None,
+        "client_cert_error": None,
+        "tls_version": None,
+        "cipher_suite": None,
+    }
 
 
 def protocol(header_timeout: float) -> type[asyncio.Protocol]:

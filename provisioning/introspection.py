@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cryptography import x509
+
 from provisioning import attempts, clientauth, tokenkinds
 from provisioning.errors import InvalidGrant, InvalidRequest
 from provisioning.grantstore import GrantStore
@@ -25,7 +27,11 @@ def introspect(services: Services, token: str) -> dict[str, Any]:
 
 
 def revoke_request(
-    services: Services, form: Mapping[str, str], authorization: str | None, address: str
+    services: Services,
+    form: Mapping[str, str],
+    authorization: str | None,
+    address: str,
+    certificate: x509.Certificate | None = None,
 ) -> None:
     """RFC 7009 section 2.1: a revocation request with client authentication (any method
     of the token endpoint) or none, the token's possession being proof enough.
@@ -34,7 +40,8 @@ def revoke_request(
     request that names its client without credentials (`client_id`, as a public client
     does) is held to the same. Failed authentications count as at the token endpoint.
     """
-    method = clientauth.presented(form, authorization)
+    presented = clientauth.Presented(form, authorization, certificate)
+    method = clientauth.presented(presented)
     if method is None:
         revoke(services, _token(form), actor="holder", owner=form.get("client_id") or None)
         return
@@ -42,7 +49,7 @@ def revoke_request(
         services,
         action="token.revoke",
         label="revoke",
-        client=clientauth.claimed_client(form, authorization),
+        client=clientauth.claimed_client(presented),
         address=address,
         costly=method.costly,
     ):
@@ -50,8 +57,7 @@ def revoke_request(
         with services.commits.unit() as unit:
             authenticated = clientauth.authenticate(
                 GrantStore(unit.conn, unit.changes),
-                form,
-                authorization,
+                presented,
                 policy=services.revocation_assertion_policy,
                 now=services.now(),
             )

@@ -21,6 +21,7 @@ from credbroker.trust import CachedTrustStore
 from credbroker.verifier import Verifier, VerifyPolicy
 from provisioning.assertions import AssertionPolicy
 from provisioning.brokerhooks import HookAuthority
+from provisioning.cas import VerificationCodes
 from provisioning.groupcommit import GroupCommit
 from provisioning.masterkey import Sealer
 from provisioning.metrics import Metrics
@@ -48,6 +49,7 @@ class Services:
     hooks: HookAuthority
     bus: Bus  # tells this process's caches of every committed change of standing
     commits: GroupCommit  # every transaction of the token endpoint and the hooks
+    codes: VerificationCodes  # the proofs of possession of fleet CAs
     clock: Callable[[], float] = time.time
     connections: Connections = presence.none  # the embedded broker's, when there is one
     metrics: Metrics = field(default_factory=Metrics)
@@ -99,6 +101,7 @@ class Services:
             ),
             bus=bus,
             commits=commits,
+            codes=VerificationCodes(master_key),
             clock=clock,
         )
         # The trust store first: the others check standing through it.

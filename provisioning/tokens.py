@@ -9,6 +9,7 @@ from typing import Any
 from credbroker import jws
 from credbroker.claims import (
     ACCESS_TOKEN_TYP,
+    CERTIFICATE_CONFIRMATION,
     REFERENCE_PREFIX,
     SIGNING_ALG,
     expand_filters,
@@ -53,11 +54,14 @@ def sign_access_token(
     now: int,
     issuer: str,
     audience: str,
+    x5t: str = "",
 ) -> tuple[str, str, int]:
     """The access token of the client's fleet's format: a JWT, or (`reference`) an opaque
     token whose claims only the database keeps (README, Token formats)."""
     kid = kid_for(client.device_id, client.signing_key_version)
-    claims = access_claims(client=client, jkt=jkt, now=now, issuer=issuer, audience=audience)
+    claims = access_claims(
+        client=client, jkt=jkt, now=now, issuer=issuer, audience=audience, x5t=x5t
+    )
     jti, exp = claims["jti"], claims["exp"]
     if client.token_format == "reference":  # noqa: S105 - a format name
         token = hashing.new_token(REFERENCE_PREFIX)
@@ -76,7 +80,7 @@ def sign_access_token(
 
 
 def access_claims(
-    *, client: Client, jkt: str, now: int, issuer: str, audience: str
+    *, client: Client, jkt: str, now: int, issuer: str, audience: str, x5t: str = ""
 ) -> dict[str, Any]:
     jti = secrets.token_hex(16)
     # A logout moves the cut-off to the next second (iat has second precision); a token
@@ -97,6 +101,8 @@ def access_claims(
     }
     if jkt:  # RFC 7800: bound to the credential key the device proved
         claims["cnf"] = {"jkt": jkt}
+    if x5t:  # RFC 8705 section 3.1: and to the client certificate of its grant
+        claims["cnf"][CERTIFICATE_CONFIRMATION] = x5t
     return claims
 
 
@@ -111,8 +117,10 @@ def issue(
     audience: str,
     family_id: str | None = None,
     family_lifetime: int = 0,
+    x5t: str = "",
 ) -> Issued:
-    """An access token and a refresh token, in a new family or the given one."""
+    """An access token and a refresh token, in a new family or the given one; `x5t`
+    binds the token (and a new family) to a client certificate."""
     token, jti, exp = sign_access_token(
         keyring=keyring,
         store=store,
@@ -121,6 +129,7 @@ def issue(
         now=now,
         issuer=issuer,
         audience=audience,
+        x5t=x5t,
     )
     if family_id is None:
         family_id = secrets.token_hex(16)
@@ -130,6 +139,7 @@ def issue(
             jkt=jkt,
             now=now,
             expires_at=now + family_lifetime,
+            x5t=x5t,
         )
     else:
         store.touch_family(family_id=family_id, now=now)

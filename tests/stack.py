@@ -156,6 +156,22 @@ class Device:
         )
 
 
+def dev_certs(tmp: Path, *clients: str, name: str = "certs") -> Path:
+    """`credbroker certs` in TMP/NAME: a CA, a server certificate and one client
+    certificate per name of CLIENTS (its subject CN)."""
+    certs = tmp / name
+    made = subprocess.run(
+        [str(BIN / "credbroker"), "certs", "--out", str(certs)]
+        + [arg for client in clients for arg in ("--client", client)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    assert (certs / "server.key").stat().st_mode & 0o777 == 0o600
+    return certs
+
+
 def start_stack(
     tmp: Path,
     *args: str,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -40,10 +41,13 @@ def _ca(out: Path, now: datetime.datetime) -> tuple[x509.Certificate, ec.Ellipti
             raise typer.BadParameter(f"{out / 'ca.key'} is not the CA key certs made")
         return x509.load_pem_x509_certificate((out / "ca.pem").read_bytes()), key
     key = ec.generate_private_key(ec.SECP256R1())
+    # Its own name: a client trusting two development CAs of one name would check one's
+    # certificates against the other (OpenSSL finds an issuer by name).
+    name = _name(f"{CA_NAME} {secrets.token_hex(4)}")
     ca = (
         x509.CertificateBuilder()
-        .subject_name(_name(CA_NAME))
-        .issuer_name(_name(CA_NAME))
+        .subject_name(name)
+        .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
+from cryptography import x509
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
+from credbroker import certificates
 from provisioning.services import Services
 from provisioning.store import admin
 from provisioning.store.admin import Admin
@@ -78,3 +80,11 @@ def client_address(request: Request) -> str:
     """The peer's address as this process sees it ("unknown" without one, as over some
     ASGI test transports). No proxy headers are trusted."""
     return request.client.host if request.client else "unknown"
+
+
+def client_certificate(request: Request) -> x509.Certificate | None:
+    """The client certificate the TLS handshake verified (the ASGI TLS extension that
+    `provisioning.httpprotocol` sets), if any. No proxy headers are trusted."""
+    tls = request.scope.get("extensions", {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or []
+    return certificates.load_pem(chain[0]) if chain else None

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from provisioning.api.deps import DevicesRead, DevicesWrite, ServicesDep, TokensRevoke
+from provisioning.models.cas import FleetCaCreate, FleetCaPublic
 from provisioning.models.fleets import FleetCreate, FleetFilter, FleetPage, FleetPublic, FleetUpdate
-from provisioning.store import fleets, sessions
+from provisioning.store import cas, fleets, sessions
 
 router = APIRouter(prefix="/v1/fleets", tags=["fleets"])
 
@@ -78,3 +79,45 @@ def logout_fleet(name: str, services: ServicesDep, actor: TokensRevoke) -> dict[
             session=session, fleet=fleet, now=services.now(), actor=actor.id
         )
     return {"fleet": name, "devices": count}
+
+
+@router.post("/{name}/cas", status_code=201)
+def register_ca(
+    name: str, body: FleetCaCreate, services: ServicesDep, actor: DevicesWrite
+) -> FleetCaPublic:
+    """Register a CA whose certificates name this fleet's devices by subject CN (mTLS
+    token requests, `tls_client_auth`). Proof of possession of the CA's key is
+    required: without `verification_certificate` the 400 answer carries the
+    `verification_code` that certificate's subject CN must be."""
+    with services.transaction() as session:
+        row = cas.register(
+            session=session,
+            fleet_name=name,
+            body=body,
+            codes=services.codes,
+            now=services.now(),
+            actor=actor.id,
+        )
+        return FleetCaPublic.model_validate(row)
+
+
+@router.get("/{name}/cas")
+def list_cas(name: str, services: ServicesDep, _: DevicesRead) -> list[FleetCaPublic]:
+    """The fleet's CAs."""
+    with services.transaction() as session:
+        fleets.get_fleet(session=session, name=name)
+        return [
+            FleetCaPublic.model_validate(row)
+            for row in cas.list_cas(session=session, fleet_name=name)
+        ]
+
+
+@router.delete("/{name}/cas/{ca_id}", status_code=204)
+def remove_ca(name: str, ca_id: str, services: ServicesDep, actor: DevicesWrite) -> Response:
+    """Remove a CA: its certificates get no more tokens (tokens already issued live on
+    until they expire, or a logout)."""
+    with services.transaction() as session:
+        cas.remove(
+            session=session, fleet_name=name, ca_id=ca_id, now=services.now(), actor=actor.id
+        )
+    return Response(status_code=204)

@@ -35,6 +35,8 @@ def metadata(services: ServicesDep) -> dict[str, Any]:
         "grant_types_supported": list(grants.GRANTS),
         "token_endpoint_auth_methods_supported": clientauth.NAMES,
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        # RFC 8705 section 3.3: tokens granted over mTLS are bound to its certificate.
+        "tls_client_certificate_bound_access_tokens": True,
         # RFC 8414 section 2: names of the IANA "OAuth Token Endpoint Authentication
         # Methods" registry only; "none" is possession alone. Admin keys (Bearer) are
         # accepted too but have no name in that registry.

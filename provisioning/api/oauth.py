@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from provisioning import grants, introspection
-from provisioning.api.deps import ServicesDep, client_address
+from provisioning.api.deps import ServicesDep, client_address, client_certificate
 from provisioning.api.direct import DirectRoute, MalformedForm, header, read_form
 from provisioning.errors import (
     Forbidden,
@@ -102,7 +102,10 @@ async def token(request: Request) -> Response:
     address = client_address(request)
     with _challenged(authorization, "Basic"):
         user_agent = request.headers.get("user-agent")
-        work = partial(grants.token, services, form, authorization, address, user_agent)
+        certificate = client_certificate(request)
+        work = partial(
+            grants.token, services, form, authorization, address, user_agent, certificate
+        )
         if "client_secret" in form or authorization:  # argon2, ~50 ms: a thread
             issued = await run_in_threadpool(work)
         else:
@@ -189,6 +192,11 @@ async def revoke(
             await run_in_threadpool(introspection.revoke, services, form["token"], actor=actor)
         else:
             await run_in_threadpool(
-                introspection.revoke_request, services, form, authorization, client_address(request)
+                introspection.revoke_request,
+                services,
+                form,
+                authorization,
+                client_address(request),
+                client_certificate(request),
             )
     return JSONResponse({}, headers=NO_STORE)

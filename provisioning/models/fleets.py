@@ -51,6 +51,7 @@ class FleetCreate(BaseModel):
     token_format: TokenFormat = "jwt"  # noqa: S105 - a format name
     audience: str | None = pydantic.Field(default=None, pattern=AUDIENCE_PATTERN)
     iot_core_client_ids: bool = False
+    auto_register: bool = False
 
 
 class FleetUpdate(BaseModel):
@@ -62,6 +63,7 @@ class FleetUpdate(BaseModel):
     token_format: TokenFormat | None = None
     audience: str | None = pydantic.Field(default=None, pattern=AUDIENCE_PATTERN)
     iot_core_client_ids: bool | None = None
+    auto_register: bool | None = None
 
 
 class FleetBase(SQLModel):
@@ -74,6 +76,9 @@ class FleetBase(SQLModel):
     # None: the fleet's name.
     audience: str | None = Field(default=None, max_length=255)
     iot_core_client_ids: bool = False
+    # A first token request with a certificate of one of the fleet's CAs creates its
+    # device (just-in-time registration, README "Fleet CAs").
+    auto_register: bool = False
 
 
 class FleetPublic(FleetBase):

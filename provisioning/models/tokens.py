@@ -13,6 +13,8 @@ class RefreshFamily(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     device_id: str = Field(foreign_key="devices.device_id", index=True, max_length=128)
     jkt: str = Field(max_length=64)  # the credential key that was proven at the grant
+    # The client certificate of an mTLS grant (RFC 8705): its refreshes need it too.
+    x5t: str | None = Field(default=None, max_length=64)
     created_at: int
     expires_at: int  # absolute lifetime of the family
     revoked_at: int | None = None

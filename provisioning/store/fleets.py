@@ -6,7 +6,7 @@ from sqlmodel import Session, col, func, select
 
 from credbroker.claims import is_fleet_name
 from provisioning.errors import Conflict, NotFound
-from provisioning.models import Device, Fleet
+from provisioning.models import Device, Fleet, FleetCa
 from provisioning.models.fleets import FleetCreate, FleetUpdate, acl_columns
 from provisioning.store import audit, devices, paging
 
@@ -28,6 +28,7 @@ def create_fleet(*, session: Session, fleet_create: FleetCreate, now: int, actor
         token_format=fleet_create.token_format,
         audience=fleet_create.audience,
         iot_core_client_ids=fleet_create.iot_core_client_ids,
+        auto_register=fleet_create.auto_register,
         created_at=now,
         **acl_columns(fleet_create.acl),
     )
@@ -47,7 +48,7 @@ def update_fleet(
         fleet.token_ttl = fleet_update.token_ttl
     if fleet_update.allow_client_secret is not None:
         fleet.allow_client_secret = fleet_update.allow_client_secret
-    for field in ("token_format", "audience", "iot_core_client_ids"):
+    for field in ("token_format", "audience", "iot_core_client_ids", "auto_register"):
         if (value := getattr(fleet_update, field)) is not None:
             setattr(fleet, field, value)
     session.add(fleet)
@@ -87,7 +88,9 @@ def delete_fleet(*, session: Session, name: str, cascade: bool, now: int, actor:
     device_ids = list(session.exec(members.order_by(col(Device.device_id)).with_for_update()))
     for device_id in device_ids:
         devices.delete_device(session=session, device_id=device_id, now=now, actor=actor)
-    session.flush()  # the devices' rows go before the fleet's, which they refer to
+    for ca in session.exec(select(FleetCa).where(FleetCa.fleet == name)):
+        session.delete(ca)
+    session.flush()  # the devices' and CAs' rows go before the fleet's, which they refer to
     session.delete(fleet)
     audit.record(
         session=session,

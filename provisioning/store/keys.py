@@ -33,6 +33,10 @@ def add_key(
         raise Conflict(f"a device holds at most {credentials.MAX_KEYS_PER_DEVICE} keys")
     if expires_at is not None and expires_at <= now:
         raise BadRequest("expires_at is in the past")
+    if parsed.not_after is not None:
+        if parsed.not_after <= now:
+            raise BadRequest("the certificate has expired")
+        expires_at = min(expires_at or parsed.not_after, parsed.not_after)
     row = CredentialKey(
         device_id=device.device_id,
         kid=parsed.kid,

@@ -16,21 +16,16 @@ import httpx
 import pytest
 
 from device_sdk import DeviceClient, DeviceSDKError
-from tests.stack import BIN, Stack, free_port, mosquitto_pub, port_open, start_stack, wait_for
-
-
-def _certs(tmp: Path, *clients: str, name: str = "certs") -> Path:
-    certs = tmp / name
-    made = subprocess.run(
-        [str(BIN / "credbroker"), "certs", "--out", str(certs)]
-        + [arg for client in clients for arg in ("--client", client)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert made.returncode == 0, made.stderr
-    assert (certs / "server.key").stat().st_mode & 0o777 == 0o600
-    return certs
+from tests.stack import (
+    BIN,
+    Stack,
+    dev_certs,
+    free_port,
+    mosquitto_pub,
+    port_open,
+    start_stack,
+    wait_for,
+)
 
 
 def _tls_stack(
@@ -52,7 +47,7 @@ def _tls_stack(
 def test_the_api_speaks_https_and_the_broker_mqtts_with_development_certificates(
     tmp_path: Path,
 ) -> None:
-    certs = _certs(tmp_path)
+    certs = dev_certs(tmp_path)
     tls_port = free_port()
     stack = _tls_stack(tmp_path, certs, tls_port)
     try:
@@ -87,7 +82,7 @@ def test_the_api_speaks_https_and_the_broker_mqtts_with_development_certificates
 
 
 def test_the_sdk_gets_tokens_over_https_and_connects_over_mqtts(tmp_path: Path) -> None:
-    certs = _certs(tmp_path)
+    certs = dev_certs(tmp_path)
     tls_port = free_port()
     stack = _tls_stack(tmp_path, certs, tls_port)
     try:
@@ -127,7 +122,7 @@ def test_the_sdk_gets_tokens_over_https_and_connects_over_mqtts(tmp_path: Path) 
 def test_https_port_serves_https_beside_plain_http(tmp_path: Path) -> None:
     """`--https-port`: its own listener beside `--http-port` (DESIGN.md); the issuer is
     the HTTPS one, whichever listener is asked."""
-    certs = _certs(tmp_path)
+    certs = dev_certs(tmp_path)
     https_port = free_port()
     stack = _tls_stack(tmp_path, certs, free_port(), https_port=https_port)
     try:
@@ -150,7 +145,7 @@ def test_https_port_serves_https_beside_plain_http(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["up", "api"])
 def test_a_half_or_broken_tls_pair_is_refused_in_one_line(tmp_path: Path, command: str) -> None:
-    certs = _certs(tmp_path)
+    certs = dev_certs(tmp_path)
     (tmp_path / "bad.pem").write_text("not a certificate\n")
     for args, message in (
         (["--tls-cert", str(certs / "server.pem")], "go together"),
@@ -171,7 +166,7 @@ def test_a_half_or_broken_tls_pair_is_refused_in_one_line(tmp_path: Path, comman
 
 
 def test_every_api_worker_speaks_https_with_an_https_issuer(tmp_path: Path) -> None:
-    certs = _certs(tmp_path)
+    certs = dev_certs(tmp_path)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
     env.update(CREDBROKER_TLS_CERT=str(certs / "server.pem"))  # the pair, half from env
@@ -200,8 +195,8 @@ def test_client_certificates_of_the_client_ca_are_accepted_and_others_refused(
 ) -> None:
     """`--client-ca`: a client certificate is optional on HTTPS and MQTTS, and one that
     the client CA did not sign ends the handshake on both."""
-    certs = _certs(tmp_path, "dev-1")
-    stranger = _certs(tmp_path, "stranger", name="other-ca")
+    certs = dev_certs(tmp_path, "dev-1")
+    stranger = dev_certs(tmp_path, "stranger", name="other-ca")
     assert (certs / "ca.key").stat().st_mode & 0o777 == 0o600
     tls_port = free_port()
     stack = _tls_stack(tmp_path, certs, tls_port, "--client-ca", str(certs / "ca.pem"))
@@ -241,7 +236,7 @@ def test_client_certificates_of_the_client_ca_are_accepted_and_others_refused(
 def test_a_client_ca_or_https_port_without_a_tls_pair_is_refused_in_one_line(
     tmp_path: Path, command: str, flag: str
 ) -> None:
-    certs = _certs(tmp_path)
+    certs = dev_certs(tmp_path)
     value = str(certs / "ca.pem") if flag == "--client-ca" else str(free_port())
     where = ["--http-port", str(free_port()), "--data-dir", str(tmp_path / "data")]
     done = subprocess.run(

@@ -392,6 +392,7 @@ def test_metadata_names_what_each_endpoint_accepts(api: Api) -> None:
     """RFC 8414 section 2, with names from the IANA registries it points to."""
     meta = api.client.get("/.well-known/oauth-authorization-server").json()
     methods = ["private_key_jwt", "client_secret_basic", "client_secret_post"]
+    methods += ["tls_client_auth", "self_signed_tls_client_auth"]  # RFC 8705 section 2
     assert meta["token_endpoint_auth_methods_supported"] == methods
     assert meta["revocation_endpoint_auth_methods_supported"] == ["none", *methods]
     algs = ["EdDSA", "Ed25519", "ES256", "RS256"]  # RS256: for RSA credential keys

@@ -1,0 +1,59 @@
+"""X.509 client certificates as device credentials (RFC 8705).
+
+A certificate is named by its `x5t#S256` thumbprint, the base64url SHA-256 of its DER
+(RFC 8705 section 3.1): what a certificate-bound token's `cnf` carries and what a
+connection's certificate must match. Imports neither FastAPI nor SQLModel: the brokers
+use it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import NameOID
+
+from credbroker.jws import b64url_encode
+
+PEM_MARKER = "-----BEGIN CERTIFICATE-----"
+
+
+class CertificateError(ValueError):
+    """Not a certificate we can read."""
+
+
+def thumbprint(der: bytes) -> str:
+    """`x5t#S256` of a DER certificate."""
+    return b64url_encode(hashlib.sha256(der).digest())
+
+
+def load_pem(pem: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem.encode())
+    except ValueError as exc:
+        raise CertificateError("not a PEM certificate") from exc
+
+
+def load_der(der: bytes) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise CertificateError("not a DER certificate") from exc
+
+
+def is_self_signed(certificate: x509.Certificate) -> bool:
+    """Issued by its own key (RFC 8705 section 2.2), not by a CA."""
+    if certificate.issuer != certificate.subject:
+        return False
+    try:
+        certificate.verify_directly_issued_by(certificate)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def common_name(certificate: x509.Certificate) -> str | None:
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = names[0].value if len(names) == 1 else None
+    return value if isinstance(value, str) else None

@@ -1,0 +1,332 @@
+"""Certificates as device credentials and certificate-bound tokens (RFC 8705), against a
+real `credbroker up` with `--client-ca`: httpx presents client certificates to the token
+endpoint, mosquitto_pub to MQTTS; certificates from `credbroker certs` and the
+`cryptography` x509 API, no mocks."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from device_sdk import DeviceClient
+from tests.stack import Stack, dev_certs, free_port, mosquitto_pub, port_open, start_stack, wait_for
+
+
+def _x5t(pem: Path) -> str:
+    der = x509.load_pem_x509_certificate(pem.read_bytes()).public_bytes(serialization.Encoding.DER)
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+def _self_signed(out: Path, name: str, *, days: int = 30) -> Path:
+    """A device's own certificate: its key signs it (RFC 8705 section 2.2)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=max(1, 1 - days)))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    (out / f"{name}.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (out / f"{name}.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return out / f"{name}.pem"
+
+
+class _Mtls:
+    """A stack whose HTTPS and MQTTS listeners accept client certificates of CERTS' CA
+    and of the self-signed device `solo` (both in the --client-ca bundle)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.certs = dev_certs(tmp, "dev-1", "dev-2", "by-ca-1", "by-ca-2", "by-ca-3")
+        self.other = dev_certs(tmp, "jit-1", name="other-ca")  # a second CA
+        self.solo = _self_signed(self.certs, "solo")
+        bundle = tmp / "client-ca.pem"
+        trusted = (self.certs / "ca.pem", self.other / "ca.pem", self.solo)
+        bundle.write_bytes(b"".join(path.read_bytes() for path in trusted))
+        self.tls_port = free_port()
+        pair = ["--tls-cert", str(self.certs / "server.pem")]
+        pair += ["--tls-key", str(self.certs / "server.key"), "--client-ca", str(bundle)]
+        self.stack: Stack = start_stack(
+            tmp, "--mqtts-port", str(self.tls_port), *pair, ca=self.certs / "ca.pem"
+        )
+        self.plain_mqtt = self.stack.mqtt_port
+        self.fleet = self.stack.fleet()
+
+    def context(self, name: str | None, certs: Path | None = None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.certs / "ca.pem")
+        if name is not None:
+            where = certs or self.certs
+            context.load_cert_chain(where / f"{name}.pem", where / f"{name}.key")
+        return context
+
+    def register(self, device_id: str, name: str) -> httpx.Response:
+        """A device whose credential is the certificate NAME."""
+        body = {"device_id": device_id, "fleet": self.fleet}
+        body["public_key"] = (self.certs / f"{name}.pem").read_text()
+        return self.stack.http.post(
+            self.stack.base + "/v1/devices", json=body, headers=self.stack.admin
+        )
+
+    def token(self, device_id: str, name: str | None, certs: Path | None = None) -> httpx.Response:
+        data = {"grant_type": "client_credentials", "client_id": device_id}
+        verify = self.context(name, certs)
+        return httpx.post(self.stack.base + "/oauth2/token", data=data, verify=verify, timeout=10)
+
+    def api(self, method: str, path: str, **kw: object) -> httpx.Response:
+        return self.stack.http.request(
+            method, self.stack.base + path, headers=self.stack.admin, **kw
+        )
+
+    def publish(self, device_id: str, token: str, name: str | None, *, plain: bool = False) -> int:
+        """mosquitto_pub's exit code: on MQTTS with the certificate NAME (or none), or on
+        plain MQTT."""
+        tls = ["--cafile", str(self.certs / "ca.pem")]
+        if name is not None:
+            tls += ["--cert", str(self.certs / f"{name}.pem")]
+            tls += ["--key", str(self.certs / f"{name}.key")]
+        self.stack.mqtt_port = self.plain_mqtt if plain else self.tls_port
+        topic = f"devices/{device_id}/t"
+        return mosquitto_pub(
+            self.stack, device_id, token, topic, *([] if plain else tls)
+        ).returncode
+
+
+@pytest.fixture(scope="module")
+def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Mtls]:
+    stack = _Mtls(tmp_path_factory.mktemp("mtls"))
+    wait_for(lambda: port_open(stack.tls_port), what="the MQTTS listener")
+    yield stack
+    stack.stack.stop()
+
+
+def test_metadata_lists_the_mtls_methods_and_bound_tokens(mtls: _Mtls) -> None:
+    stack = mtls.stack
+    metadata = stack.http.get(stack.base + "/.well-known/oauth-authorization-server").json()
+    methods = metadata["token_endpoint_auth_methods_supported"]
+    assert {"tls_client_auth", "self_signed_tls_client_auth"} <= set(methods)
+    assert metadata["tls_client_certificate_bound_access_tokens"] is True
+
+
+def test_a_registered_ca_certificate_gets_tokens_bound_to_it(mtls: _Mtls) -> None:
+    """tls_client_auth: the token's cnf carries the certificate's x5t#S256 and works on
+    MQTTS with that certificate only; its refresh needs the certificate too."""
+    created = mtls.register("dev-1", "dev-1")
+    assert created.status_code == 201, created.text
+    assert created.json()["credential_keys"][0]["jwk"]["x5t#S256"] == _x5t(mtls.certs / "dev-1.pem")
+
+    answer = mtls.token("dev-1", "dev-1")
+    assert answer.status_code == 200, answer.text
+    token = answer.json()["access_token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["cnf"]["x5t#S256"] == _x5t(mtls.certs / "dev-1.pem")
+    assert claims["cnf"]["jkt"] == created.json()["credential_keys"][0]["kid"]
+
+    assert mtls.publish("dev-1", token, "dev-1") == 0
+    assert mtls.publish("dev-1", token, "dev-2") == 4  # another certificate of the same CA
+    assert mtls.publish("dev-1", token, None) == 4  # MQTTS without a certificate
+    assert mtls.publish("dev-1", token, None, plain=True) == 4  # plain MQTT
+
+    refresh = answer.json()["refresh_token"]
+    copied = httpx.post(
+        mtls.stack.base + "/oauth2/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh},
+        verify=mtls.context(None),
+    )
+    assert copied.status_code == 400 and copied.json()["error"] == "invalid_grant"
+    renewed = httpx.post(
+        mtls.stack.base + "/oauth2/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh},
+        verify=mtls.context("dev-1"),
+    )
+    assert renewed.status_code == 200, renewed.text  # the copy did not kill the family
+    again = jwt.decode(renewed.json()["access_token"], options={"verify_signature": False})
+    assert again["cnf"]["x5t#S256"] == claims["cnf"]["x5t#S256"]
+
+
+def test_a_self_signed_certificate_registered_on_its_device_gets_tokens(mtls: _Mtls) -> None:
+    assert mtls.register("solo", "solo").status_code == 201
+    answer = mtls.token("solo", "solo")
+    assert answer.status_code == 200, answer.text
+    audit = mtls.stack.http.get(
+        mtls.stack.base + "/v1/audit",
+        params={"device_id": "solo", "action": "token.issue"},
+        headers=mtls.stack.admin,
+    ).json()
+    assert [event["detail"]["method"] for event in audit["items"]] == [
+        "self_signed_tls_client_auth"
+    ]
+    assert mtls.publish("solo", answer.json()["access_token"], "solo") == 0
+
+
+def test_certificates_that_are_not_the_devices_are_refused(mtls: _Mtls) -> None:
+    assert mtls.register("dev-3", "dev-2").status_code == 201  # dev-3 holds dev-2's
+    for device_id, name in (("dev-3", "dev-1"), ("dev-3", None), ("nobody", "dev-2")):
+        refused = mtls.token(device_id, name)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"] == "invalid_client"
+        assert "WWW-Authenticate" in refused.headers
+    # A disabled device's certificate gets nothing either.
+    disabled = mtls.stack.http.patch(
+        mtls.stack.base + "/v1/devices/dev-3", json={"status": "disabled"}, headers=mtls.stack.admin
+    )
+    assert disabled.status_code == 200
+    refused = mtls.token("dev-3", "dev-2")
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+
+
+def test_an_expired_certificate_is_not_a_credential(mtls: _Mtls, tmp_path: Path) -> None:
+    expired = _self_signed(tmp_path, "old", days=-1)
+    body = {"device_id": "old", "fleet": mtls.fleet, "public_key": expired.read_text()}
+    answer = mtls.stack.http.post(
+        mtls.stack.base + "/v1/devices", json=body, headers=mtls.stack.admin
+    )
+    assert answer.status_code == 400, answer.text
+    assert "expired" in answer.json()["detail"]
+
+
+def test_the_sdk_authenticates_with_its_certificate_and_connects_over_mqtts(
+    mtls: _Mtls,
+) -> None:
+    assert mtls.register("sdk-1", "dev-1").status_code == 201
+    connected = threading.Event()
+    client = DeviceClient(
+        api_url=mtls.stack.base,
+        device_id="sdk-1",
+        private_key=None,
+        mqtt_host="127.0.0.1",
+        mqtt_port=mtls.tls_port,
+        tls=mtls.context("dev-1"),
+        on_state=lambda state, details: state == "connected" and connected.set(),
+    )
+    try:
+        client.connect(timeout=20)
+        assert connected.wait(10)
+        client.publish("devices/sdk-1/t", b"certificate-bound").wait_for_publish(10)
+    finally:
+        client.close()
+
+
+def _verification_certificate(certs: Path, code: str, *, signer: Path | None = None) -> str:
+    """What proves possession of the CA key of CERTS: a certificate it signed (or, with
+    SIGNER, another key did) whose subject CN is the verification code."""
+    ca = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
+    key = serialization.load_pem_private_key((signer or certs / "ca.key").read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    now = datetime.datetime.now(datetime.UTC)
+    proof = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, code)]))
+        .issuer_name(ca.subject)
+        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    return proof.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _register_ca(mtls: _Mtls, fleet: str, certs: Path) -> str:
+    """Register the CA of CERTS on FLEET with its proof of possession; its id."""
+    path = f"/v1/fleets/{fleet}/cas"
+    certificate = (certs / "ca.pem").read_text()
+    asked = mtls.api("POST", path, json={"certificate": certificate})
+    assert asked.status_code == 400, asked.text
+    assert asked.headers["content-type"].startswith("application/problem+json")
+    code = asked.json()["verification_code"]
+    proof = _verification_certificate(certs, code)
+    body = {"certificate": certificate, "verification_certificate": proof}
+    registered = mtls.api("POST", path, json=body)
+    assert registered.status_code == 201, registered.text
+    return str(registered.json()["id"])
+
+
+def test_a_ca_is_registered_only_with_proof_of_possession_of_its_key(mtls: _Mtls) -> None:
+    fleet = mtls.stack.fleet()
+    path = f"/v1/fleets/{fleet}/cas"
+    certificate = (mtls.certs / "ca.pem").read_text()
+    code = mtls.api("POST", path, json={"certificate": certificate}).json()["verification_code"]
+    stranger = mtls.certs / "dev-1.key"  # any other key
+    for proof in (
+        _verification_certificate(mtls.certs, code, signer=stranger),
+        _verification_certificate(mtls.certs, "not-the-code"),
+        "not a certificate",
+    ):
+        body = {"certificate": certificate, "verification_certificate": proof}
+        refused = mtls.api("POST", path, json=body)
+        assert refused.status_code == 400, refused.text
+    leaf = mtls.api("POST", path, json={"certificate": (mtls.certs / "dev-1.pem").read_text()})
+    assert leaf.status_code == 400 and "CA" in leaf.json()["detail"]
+    assert mtls.api("GET", path).json() == []
+
+    ca_id = _register_ca(mtls, fleet, mtls.certs)
+    assert [ca["id"] for ca in mtls.api("GET", path).json()] == [ca_id]
+    again = {"certificate": certificate}
+    again["verification_certificate"] = _verification_certificate(mtls.certs, code)
+    assert mtls.api("POST", path, json=again).status_code == 409
+    assert mtls.api("DELETE", f"{path}/{ca_id}").status_code == 204
+    assert mtls.api("GET", path).json() == []
+
+
+def test_a_certificate_of_the_fleets_ca_names_its_device_by_subject_cn(mtls: _Mtls) -> None:
+    fleet = mtls.stack.fleet()
+    _register_ca(mtls, fleet, mtls.certs)
+    for device_id in ("by-ca-1", "by-ca-2"):
+        body = {"device_id": device_id, "fleet": fleet}
+        assert mtls.api("POST", "/v1/devices", json=body).status_code == 201
+    answer = mtls.token("by-ca-1", "by-ca-1")  # registered on no device: its CA vouches
+    assert answer.status_code == 200, answer.text
+    claims = jwt.decode(answer.json()["access_token"], options={"verify_signature": False})
+    assert claims["cnf"]["x5t#S256"] == _x5t(mtls.certs / "by-ca-1.pem")
+    assert mtls.publish("by-ca-1", answer.json()["access_token"], "by-ca-1") == 0
+
+    wrong_name = mtls.token("by-ca-2", "by-ca-1")  # the CN names another device
+    assert wrong_name.status_code == 401 and wrong_name.json()["error"] == "invalid_client"
+    unknown = mtls.token("by-ca-3", "by-ca-3")  # no such device, no auto_register
+    assert unknown.status_code == 401 and unknown.json()["error"] == "invalid_client"
+    other_ca = mtls.token("by-ca-2", "jit-1", mtls.other)  # a CA the fleet did not register
+    assert other_ca.status_code == 401 and other_ca.json()["error"] == "invalid_client"
+
+    assert mtls.api("POST", "/v1/devices/by-ca-2:revoke").status_code == 200
+    revoked = mtls.token("by-ca-2", "by-ca-2")
+    assert revoked.status_code == 401 and revoked.json()["error"] == "invalid_client"
+
+
+def test_auto_register_creates_the_device_of_a_first_certificate(mtls: _Mtls) -> None:
+    fleet = mtls.stack.fleet()
+    assert mtls.api("PATCH", f"/v1/fleets/{fleet}", json={"auto_register": True}).is_success
+    _register_ca(mtls, fleet, mtls.other)
+    answer = mtls.token("jit-1", "jit-1", mtls.other)
+    assert answer.status_code == 200, answer.text
+    device = mtls.api("GET", "/v1/devices/jit-1").json()
+    assert device["fleet"] == fleet and device["status"] == "active"
+    assert device["credential_keys"][0]["jwk"]["x5t#S256"] == _x5t(mtls.other / "jit-1.pem")
+    events = mtls.api(
+        "GET", "/v1/audit", params={"device_id": "jit-1", "action": "device.create"}
+    ).json()["items"]
+    assert [event["actor"] for event in events] == ["auto_register"]
+    assert mtls.token("jit-1", "jit-1", mtls.other).status_code == 200  # and again
