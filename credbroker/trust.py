@@ -38,7 +38,9 @@ _FOREVER = 2**62
 
 # Read on every verification that misses a cache (the API's, which keeps none): plain SQL.
 _KEY = Sql("SELECT public_der, verify_until FROM signing_keys WHERE kid = ?")
-_DEVICE = Sql("SELECT status, tokens_valid_after FROM devices WHERE device_id = ?")
+_DEVICE = Sql("""
+    SELECT d.status, d.tokens_valid_after, f.proof_of_possession
+    FROM devices AS d JOIN fleets AS f ON f.name = d.fleet WHERE d.device_id = ?""")
 _JTI = Sql("SELECT id FROM revocations WHERE jti = ? LIMIT 1")
 _REFERENCE = Sql("SELECT claims, kid FROM reference_tokens WHERE token_hash = ?")
 _SIGNER = Sql("""
@@ -46,6 +48,9 @@ _SIGNER = Sql("""
            f.name, f.acl_publish, f.acl_subscribe, f.audience, f.iot_core_client_ids
     FROM devices AS d JOIN fleets AS f ON f.name = d.fleet
     WHERE d.device_id = ? AND f.token_format = 'device-signed'""")
+_PROOF_KEY = Sql("""
+    SELECT alg, jwk FROM credential_keys
+    WHERE device_id = ? AND kid = ? AND (expires_at IS NULL OR expires_at > ?)""")
 _CREDENTIAL_KEYS = Sql("""
     SELECT alg, jwk FROM credential_keys
     WHERE device_id = ? AND (expires_at IS NULL OR expires_at > ?)""")
@@ -140,7 +145,7 @@ class CachedTrustStore:
         if cached is not None and cached[1] > now:
             return cached[0]
         row = self._query(_DEVICE, device_id)
-        state = None if row is None else DeviceState(status=row[0], tokens_valid_after=row[1])
+        state = None if row is None else DeviceState(row[0], row[1], bool(row[2]))
         if self._device_ttl > 0:
             if len(self._devices) > MAX_ENTRIES:
                 self._devices.clear()
@@ -192,6 +197,23 @@ class CachedTrustStore:
             pub=tuple(expand_filters(pub, **ids)),
             sub=tuple(expand_filters(sub, **ids)),
         )
+
+    def proof_required(self, device_id: str) -> bool:
+        """From the device's cached state: a fleet that starts requiring proofs is seen
+        by brokers within `STANDING_TTL`, by the API (which caches none) at once."""
+        state = self.device_state(device_id)
+        return state is not None and state.proof_required
+
+    def proof_key(self, device_id: str, jkt: str) -> tuple[str, PublicKey] | None:
+        """Read fresh, as `signer`: only proofs ask, and a removed key proves nothing
+        from the moment it is removed."""
+        row = self._query(_PROOF_KEY, device_id, jkt, int(self._clock()))
+        if row is None:
+            return None
+        try:
+            return row[0], from_jwk_cached(_json(row[1]))
+        except JWKError:
+            return None
 
     def apply(self, changes: Iterable[Change]) -> None:
         """Forget what changes of standing made stale: device state, signing keys."""

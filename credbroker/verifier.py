@@ -66,6 +66,10 @@ class Reason(enum.StrEnum):
     DEVICE_REVOKED = "device_revoked"
     DEVICE_UNKNOWN = "device_unknown"
     REVOKED = "revoked"
+    # Proof of possession (credbroker.proof): the token is real, its sender unproven.
+    PROOF_REQUIRED = "proof_required"
+    BAD_PROOF = "bad_proof"
+    PROOF_REPLAYED = "proof_replayed"
     UNAVAILABLE = "unavailable"
 
     @property
@@ -110,6 +114,7 @@ class StoreUnavailable(Exception):
 class DeviceState:
     status: str  # "active", "disabled" or "revoked"
     tokens_valid_after: int  # iat strictly before this is revoked (bulk revocation)
+    proof_required: bool = False  # its fleet's `proof_of_possession` (credbroker.proof)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +154,14 @@ class TrustStore(Protocol):
 
     def signer(self, device_id: str) -> Signer | None:
         """The device if its fleet's token format is `device-signed`, else None."""
+        ...
+
+    def proof_required(self, device_id: str) -> bool:
+        """Whether the device's fleet sets `proof_of_possession` (README)."""
+        ...
+
+    def proof_key(self, device_id: str, jkt: str) -> tuple[str, jws.PublicKey] | None:
+        """(alg, key) of the device's live credential key of RFC 7638 thumbprint `jkt`."""
         ...
 
 

@@ -51,6 +51,7 @@ class FleetCreate(BaseModel):
     token_format: TokenFormat = "jwt"  # noqa: S105 - a format name
     audience: str | None = pydantic.Field(default=None, pattern=AUDIENCE_PATTERN)
     iot_core_client_ids: bool = False
+    proof_of_possession: bool = False
 
 
 class FleetUpdate(BaseModel):
@@ -62,6 +63,7 @@ class FleetUpdate(BaseModel):
     token_format: TokenFormat | None = None
     audience: str | None = pydantic.Field(default=None, pattern=AUDIENCE_PATTERN)
     iot_core_client_ids: bool | None = None
+    proof_of_possession: bool | None = None
 
 
 class FleetBase(SQLModel):
@@ -74,6 +76,9 @@ class FleetBase(SQLModel):
     # None: the fleet's name.
     audience: str | None = Field(default=None, max_length=255)
     iot_core_client_ids: bool = False
+    # README, Proof of possession on MQTT: the MQTT password must carry a fresh proof
+    # signed by the token's `cnf.jkt` key; a token alone gets CONNACK 4.
+    proof_of_possession: bool = False
 
 
 class FleetPublic(FleetBase):
