@@ -94,6 +94,11 @@ _SIGNED = frozenset(
         Reason.DEVICE_DISABLED,
         Reason.DEVICE_REVOKED,
         Reason.REVOKED,
+        # A real token without the key's proof: a stolen one, or a device whose clock is
+        # off. No guess to slow down (a proof is a signature), and the device is told 4.
+        Reason.PROOF_REQUIRED,
+        Reason.BAD_PROOF,
+        Reason.PROOF_REPLAYED,
     }
 )
 

@@ -104,3 +104,14 @@ def test_proof_of_possession_is_set_and_changed_through_the_api(stack: Stack) ->
     updated = stack.cli("fleet", "update", name, "--no-proof-of-possession", *key)
     assert updated.returncode == 0, updated.stderr
     assert stack.http.get(url, headers=stack.admin).json()["proof_of_possession"] is False
+
+
+def test_a_removed_key_stops_proving_at_once(stack: Stack) -> None:
+    device = _pop_device(stack)
+    token = device.token()
+    assert _code(stack, device, password_with_proof(device.key, token)) == 0  # now cached
+    spare = device.api("POST", "/keys", json={"public_key": public_pem(generate_key())})
+    assert spare.status_code == 201, spare.text
+    kid = next(k["kid"] for k in device.api("GET").json()["credential_keys"] if k != spare.json())
+    assert device.api("DELETE", f"/keys/{kid}").status_code == 204
+    assert _code(stack, device, password_with_proof(device.key, token)) == 4
