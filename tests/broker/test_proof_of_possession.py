@@ -115,3 +115,11 @@ def test_a_removed_key_stops_proving_at_once(stack: Stack) -> None:
     kid = next(k["kid"] for k in device.api("GET").json()["credential_keys"] if k != spare.json())
     assert device.api("DELETE", f"/keys/{kid}").status_code == 204
     assert _code(stack, device, password_with_proof(device.key, token)) == 4
+
+
+def test_a_reference_token_is_key_bound_too(stack: Stack) -> None:
+    device = stack.device(_fleet(stack, proof_of_possession=True, token_format="reference"))
+    token = device.token()
+    assert token.startswith("cbr_")
+    assert _code(stack, device, token) == 4
+    assert _code(stack, device, password_with_proof(device.key, token)) == 0
