@@ -51,6 +51,12 @@ class Store:
     def signer(self, device_id: str) -> Signer | None:
         return None
 
+    def proof_required(self, device_id: str) -> bool:
+        return False
+
+    def proof_key(self, device_id: str, jkt: str) -> tuple[str, ec.EllipticCurvePublicKey] | None:
+        return None
+
 
 def paired(fn, base) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """(calls per second of `fn`, median of base-batch time / fn-batch time)."""

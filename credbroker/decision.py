@@ -10,6 +10,10 @@ and introspection. Each is an edge that turns the neutral answer into its own pr
     ├── UNAVAILABLE      the trust store cannot answer: keep the credentials, retry
     └── TRY_LATER        a failure under a penalty: back off, retry with the same token
 
+A fleet with `proof_of_possession` also wants a fresh proof signed by the token's
+`cnf.jkt` key in the password (`credbroker.proof`); only at CONNECT, never in the
+re-checks of standing. A proof sent to a fleet without it is checked all the same.
+
 Penalties never stand between a valid token and a connection: knowing a device id must
 not be enough to keep that device offline. A token is always verified; what a penalty
 changes is the answer to a failure that looks like guessing (TRY_LATER, not "your
@@ -25,9 +29,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from credbroker import proof as proof_
 from credbroker.claims import CERTIFICATE_CONFIRMATION, AccessClaims
 from credbroker.topics import any_contains, any_matches, is_valid_filter, is_valid_topic
-from credbroker.verifier import Reason, TokenRejected, Verifier
+from credbroker.verifier import Reason, StoreUnavailable, TokenRejected, Verifier
 
 
 class Kind(enum.Enum):
@@ -123,6 +128,7 @@ class Authenticator:
         self.verifier = verifier
         self.leeway = leeway
         self.penalties = PenaltyBox()
+        self.proofs = proof_.ProofChecker(verifier.policy.audience, leeway, verifier.clock)
 
     def authenticate(
         self,
@@ -144,16 +150,34 @@ class Authenticator:
         penalized = self.penalties.penalized(*keys)
         if not client_id or not username or not password:
             return self._failed(keys, penalized, Reason.MISSING_CREDENTIALS)
+        token, proof = proof_.split(password)
         try:
-            claims, kid = self.verifier.check(password, client_id=client_id, username=username)
+            claims, kid = self.verifier.check(token, client_id=client_id, username=username)
+            if not _bound_to(claims, certificate):
+                raise TokenRejected(Reason.CERTIFICATE_MISMATCH)
+            self._check_possession(claims, token, proof)
         except TokenRejected as exc:
             if exc.reason is Reason.UNAVAILABLE:
                 return Refusal(Kind.UNAVAILABLE, exc.reason)
             return self._failed(keys, penalized, exc.reason)
-        if not _bound_to(claims, certificate):
-            return self._failed(keys, penalized, Reason.CERTIFICATE_MISMATCH)
         self.penalties.succeeded(client_id)
         return grant_from(claims, kid, self.leeway)
+
+    def _check_possession(self, claims: AccessClaims, token: str, proof: str | None) -> None:
+        store, device_id = self.verifier.store, claims["sub"]
+        try:
+            if proof is None:
+                if store.proof_required(device_id):
+                    raise TokenRejected(Reason.PROOF_REQUIRED)
+                return
+            cnf = claims.get("cnf")
+            jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+            if not isinstance(jkt, str):  # a secret device's token, or a device-signed one
+                raise TokenRejected(Reason.BAD_PROOF)
+            key = store.proof_key(device_id, jkt)
+        except StoreUnavailable as exc:
+            raise TokenRejected(Reason.UNAVAILABLE) from exc
+        self.proofs.check(proof, token=token, jkt=jkt, key=key)
 
     def _failed(self, keys: list[Key], penalized: bool, reason: Reason) -> Refusal:
         # A token whose signature verified is a real device's (late, or cut off), not a

@@ -38,7 +38,9 @@ _FOREVER = 2**62
 
 # Read on every verification that misses a cache (the API's, which keeps none): plain SQL.
 _KEY = Sql("SELECT public_der, verify_until FROM signing_keys WHERE kid = ?")
-_DEVICE = Sql("SELECT status, tokens_valid_after FROM devices WHERE device_id = ?")
+_DEVICE = Sql("""
+    SELECT d.status, d.tokens_valid_after, f.proof_of_possession
+    FROM devices AS d JOIN fleets AS f ON f.name = d.fleet WHERE d.device_id = ?""")
 _JTI = Sql("SELECT id FROM revocations WHERE jti = ? LIMIT 1")
 _REFERENCE = Sql("SELECT claims, kid FROM reference_tokens WHERE token_hash = ?")
 _SIGNER = Sql("""
@@ -46,6 +48,9 @@ _SIGNER = Sql("""
            f.name, f.acl_publish, f.acl_subscribe, f.audience, f.iot_core_client_ids
     FROM devices AS d JOIN fleets AS f ON f.name = d.fleet
     WHERE d.device_id = ? AND f.token_format = 'device-signed'""")
+_PROOF_KEY = Sql("""
+    SELECT alg, jwk, expires_at FROM credential_keys
+    WHERE device_id = ? AND kid = ? AND (expires_at IS NULL OR expires_at > ?)""")
 _CREDENTIAL_KEYS = Sql("""
     SELECT alg, jwk FROM credential_keys
     WHERE device_id = ? AND (expires_at IS NULL OR expires_at > ?)""")
@@ -107,6 +112,10 @@ class CachedTrustStore:
         # kid -> (key and verify_until, or None if unknown; read again after this time)
         self._keys: dict[str, tuple[tuple[PublicKey, int | None] | None, float]] = {}
         self._devices: dict[str, tuple[DeviceState | None, float]] = {}
+        # (device, jkt) -> ((alg, key, expires_at) or None, read again after this time)
+        self._proof_keys: dict[
+            tuple[str, str], tuple[tuple[str, PublicKey, int | None] | None, float]
+        ] = {}
         self._denied: dict[str, float] = {}  # jti -> the revoked token's exp
         self._last_entry: int | None = None
         self._gaps: dict[int, float] = {}  # ids the cursor passed unseen -> when first missed
@@ -140,7 +149,7 @@ class CachedTrustStore:
         if cached is not None and cached[1] > now:
             return cached[0]
         row = self._query(_DEVICE, device_id)
-        state = None if row is None else DeviceState(status=row[0], tokens_valid_after=row[1])
+        state = None if row is None else DeviceState(row[0], row[1], bool(row[2]))
         if self._device_ttl > 0:
             if len(self._devices) > MAX_ENTRIES:
                 self._devices.clear()
@@ -193,6 +202,33 @@ class CachedTrustStore:
             sub=tuple(expand_filters(sub, **ids)),
         )
 
+    def proof_required(self, device_id: str) -> bool:
+        """From the device's cached state: a fleet that starts requiring proofs is seen
+        by brokers within `STANDING_TTL`, by the API (which caches none) at once."""
+        state = self.device_state(device_id)
+        return state is not None and state.proof_required
+
+    def proof_key(self, device_id: str, jkt: str) -> tuple[str, PublicKey] | None:
+        """Cached as device state is (`device_ttl`); removing a key is a change of its
+        device's standing, so `apply` drops it at once. Its expiry is checked on use."""
+        now = self._clock()
+        cached = self._proof_keys.get((device_id, jkt))
+        if cached is None or cached[1] <= now:
+            row = self._query(_PROOF_KEY, device_id, jkt, int(now))
+            entry = None
+            if row is not None:
+                with contextlib.suppress(JWKError):
+                    entry = (row[0], from_jwk_cached(_json(row[1])), row[2])
+            cached = (entry, now + self._device_ttl)
+            if self._device_ttl > 0:
+                if len(self._proof_keys) > MAX_ENTRIES:
+                    self._proof_keys.clear()
+                self._proof_keys[(device_id, jkt)] = cached
+        entry = cached[0]
+        if entry is None or (entry[2] is not None and entry[2] <= now):
+            return None
+        return entry[0], entry[1]
+
     def apply(self, changes: Iterable[Change]) -> None:
         """Forget what changes of standing made stale: device state, signing keys."""
         devices = set()
@@ -206,6 +242,8 @@ class CachedTrustStore:
         if devices:
             for kid in [k for k in self._keys if k.rpartition("#")[0] in devices]:
                 del self._keys[kid]
+            for pair in [p for p in self._proof_keys if p[0] in devices]:
+                del self._proof_keys[pair]
         now = self._clock()
         for jti in [j for j, exp in self._denied.items() if exp + MAX_LEEWAY < now]:
             del self._denied[jti]  # that token has expired: the verifier refuses it anyway

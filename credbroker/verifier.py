@@ -69,6 +69,10 @@ class Reason(enum.StrEnum):
     DEVICE_REVOKED = "device_revoked"
     DEVICE_UNKNOWN = "device_unknown"
     REVOKED = "revoked"
+    # Proof of possession (credbroker.proof): the token is real, its sender unproven.
+    PROOF_REQUIRED = "proof_required"
+    BAD_PROOF = "bad_proof"
+    PROOF_REPLAYED = "proof_replayed"
     UNAVAILABLE = "unavailable"
 
     @property
@@ -93,6 +97,11 @@ _SIGNED = frozenset(
         Reason.DEVICE_DISABLED,
         Reason.DEVICE_REVOKED,
         Reason.REVOKED,
+        # A real token without the key's proof: a stolen one, or a device whose clock is
+        # off. No guess to slow down (a proof is a signature), and the device is told 4.
+        Reason.PROOF_REQUIRED,
+        Reason.BAD_PROOF,
+        Reason.PROOF_REPLAYED,
     }
 )
 
@@ -113,6 +122,7 @@ class StoreUnavailable(Exception):
 class DeviceState:
     status: str  # "active", "disabled" or "revoked"
     tokens_valid_after: int  # iat strictly before this is revoked (bulk revocation)
+    proof_required: bool = False  # its fleet's `proof_of_possession` (credbroker.proof)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +162,14 @@ class TrustStore(Protocol):
 
     def signer(self, device_id: str) -> Signer | None:
         """The device if its fleet's token format is `device-signed`, else None."""
+        ...
+
+    def proof_required(self, device_id: str) -> bool:
+        """Whether the device's fleet sets `proof_of_possession` (README)."""
+        ...
+
+    def proof_key(self, device_id: str, jkt: str) -> tuple[str, jws.PublicKey] | None:
+        """(alg, key) of the device's live credential key of RFC 7638 thumbprint `jkt`."""
         ...
 
 

@@ -15,6 +15,7 @@ from device_sdk._errors import (
 )
 from device_sdk._keys import generate_key, load_private_key, public_pem, save_key_pair
 from device_sdk._policy import Backoff, Policy
+from device_sdk._proof import password_with_proof, proof_of_possession
 from device_sdk._subscriptions import Subscription
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "client_assertion",
     "generate_key",
     "load_private_key",
+    "password_with_proof",
+    "proof_of_possession",
     "public_pem",
     "save_key_pair",
 ]

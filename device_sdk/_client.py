@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from device_sdk._errors import ConnectError, DeviceRevoked, DeviceSDKError, TokenError
 from device_sdk._keys import DevicePrivateKey
 from device_sdk._policy import Policy, Step, connack_code
+from device_sdk._proof import password_with_proof
 from device_sdk._subscriptions import Subscription
 from device_sdk._tokens import Token, TokenSource
 
@@ -53,6 +54,11 @@ class DeviceClient:
         policy: refresh timing and backoff (see `Policy`).
         on_state: called with (state, details) on "connected", "refreshed",
             "disconnected" (details["reason"]), "revoked" and "stopped" (details["error"]).
+        proof_of_possession: send a fresh proof signed by `private_key` with the token
+            at every CONNECT (password `<token>~<proof>`), as fleets with
+            `proof_of_possession` require (README, Proof of possession on MQTT).
+        proof_audience: the proof's `aud`; None: the token's own `aud` ("mqtt" for
+            a reference token).
     """
 
     def __init__(
@@ -68,8 +74,13 @@ class DeviceClient:
         keepalive: int = 60,
         policy: Policy | None = None,
         on_state: StateCallback | None = None,
+        proof_of_possession: bool = False,
+        proof_audience: str | None = None,
     ) -> None:
         self.device_id = device_id
+        self.private_key = private_key
+        self.proof_of_possession = proof_of_possession
+        self.proof_audience = proof_audience
         self.tokens = TokenSource(
             api_url=api_url,
             device_id=device_id,
@@ -101,6 +112,7 @@ class DeviceClient:
         )
         if tls is not None:
             self._paho.tls_set_context(tls)
+        self._paho.on_pre_connect = self._on_pre_connect
         self._paho.on_connect = self._on_connect
         self._paho.on_disconnect = self._on_disconnect
         self._paho.on_connect_fail = self._on_connect_fail
@@ -288,6 +300,18 @@ class DeviceClient:
             subscription.abandon(error)
 
     # -- paho callbacks (paho's network thread) -------------------------------------------
+
+    def _on_pre_connect(self, client: Any, userdata: Any) -> None:
+        """Before every CONNECT, the first and each reconnect: a proof is single use."""
+        token = self._token
+        if self.proof_of_possession and token is not None:
+            password = password_with_proof(
+                self.private_key,
+                token.access_token,
+                audience=self.proof_audience,
+                now=time.time() + self.tokens.skew,
+            )
+            self._paho.username_pw_set(self.device_id, password)
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         code = connack_code(reason)

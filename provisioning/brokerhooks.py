@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from threading import Lock
 from typing import Protocol, TypeVar
 
+from credbroker import proof
 from credbroker.decision import Authenticator, Grant, Refusal
 from credbroker.trust import STANDING_TTL, Change
 from provisioning.models.bounds import storable
@@ -90,9 +91,12 @@ class HookAuthority:
         """Decide a CONNECT; `address` is the client's as the broker reports it (never
         the broker's own: one attacker's guesses would lock out every device behind it)."""
         login = (client_id, username, hashlib.sha256(password.encode()).digest())
+        # A password with a proof of possession is good for one CONNECT: never answered
+        # from the login cache, where a replay would find it (credbroker.proof).
+        single_use = proof.SEPARATOR in password
         epoch = self._epoch
         with self._lock:
-            cached = self._by_login.get(login)
+            cached = None if single_use else self._by_login.get(login)
         grant = self._still_good(cached) if cached else None
         if grant is None:
             decision = self.authenticator.authenticate(
@@ -110,7 +114,9 @@ class HookAuthority:
         with self._lock:
             if len(self._by_login) >= MAX_CACHED:
                 self._drop_expired()
-            self._by_login[login] = self._by_client[client_id] = cached
+            if not single_use:
+                self._by_login[login] = cached
+            self._by_client[client_id] = cached
         return grant
 
     def grant(self, client_id: str, username: str | None = None) -> Grant | None:

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from credbroker.jwk import from_jwk
 from credbroker.jws import b64url_decode, b64url_encode
-from device_sdk import assertion_form
+from device_sdk import assertion_form, generate_key, password_with_proof, proof_of_possession
 from device_sdk._tokens import TokenSource
 from simulators.device import Backend, Context, fetch_token
 from simulators.fleet import Operator, VirtualIdentity
@@ -45,6 +45,7 @@ class Kit:
     short_lived: VirtualIdentity  # in a fleet with 1 s tokens
     backend: Backend
     leeway: float
+    key_bound: VirtualIdentity  # in a fleet with proof_of_possession (README)
 
     def tokens(self, identity: VirtualIdentity) -> TokenSource:
         return TokenSource(
@@ -192,6 +193,43 @@ async def brute_force(kit: Kit) -> str:
     return answers.pop() if len(answers) == 1 else " / ".join(sorted(answers))
 
 
+# -- proof of possession (README, Proof of possession on MQTT): a stolen token is useless
+
+
+async def _key_bound(kit: Kit, password: str) -> str:
+    answer, client = await kit.connect(kit.key_bound.device_id, password)
+    client.close()
+    return answer
+
+
+async def pop_token_alone(kit: Kit) -> str:
+    """The token of a key-bound device, stolen: the thief lacks the device key."""
+    return await _key_bound(kit, await kit.token(kit.key_bound))
+
+
+async def pop_replayed_proof(kit: Kit) -> str:
+    """A password (token and proof) seen on the wire, presented again."""
+    password = password_with_proof(kit.key_bound.key, await kit.token(kit.key_bound))
+    honest = await _key_bound(kit, password)
+    if honest != "CONNACK 0":
+        return f"honest connect failed: {honest}"
+    return await _key_bound(kit, password)
+
+
+async def pop_proof_for_another_token(kit: Kit) -> str:
+    """A proof the device made for one of its tokens, sent with another (ath differs)."""
+    token, other = await kit.token(kit.key_bound), await kit.token(kit.key_bound)
+    proof = proof_of_possession(kit.key_bound.key, access_token=other, audience="mqtt")
+    return await _key_bound(kit, f"{token}~{proof}")
+
+
+async def pop_proof_by_another_key(kit: Kit) -> str:
+    """The stolen token with a proof the thief signed with a key of its own."""
+    return await _key_bound(
+        kit, password_with_proof(generate_key(), await kit.token(kit.key_bound))
+    )
+
+
 Attempt = Callable[[Kit], Awaitable[str]]
 ATTACKS: dict[str, tuple[str, Attempt]] = {
     "tampered token": (BAD_CREDENTIALS, tampered),
@@ -204,6 +242,10 @@ ATTACKS: dict[str, tuple[str, Attempt]] = {
     "replayed client assertion": ("HTTP 401 invalid_client", replayed_assertion),
     "reused refresh token": ("HTTP 400 invalid_grant", reused_refresh_token),
     "brute-force passwords": (BAD_CREDENTIALS, brute_force),
+    "key-bound token without a proof": (BAD_CREDENTIALS, pop_token_alone),
+    "replayed proof of possession": (BAD_CREDENTIALS, pop_replayed_proof),
+    "proof made for another token": (BAD_CREDENTIALS, pop_proof_for_another_token),
+    "proof signed by another key": (BAD_CREDENTIALS, pop_proof_by_another_key),
     "expired token": (BAD_CREDENTIALS, expired),  # last: it waits out the leeway
 }
 

@@ -56,6 +56,10 @@ class Operator:
         await self._call("POST", "/v1/fleets", 201, json=body)
         return name
 
+    async def require_proofs(self, fleet: str) -> None:
+        """Turn on `proof_of_possession` (README, Proof of possession on MQTT)."""
+        await self._call("PATCH", f"/v1/fleets/{fleet}", 200, json={"proof_of_possession": True})
+
     async def devices(
         self, fleet: str, count: int, prefix: str, acl: dict[str, list[str]] | None = None
     ) -> list[VirtualIdentity]:

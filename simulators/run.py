@@ -200,7 +200,15 @@ async def _attack_kit(
         subscribe=[],
     )
     [short_lived] = await operator.devices(short, 1, f"{run}-short")
-    return Kit(ctx, operator, attacker, victim, short_lived, backend, leeway)
+    bound = await operator.fleet(
+        f"{run}-pop",
+        ttl=600,
+        publish=[ctx.topics.telemetry("{device_id}")],
+        subscribe=[],
+    )
+    await operator.require_proofs(bound)
+    [key_bound] = await operator.devices(bound, 1, f"{run}-pop")
+    return Kit(ctx, operator, attacker, victim, short_lived, backend, leeway, key_bound)
 
 
 async def _drain(

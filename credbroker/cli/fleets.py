@@ -34,12 +34,20 @@ FormatOpt = Annotated[
     str, typer.Option("--token-format", help="jwt, reference or device-signed (README)")
 ]
 AudienceOpt = Annotated[str | None, typer.Option("--audience", help="aud of device-signed tokens")]
+PossessionOpt = Annotated[
+    bool,
+    typer.Option(
+        "--proof-of-possession",
+        help="MQTT passwords must carry a proof signed by the device key (README)",
+    ),
+]
 
 FLEET_COLUMNS: list[Column] = [
     ("NAME", field("name")),
     ("TOKEN TTL", field("token_ttl")),
     ("CLIENT SECRETS", field("allow_client_secret")),
     ("TOKEN FORMAT", field("token_format")),
+    ("PROOF OF POSSESSION", field("proof_of_possession")),
     ("PUBLISH", lambda f: f["acl"]["publish"]),
     ("SUBSCRIBE", lambda f: f["acl"]["subscribe"]),
     ("CREATED", time_field("created_at")),
@@ -56,6 +64,7 @@ def fleet_create(
     token_format: FormatOpt = "jwt",  # noqa: S107 - a format name
     audience: AudienceOpt = None,
     iot_core_client_ids: Annotated[bool, typer.Option("--iot-core-client-ids")] = False,
+    proof_of_possession: PossessionOpt = False,
     api: ApiOpt = DEFAULT_API,
     admin_key: KeyOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA,
@@ -68,6 +77,7 @@ def fleet_create(
         "allow_client_secret": allow_client_secret,
         "token_format": token_format,
         "iot_core_client_ids": iot_core_client_ids,
+        "proof_of_possession": proof_of_possession,
     }
     if audience is not None:
         body["audience"] = audience
@@ -125,6 +135,13 @@ def fleet_update(
     iot_core_client_ids: Annotated[
         bool | None, typer.Option("--iot-core-client-ids/--no-iot-core-client-ids")
     ] = None,
+    proof_of_possession: Annotated[
+        bool | None,
+        typer.Option(
+            "--proof-of-possession/--no-proof-of-possession",
+            help="MQTT passwords must carry a proof signed by the device key (README)",
+        ),
+    ] = None,
     api: ApiOpt = DEFAULT_API,
     admin_key: KeyOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA,
@@ -147,6 +164,7 @@ def fleet_update(
         ("token_format", token_format),
         ("audience", audience),
         ("iot_core_client_ids", iot_core_client_ids),
+        ("proof_of_possession", proof_of_possession),
     ):
         if value is not None:
             body[option] = value

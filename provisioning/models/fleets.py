@@ -52,6 +52,7 @@ class FleetCreate(BaseModel):
     audience: str | None = pydantic.Field(default=None, pattern=AUDIENCE_PATTERN)
     iot_core_client_ids: bool = False
     auto_register: bool = False
+    proof_of_possession: bool = False
 
 
 class FleetUpdate(BaseModel):
@@ -64,6 +65,7 @@ class FleetUpdate(BaseModel):
     audience: str | None = pydantic.Field(default=None, pattern=AUDIENCE_PATTERN)
     iot_core_client_ids: bool | None = None
     auto_register: bool | None = None
+    proof_of_possession: bool | None = None
 
 
 class FleetBase(SQLModel):
@@ -79,6 +81,9 @@ class FleetBase(SQLModel):
     # A first token request with a certificate of one of the fleet's CAs creates its
     # device (just-in-time registration, README "Fleet CAs").
     auto_register: bool = False
+    # README, Proof of possession on MQTT: the MQTT password must carry a fresh proof
+    # signed by the token's `cnf.jkt` key; a token alone gets CONNACK 4.
+    proof_of_possession: bool = False
 
 
 class FleetPublic(FleetBase):

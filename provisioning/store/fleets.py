@@ -29,6 +29,7 @@ def create_fleet(*, session: Session, fleet_create: FleetCreate, now: int, actor
         audience=fleet_create.audience,
         iot_core_client_ids=fleet_create.iot_core_client_ids,
         auto_register=fleet_create.auto_register,
+        proof_of_possession=fleet_create.proof_of_possession,
         created_at=now,
         **acl_columns(fleet_create.acl),
     )
@@ -48,7 +49,13 @@ def update_fleet(
         fleet.token_ttl = fleet_update.token_ttl
     if fleet_update.allow_client_secret is not None:
         fleet.allow_client_secret = fleet_update.allow_client_secret
-    for field in ("token_format", "audience", "iot_core_client_ids", "auto_register"):
+    for field in (
+        "token_format",
+        "audience",
+        "iot_core_client_ids",
+        "auto_register",
+        "proof_of_possession",
+    ):
         if (value := getattr(fleet_update, field)) is not None:
             setattr(fleet, field, value)
     session.add(fleet)

@@ -69,6 +69,9 @@ def remove_key(*, session: Session, device: Device, kid: str, now: int, actor: s
     if row is None:
         raise NotFound(f"device {device.device_id!r} has no key {kid!r}")
     session.delete(row)
+    # Brokers cache the credential keys that proofs of possession are checked with
+    # (credbroker.trust): a removed key must stop proving at once. Its tokens stand.
+    standing.device_changed(session=session, device_id=device.device_id, now=now, cuts=False)
     audit.record(
         session=session,
         now=now,

@@ -65,6 +65,13 @@ class MemoryStore:
     def signer(self, device_id: str) -> Signer | None:
         return self.signers.get(device_id)
 
+    def proof_required(self, device_id: str) -> bool:
+        state = self.devices.get(device_id)
+        return state is not None and state.proof_required
+
+    def proof_key(self, device_id: str, jkt: str) -> tuple[str, Any] | None:
+        return None
+
 
 @dataclass
 class Setup:

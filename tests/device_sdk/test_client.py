@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,8 @@ EXPECTED_ALL = [
     "client_assertion",
     "generate_key",
     "load_private_key",
+    "password_with_proof",
+    "proof_of_possession",
     "public_pem",
     "save_key_pair",
 ]
@@ -234,3 +237,31 @@ def test_claim_provisioning_with_an_enrollment_token(stack: Stack) -> None:
     with pytest.raises(EnrollmentError) as caught:  # single use
         client.enroll(enrollment_token)
     assert caught.value.status is not None and 400 <= caught.value.status < 500
+
+
+def test_proof_of_possession_on_every_connect_and_reconnect(stack: Stack) -> None:
+    """README, Proof of possession on MQTT: with the flag, each CONNECT (the first, and
+    the reconnects of each refresh) carries a fresh proof; without it, CONNACK 4."""
+    name = "f-pop-" + uuid.uuid4().hex[:6]
+    body = {
+        "name": name,
+        "token_ttl": 3,
+        "proof_of_possession": True,
+        "acl": {"publish": ["devices/{device_id}/#"], "subscribe": ["devices/{device_id}/#"]},
+    }
+    assert stack.http.post(stack.base + "/v1/fleets", json=body, headers=stack.admin).is_success
+    device = stack.device(name)
+    states: list[str] = []
+    received: list[bytes] = []
+    client = device_client(
+        stack, device, proof_of_possession=True, on_state=lambda s, d: states.append(s)
+    )
+    client.connect()
+    client.subscribe(f"devices/{device.id}/#", lambda topic, payload: received.append(payload))
+    wait_for(lambda: states.count("refreshed") >= 2, timeout=20, what="two refreshes")
+    wait_for(lambda: states[-1] == "connected", timeout=10, what="the reconnect")
+    client.publish(f"devices/{device.id}/after", b"proven").wait_for_publish(10)
+    wait_for(lambda: b"proven" in received, what="delivery after refreshes")
+    client.close()
+    with pytest.raises(ConnectError):
+        device_client(stack, device).connect(timeout=10)

@@ -3,16 +3,31 @@ test_https.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.stack import BIN, Client, free_port, mosquitto_pub, port_open, start_stack, wait_for
+from device_sdk import generate_key, password_with_proof, public_pem
+from tests.stack import (
+    BIN,
+    Client,
+    Stack,
+    free_port,
+    mosquitto_pub,
+    port_open,
+    start_stack,
+    wait_for,
+)
 
 
-def test_standalone_broker_learns_revocations_from_the_database(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _standalone(tmp_path: Path) -> Iterator[Stack]:
+    """`credbroker up`, and a standalone broker on its database: the stack's MQTT port
+    is the standalone broker's."""
     stack = start_stack(tmp_path)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
@@ -30,19 +45,54 @@ def test_standalone_broker_learns_revocations_from_the_database(tmp_path: Path) 
     )
     try:
         wait_for(lambda: port_open(port), timeout=30, what="the standalone broker")
-        device = stack.device(stack.fleet())
         stack.mqtt_port = port
+        yield stack
+    finally:
+        os.killpg(broker.pid, signal.SIGTERM)
+        assert broker.wait(20) == 0
+        log.close()
+        stack.stop()
+
+
+def test_standalone_broker_learns_revocations_from_the_database(tmp_path: Path) -> None:
+    with _standalone(tmp_path) as stack:
+        device = stack.device(stack.fleet())
         client = Client(stack, device.id, device.token())
         assert client.connected.wait(10)
         device.api("POST", ":revoke")
         assert client.disconnected.wait(2 + 1), "not cut within 2 s (plus slack)"
         client.paho.loop_stop()
         assert mosquitto_pub(stack, device.id, "garbage", "x").returncode == 4
-    finally:
-        os.killpg(broker.pid, signal.SIGTERM)
-        assert broker.wait(20) == 0
-        log.close()
-        stack.stop()
+
+
+def test_standalone_broker_wants_proofs_of_possession(tmp_path: Path) -> None:
+    """README, Proof of possession on MQTT: the same decision as the embedded broker's,
+    and a removed credential key stops proving within 2 s (the revocation log)."""
+    with _standalone(tmp_path) as stack:
+        name = stack.fleet()
+        url = f"{stack.base}/v1/fleets/{name}"
+        assert stack.http.patch(url, json={"proof_of_possession": True}, headers=stack.admin)
+        device = stack.device(name)
+        token, topic = device.token(), f"devices/{device.id}/t"
+        assert mosquitto_pub(stack, device.id, token, topic).returncode == 4
+        proven = password_with_proof(device.key, token)
+        assert mosquitto_pub(stack, device.id, proven, topic).returncode == 0
+        assert mosquitto_pub(stack, device.id, proven, topic).returncode == 4  # replayed
+        spare = device.api("POST", "/keys", json={"public_key": public_pem(generate_key())})
+        assert spare.status_code == 201, spare.text
+        first = device.api("GET").json()["credential_keys"][0]["kid"]
+        assert first != spare.json()["kid"]
+        assert device.api("DELETE", f"/keys/{first}").status_code == 204
+        wait_for(
+            lambda: (
+                mosquitto_pub(
+                    stack, device.id, password_with_proof(device.key, token), topic
+                ).returncode
+                == 4
+            ),
+            timeout=2 + 1,
+            what="the removed key to stop proving",
+        )
 
 
 def test_mqtt_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:

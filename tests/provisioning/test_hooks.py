@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from device_sdk import generate_key, password_with_proof
 from tests.support import Api, Device
 
 
@@ -230,3 +231,21 @@ def test_hooks_refuse_invalid_subscribe_filters(api: Api, device: Device, bad: s
             "variable_map.client_id": me,
         }  # fmt: skip
         assert _rabbit(api, "topic", **rabbit) == "deny"
+
+
+def test_hooks_want_a_proof_of_possession_where_the_fleet_does(api: Api) -> None:
+    """README, Proof of possession on MQTT: the hooks decide as the brokers do, and a
+    proof is good for one CONNECT even where logins are cached."""
+    device = api.device(str(api.fleet(proof_of_possession=True)["name"]))
+    me, token = device.id, _token(device)
+    emqx = {"clientid": me, "username": me, "password": token}
+    assert _json(api, "emqx/authn", emqx) == {"result": "deny"}
+    user = {"username": me, "password": token, "clientid": me}
+    assert _json(api, "mosquitto-go-auth/user", user, 403)["ok"] is False
+    proven = password_with_proof(device.key, token, now=api.clock())
+    assert _json(api, "emqx/authn", emqx | {"password": proven})["result"] == "allow"
+    assert _json(api, "emqx/authn", emqx | {"password": proven}) == {"result": "deny"}
+    again = password_with_proof(device.key, token, now=api.clock())
+    assert _json(api, "mosquitto-go-auth/user", user | {"password": again})["ok"] is True
+    stolen = password_with_proof(generate_key(), token, now=api.clock())
+    assert _json(api, "mosquitto-go-auth/user", user | {"password": stolen}, 403)["ok"] is False

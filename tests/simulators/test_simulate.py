@@ -151,6 +151,10 @@ def test_every_attack_is_refused_as_documented(stack: Stack, tmp_path: Path) -> 
         "replayed client assertion",
         "reused refresh token",
         "brute-force passwords",
+        "key-bound token without a proof",
+        "replayed proof of possession",
+        "proof made for another token",
+        "proof signed by another key",
     }
     for name, attack in attacks.items():
         assert attack["tried"] >= 1, name
