@@ -1,6 +1,11 @@
 """Getting tokens as a device: client assertion or refresh grant, clock skew from the
 server's `Date`, and the refresh token persisted atomically across reboots.
 
+When the server's metadata (RFC 8414) lists the key's algorithm in
+`dpop_signing_alg_values_supported`, every token request carries a DPoP proof signed
+with the device key (RFC 9449): the server binds the refresh token to the key. No
+`DPoP-Nonce` (section 8): the server asks for none.
+
 `TokenSource.fetch()` does the HTTP with urllib. The decisions (which grant to try, what
 an answer means) live in `forms()` and `accept()`, so a caller with its own HTTP client
 (the simulators use one asyncio loop for thousands of devices) follows the same rules.
@@ -23,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from device_sdk._assertion import assertion_form
+from device_sdk._dpop import algorithm, dpop_proof
 from device_sdk._errors import DeviceRevoked, EnrollmentError, TokenError
 from device_sdk._keys import DevicePrivateKey, public_pem
 
 REFRESH_FILE = "refresh_token"
+METADATA_PATH = "/.well-known/oauth-authorization-server"
 CLOCK_CORRECTION = 10.0  # seconds of newly learnt skew worth a second assertion
 # Refusals that mean this device will not get a token however often it asks.
 FINAL_ERRORS = frozenset({"invalid_client", "unauthorized_client", "invalid_grant"})
@@ -75,6 +82,8 @@ class TokenSource:
         self.timeout = timeout
         self.skew = 0.0  # server clock minus ours, learnt from Date headers
         self._refresh: str | None = self._load_refresh()
+        self._discovered = False
+        self._dpop_htu: str | None = None  # the token endpoint, as proofs name it
 
     @property
     def token_endpoint(self) -> str:
@@ -82,12 +91,42 @@ class TokenSource:
 
     def fetch(self) -> Token:
         """A fresh access token: the refresh grant if we hold one, else an assertion."""
+        if not self._discovered:
+            self.discover()
         for form in self.forms():
-            answer = _post_form(self.token_endpoint, form, self.timeout, self.tls)
+            answer = _post_form(
+                self.token_endpoint, form, self.timeout, self.tls, self.proof_headers()
+            )
             token = self.accept(form, *answer)
             if token is not None:
                 return token
         raise TokenError("token endpoint refused every grant")
+
+    def discover(self) -> None:
+        """Read the server's metadata once: does it take DPoP proofs by our key?"""
+        status, _, body = _request(
+            "GET", self.api_url + METADATA_PATH, None, {}, self.timeout, self.tls
+        )
+        if status >= 500:
+            return  # asked again at the next fetch
+        self._discovered = True
+        metadata = _json(body) if status == 200 else {}
+        algs = metadata.get("dpop_signing_alg_values_supported")
+        if isinstance(algs, list) and algorithm(self.private_key) in algs:
+            endpoint = metadata.get("token_endpoint")
+            self._dpop_htu = endpoint if isinstance(endpoint, str) else self.token_endpoint
+
+    @property
+    def dpop(self) -> bool:
+        """Whether token requests carry DPoP proofs (known once `discover` has run)."""
+        return self._dpop_htu is not None
+
+    def proof_headers(self) -> dict[str, str]:
+        """The headers of one token request: a fresh DPoP proof if the server takes one."""
+        if self._dpop_htu is None:
+            return {}
+        now = time.time() + self.skew
+        return {"DPoP": dpop_proof(self.private_key, htm="POST", htu=self._dpop_htu, now=now)}
 
     def enroll(self, enrollment_token: str) -> str:
         """Register this device's public key with a single-use enrollment token."""
@@ -189,10 +228,14 @@ def _json(body: bytes) -> dict[str, Any]:
 
 
 def _post_form(
-    url: str, form: Mapping[str, str], timeout: float, tls: ssl.SSLContext | None
+    url: str,
+    form: Mapping[str, str],
+    timeout: float,
+    tls: ssl.SSLContext | None,
+    headers: Mapping[str, str],
 ) -> tuple[int, Mapping[str, str], bytes]:
     body = urllib.parse.urlencode(form).encode()
-    return _post(url, body, "application/x-www-form-urlencoded", timeout, tls)
+    return _post(url, body, "application/x-www-form-urlencoded", timeout, tls, headers)
 
 
 def _user_agent() -> str:
@@ -208,14 +251,29 @@ USER_AGENT = _user_agent()
 
 
 def _post(
-    url: str, body: bytes, content_type: str, timeout: float, tls: ssl.SSLContext | None
+    url: str,
+    body: bytes,
+    content_type: str,
+    timeout: float,
+    tls: ssl.SSLContext | None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, Mapping[str, str], bytes]:
     """(status, headers, body) of a POST; TokenError only when there is no answer."""
+    sent = {"Content-Type": content_type, **(headers or {})}
+    return _request("POST", url, body, sent, timeout, tls)
+
+
+def _request(
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    timeout: float,
+    tls: ssl.SSLContext | None,
+) -> tuple[int, Mapping[str, str], bytes]:
+    """(status, headers, body) of a request; TokenError only when there is no answer."""
     request = urllib.request.Request(  # noqa: S310 - the operator configures the URL
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": content_type, "User-Agent": USER_AGENT},
+        url, data=body, method=method, headers={"User-Agent": USER_AGENT, **headers}
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=tls) as response:  # noqa: S310

@@ -47,7 +47,8 @@ _KEYS = Sql("""
     WHERE device_id = ? AND (expires_at IS NULL OR expires_at > ?)""")
 _SEALED = Sql("SELECT private_enc FROM signing_keys WHERE kid = ?")
 _REFRESH_STATE = Sql("""
-    SELECT r.device_id, r.family_id, f.jkt, r.used_at, f.expires_at, f.revoked_at
+    SELECT r.device_id, r.family_id, f.jkt, r.used_at, f.expires_at, f.revoked_at,
+           f.dpop_jkt
     FROM refresh_tokens AS r JOIN refresh_families AS f ON f.id = r.family_id
     WHERE r.token_hash = ?""")
 _MARK_USED = Sql("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL")
@@ -55,8 +56,8 @@ _INSERT_USED = Sql("INSERT INTO used_assertions (key, expires_at) VALUES (?, ?)"
 _INSERT_FAMILY = Sql("""
     INSERT INTO refresh_families
         (id, device_id, jkt, created_at, expires_at, revoked_at, last_used_at, address,
-         user_agent)
-    VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)""")
+         user_agent, dpop_jkt)
+    VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)""")
 _TOUCH_FAMILY = Sql("UPDATE refresh_families SET last_used_at = ?, address = ? WHERE id = ?")
 _INSERT_REFRESH = Sql("""
     INSERT INTO refresh_tokens
@@ -147,6 +148,7 @@ class RefreshState:
     used_at: int | None
     family_expires_at: int
     family_revoked_at: int | None
+    dpop_jkt: str | None  # the family is bound to this DPoP key (RFC 9449 section 5)
 
 
 class GrantStore:
@@ -281,13 +283,18 @@ class GrantStore:
         return None if row is None else bytes(row[0])
 
     def new_family(
-        self, *, family_id: str, device_id: str, jkt: str, now: int, expires_at: int
+        self,
+        *,
+        family_id: str,
+        device_id: str,
+        jkt: str,
+        now: int,
+        expires_at: int,
+        dpop_jkt: str | None = None,
     ) -> None:
         origin = self.origin
-        self._write(
-            _INSERT_FAMILY,
-            (family_id, device_id, jkt, now, expires_at, now, origin.address, origin.user_agent),
-        )
+        row = (family_id, device_id, jkt, now, expires_at, now, origin.address, origin.user_agent)
+        self._write(_INSERT_FAMILY, (*row, dpop_jkt))
 
     def touch_family(self, *, family_id: str, now: int) -> None:
         """A refresh: the family was last used now, from this address."""

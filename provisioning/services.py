@@ -21,6 +21,7 @@ from credbroker.trust import CachedTrustStore
 from credbroker.verifier import Verifier, VerifyPolicy
 from provisioning.assertions import AssertionPolicy
 from provisioning.brokerhooks import HookAuthority
+from provisioning.dpop import ProofPolicy
 from provisioning.groupcommit import GroupCommit
 from provisioning.masterkey import Sealer
 from provisioning.metrics import Metrics
@@ -145,6 +146,11 @@ class Services:
     @property
     def revocation_endpoint(self) -> str:
         return self.issuer + REVOCATION_PATH
+
+    @property
+    def dpop_policy(self) -> ProofPolicy:
+        """DPoP proofs at the token endpoint: `htu` as the metadata names it."""
+        return ProofPolicy(htu=self.token_endpoint, leeway=self.settings.leeway)
 
     @property
     def assertion_policy(self) -> AssertionPolicy:

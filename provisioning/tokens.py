@@ -111,8 +111,10 @@ def issue(
     audience: str,
     family_id: str | None = None,
     family_lifetime: int = 0,
+    dpop_jkt: str | None = None,
 ) -> Issued:
-    """An access token and a refresh token, in a new family or the given one."""
+    """An access token and a refresh token, in a new family (bound to `dpop_jkt` if
+    given, RFC 9449 section 5) or the given one."""
     token, jti, exp = sign_access_token(
         keyring=keyring,
         store=store,
@@ -130,6 +132,7 @@ def issue(
             jkt=jkt,
             now=now,
             expires_at=now + family_lifetime,
+            dpop_jkt=dpop_jkt,
         )
     else:
         store.touch_family(family_id=family_id, now=now)

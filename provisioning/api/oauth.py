@@ -102,7 +102,8 @@ async def token(request: Request) -> Response:
     address = client_address(request)
     with _challenged(authorization, "Basic"):
         user_agent = request.headers.get("user-agent")
-        work = partial(grants.token, services, form, authorization, address, user_agent)
+        proofs = request.headers.getlist("dpop")
+        work = partial(grants.token, services, form, authorization, address, user_agent, proofs)
         if "client_secret" in form or authorization:  # argon2, ~50 ms: a thread
             issued = await run_in_threadpool(work)
         else:
@@ -125,7 +126,16 @@ router.add_api_route(
             scope=TEXT,
             **CLIENT_AUTH,
         ),
-        "parameters": [header("authorization", "HTTP Basic client authentication")],
+        "parameters": [
+            header("authorization", "HTTP Basic client authentication"),
+            header(
+                "dpop",
+                "A DPoP proof (RFC 9449 section 4), optional: a refresh token granted with one"
+                " is bound to its key and needs a proof by that key at each refresh. A bad"
+                " proof is 400 invalid_dpop_proof; a bound refresh without a proof by its key"
+                " is 400 invalid_grant.",
+            ),
+        ],
     },
 )
 

@@ -20,6 +20,8 @@ class RefreshFamily(SQLModel, table=True):
     last_used_at: int | None = None
     address: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=200)  # capped; never logged
+    # RFC 9449 section 5: granted with a DPoP proof, each refresh needs one by this key.
+    dpop_jkt: str | None = Field(default=None, max_length=64)
 
 
 class RefreshToken(SQLModel, table=True):
