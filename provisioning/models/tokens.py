@@ -93,6 +93,7 @@ class FamilyPublic(SQLModel):
     address: str | None  # of the grant that made it, then of its last refresh
     user_agent: str | None  # of the grant that made it (at most 200 characters)
     access_tokens_outstanding: int  # issued in it and not yet expired
+    dpop_jkt: str | None = None  # the key its refreshes need a DPoP proof by (RFC 9449)
 
 
 class ConnectionPublic(SQLModel):

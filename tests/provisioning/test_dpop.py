@@ -89,6 +89,10 @@ def test_a_bound_family_refreshes_with_proofs_by_its_key(api: Api, fleet: str, a
     device = api.device(fleet, alg=alg)
     tokens = bound_tokens(api, device)
     assert tokens["token_type"] == "Bearer"  # access tokens are not DPoP-bound (README)
+    families = api.client.get(f"/v1/devices/{device.id}/sessions", headers=api.admin).json()
+    assert [f["dpop_jkt"] for f in families["families"]] == [
+        device.created["credential_keys"][0]["kid"]
+    ]
     for _ in range(2):
         answer = refresh(api, tokens["refresh_token"], proof(api, device.key))
         assert answer.status_code == 200, answer.text
@@ -245,6 +249,8 @@ def test_a_removed_key_refreshes_its_family_no_more(api: Api, fleet: str) -> Non
 def test_a_family_granted_without_a_proof_needs_none(api: Api, fleet: str) -> None:
     device = api.device(fleet)
     tokens = device.tokens()
+    families = api.client.get(f"/v1/devices/{device.id}/sessions", headers=api.admin).json()
+    assert [f["dpop_jkt"] for f in families["families"]] == [None]
     answer = refresh(api, tokens["refresh_token"])
     assert answer.status_code == 200, answer.text
     # A proof is still checked when sent, and binds nothing afterwards.
