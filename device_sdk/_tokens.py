@@ -91,7 +91,7 @@ class TokenSource:
 
     def fetch(self) -> Token:
         """A fresh access token: the refresh grant if we hold one, else an assertion."""
-        if not self._discovered:
+        if not self.discovered:
             self.discover()
         for form in self.forms():
             answer = _post_form(
@@ -102,31 +102,14 @@ class TokenSource:
                 return token
         raise TokenError("token endpoint refused every grant")
 
-    def discover(self) -> None:
-        """Read the server's metadata once: does it take DPoP proofs by our key?"""
-        status, _, body = _request(
-            "GET", self.api_url + METADATA_PATH, None, {}, self.timeout, self.tls
-        )
-        if status >= 500:
-            return  # asked again at the next fetch
-        self._discovered = True
-        metadata = _json(body) if status == 200 else {}
-        algs = metadata.get("dpop_signing_alg_values_supported")
-        if isinstance(algs, list) and algorithm(self.private_key) in algs:
-            endpoint = metadata.get("token_endpoint")
-            self._dpop_htu = endpoint if isinstance(endpoint, str) else self.token_endpoint
-
     @property
-    def dpop(self) -> bool:
-        """Whether token requests carry DPoP proofs (known once `discover` has run)."""
-        return self._dpop_htu is not None
+    def metadata_url(self) -> str:
+        return self.api_url + METADATA_PATH
 
-    def proof_headers(self) -> dict[str, str]:
-        """The headers of one token request: a fresh DPoP proof if the server takes one."""
-        if self._dpop_htu is None:
-            return {}
-        now = time.time() + self.skew
-        return {"DPoP": dpop_proof(self.private_key, htm="POST", htu=self._dpop_htu, now=now)}
+    def discover(self) -> None:
+        """Read the server's metadata (RFC 8414): does it take DPoP proofs by our key?"""
+        status, _, body = _request("GET", self.metadata_url, None, {}, self.timeout, self.tls)
+        self.learn_metadata(status, body)
 
     def enroll(self, enrollment_token: str) -> str:
         """Register this device's public key with a single-use enrollment token."""
@@ -142,6 +125,37 @@ class TokenSource:
         return str(_json(answer)["device_id"])
 
     # -- the rules, without I/O -----------------------------------------------------------
+
+    @property
+    def discovered(self) -> bool:
+        """Whether the metadata has been read (`discover`, or `learn_metadata`)."""
+        return self._discovered
+
+    @property
+    def dpop(self) -> bool:
+        """Whether token requests carry DPoP proofs (known once discovered)."""
+        return self._dpop_htu is not None
+
+    def proof_headers(self) -> dict[str, str]:
+        """The headers of one token request: a fresh DPoP proof if the server takes one,
+        dated on the server's clock as far as we know it."""
+        if self._dpop_htu is None:
+            return {}
+        now = time.time() + self.skew
+        return {"DPoP": dpop_proof(self.private_key, htm="POST", htu=self._dpop_htu, now=now)}
+
+    def learn_metadata(self, status: int, body: bytes) -> None:
+        """The answer to `GET metadata_url`: DPoP proofs from now on if the server lists
+        our key's algorithm in `dpop_signing_alg_values_supported`. A 5xx is asked again
+        at the next fetch; any other answer without that list means no DPoP."""
+        if status >= 500:
+            return
+        self._discovered = True
+        metadata = _json(body) if status == 200 else {}
+        algs = metadata.get("dpop_signing_alg_values_supported")
+        if isinstance(algs, list) and algorithm(self.private_key) in algs:
+            endpoint = metadata.get("token_endpoint")  # what the server calls itself: htu
+            self._dpop_htu = endpoint if isinstance(endpoint, str) else self.token_endpoint
 
     def forms(self) -> Iterator[dict[str, str]]:
         """The grant requests to try in order, until one is accepted."""
