@@ -48,6 +48,8 @@ def normalized_uri(uri: str) -> str:
     """RFC 9449 section 4.3 item 9: without query and fragment, with RFC 3986 section
     6.2.2.1 and 6.2.3 normalization (case of scheme and host, default port)."""
     parts = urlsplit(uri)
+    if "@" in parts.netloc:
+        raise ValueError("no userinfo in a token endpoint URL")
     scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
     if ":" in host:
         host = f"[{host}]"

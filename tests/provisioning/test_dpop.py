@@ -152,6 +152,8 @@ def _bad_proof(api: Api, key: ec.EllipticCurvePrivateKey, case: str) -> str:
     made: dict[str, Callable[[], str]] = {
         "wrong htu": lambda: proof(api, key, htu=ISSUER + "/oauth2/revoke"),
         "another host": lambda: proof(api, key, htu="http://elsewhere/oauth2/token"),
+        "htu with userinfo": lambda: proof(api, key, htu="http://x@testserver/oauth2/token"),
+        "another port": lambda: proof(api, key, htu="http://testserver:8080/oauth2/token"),
         "wrong htm": lambda: proof(api, key, htm="GET"),
         "stale iat": lambda: proof(api, key, iat=now - 60 - 31),  # window and 30 s leeway
         "future iat": lambda: proof(api, key, iat=now + 31),
@@ -177,6 +179,8 @@ def _bad_proof(api: Api, key: ec.EllipticCurvePrivateKey, case: str) -> str:
     [
         "wrong htu",
         "another host",
+        "htu with userinfo",
+        "another port",
         "wrong htm",
         "stale iat",
         "future iat",
