@@ -16,7 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, OKPKey
 
 from device_sdk._keys import DevicePrivateKey
-from tests.support import ISSUER, TOKEN_URL, Api, Device, p256_key
+from tests.support import ISSUER, JWT_BEARER, TOKEN_URL, Api, Device, p256_key
 
 ALGS = ["EdDSA", "Ed25519", "ES256", "RS256"]
 
@@ -283,3 +283,23 @@ def test_the_dpop_header_is_documented(api: Api) -> None:
     dpop = next(p for p in parameters if p["name"].lower() == "dpop")
     assert dpop["in"] == "header" and not dpop["required"]
     assert "invalid_dpop_proof" in dpop["description"]
+
+
+def test_a_bound_refresh_token_is_revoked_only_by_its_client(api: Api, fleet: str) -> None:
+    """Possession alone revokes other tokens (README, Decisions), but a copy of a bound
+    refresh token must not end the family of the device that holds the key."""
+    device = api.device(fleet)
+    tokens = bound_tokens(api, device)
+    held = api.client.post("/oauth2/revoke", data={"token": tokens["refresh_token"]})
+    assert "client authentication" in error(held, 401, "invalid_client")
+    assert "www-authenticate" in held.headers
+    answer = refresh(api, tokens["refresh_token"], proof(api, device.key))
+    assert answer.status_code == 200, answer.text
+    form = {
+        "token": answer.json()["refresh_token"],
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": device.assertion(),
+    }
+    assert api.client.post("/oauth2/revoke", data=form).status_code == 200
+    spent = refresh(api, form["token"], proof(api, device.key))
+    error(spent, 400, "invalid_grant")
