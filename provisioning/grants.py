@@ -191,8 +191,9 @@ def _rotate(
 ) -> Issued:
     """Spend a known refresh token once and issue the next pair of its family."""
     if state.dpop_jkt is not None and (proof is None or proof.jkt != state.dpop_jkt):
-        # RFC 9449 section 5: "the refresh token is bound". First, and not reuse: its
-        # family lives on for the device that holds the key.
+        # RFC 9449 section 5: the binding "MUST be validated when the refresh token is
+        # later presented". First, and not reuse: the family lives on for the device
+        # that holds the key.
         which = "no DPoP proof" if proof is None else "a DPoP proof by another key"
         raise InvalidGrant(f"refresh token is bound to a DPoP key; got {which}")
     if state.family_revoked_at is not None:
