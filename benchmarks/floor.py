@@ -84,7 +84,7 @@ def store_costs(batch: int = BATCH) -> dict[str, float]:
         db.execute(g._KEYS.qmark, ("floor-1", now)).fetchall()
         db.execute(g._INSERT_USED.qmark, (os.urandom(16).hex(), now + 60))
         family, digest = os.urandom(16).hex(), os.urandom(32).hex()
-        family_row = (family, "floor-1", "jkt", now, now + 86400, now, "127.0.0.1", "floor")
+        family_row = (family, "floor-1", "jkt", now, now + 86400, now, "127.0.0.1", "floor", None)
         db.execute(g._INSERT_FAMILY.qmark, family_row)
         db.execute(g._INSERT_REFRESH.qmark, (digest, family, "floor-1", now, "jti", now + 600))
         db.execute(g._INSERT_AUDIT.qmark, (now, "token.issue", "floor-1", '{"jti":"x"}'))

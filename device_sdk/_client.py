@@ -79,6 +79,8 @@ class DeviceClient:
     ) -> None:
         self.device_id = device_id
         self.private_key = private_key
+        if proof_of_possession and private_key is None:
+            raise ValueError("a proof of possession is signed by the device's private key")
         self.proof_of_possession = proof_of_possession
         self.proof_audience = proof_audience
         self.tokens = TokenSource(
@@ -303,10 +305,10 @@ class DeviceClient:
 
     def _on_pre_connect(self, client: Any, userdata: Any) -> None:
         """Before every CONNECT, the first and each reconnect: a proof is single use."""
-        token = self._token
-        if self.proof_of_possession and token is not None:
+        token, key = self._token, self.private_key
+        if self.proof_of_possession and token is not None and key is not None:
             password = password_with_proof(
-                self.private_key,
+                key,
                 token.access_token,
                 audience=self.proof_audience,
                 now=time.time() + self.tokens.skew,

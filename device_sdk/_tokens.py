@@ -1,6 +1,11 @@
 """Getting tokens as a device: client assertion or refresh grant, clock skew from the
 server's `Date`, and the refresh token persisted atomically across reboots.
 
+When the server's metadata (RFC 8414) lists the key's algorithm in
+`dpop_signing_alg_values_supported`, every token request carries a DPoP proof signed
+with the device key (RFC 9449): the server binds the refresh token to the key. No
+`DPoP-Nonce` (section 8): the server asks for none.
+
 `TokenSource.fetch()` does the HTTP with urllib. The decisions (which grant to try, what
 an answer means) live in `forms()` and `accept()`, so a caller with its own HTTP client
 (the simulators use one asyncio loop for thousands of devices) follows the same rules.
@@ -23,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from device_sdk._assertion import assertion_form
+from device_sdk._dpop import algorithm, dpop_proof
 from device_sdk._errors import DeviceRevoked, EnrollmentError, TokenError
 from device_sdk._keys import DevicePrivateKey, public_pem
 
 REFRESH_FILE = "refresh_token"
+METADATA_PATH = "/.well-known/oauth-authorization-server"
 CLOCK_CORRECTION = 10.0  # seconds of newly learnt skew worth a second assertion
 # Refusals that mean this device will not get a token however often it asks.
 FINAL_ERRORS = frozenset({"invalid_client", "unauthorized_client", "invalid_grant"})
@@ -79,6 +86,8 @@ class TokenSource:
         self.timeout = timeout
         self.skew = 0.0  # server clock minus ours, learnt from Date headers
         self._refresh: str | None = self._load_refresh()
+        self._discovered = False
+        self._dpop_htu: str | None = None  # the token endpoint, as proofs name it
 
     @property
     def token_endpoint(self) -> str:
@@ -86,12 +95,25 @@ class TokenSource:
 
     def fetch(self) -> Token:
         """A fresh access token: the refresh grant if we hold one, else an assertion."""
+        if not self.discovered:
+            self.discover()
         for form in self.forms():
-            answer = _post_form(self.token_endpoint, form, self.timeout, self.tls)
+            answer = _post_form(
+                self.token_endpoint, form, self.timeout, self.tls, self.proof_headers()
+            )
             token = self.accept(form, *answer)
             if token is not None:
                 return token
         raise TokenError("token endpoint refused every grant")
+
+    @property
+    def metadata_url(self) -> str:
+        return self.api_url + METADATA_PATH
+
+    def discover(self) -> None:
+        """Read the server's metadata (RFC 8414): does it take DPoP proofs by our key?"""
+        status, _, body = _request("GET", self.metadata_url, None, {}, self.timeout, self.tls)
+        self.learn_metadata(status, body)
 
     def enroll(self, enrollment_token: str) -> str:
         """Register this device's public key with a single-use enrollment token."""
@@ -109,6 +131,38 @@ class TokenSource:
         return str(_json(answer)["device_id"])
 
     # -- the rules, without I/O -----------------------------------------------------------
+
+    @property
+    def discovered(self) -> bool:
+        """Whether the metadata has been read (`discover`, or `learn_metadata`)."""
+        return self._discovered
+
+    @property
+    def dpop(self) -> bool:
+        """Whether token requests carry DPoP proofs (known once discovered)."""
+        return self._dpop_htu is not None
+
+    def proof_headers(self) -> dict[str, str]:
+        """The headers of one token request: a fresh DPoP proof if the server takes one,
+        dated on the server's clock as far as we know it."""
+        if self._dpop_htu is None or self.private_key is None:
+            return {}
+        now = time.time() + self.skew
+        return {"DPoP": dpop_proof(self.private_key, htm="POST", htu=self._dpop_htu, now=now)}
+
+    def learn_metadata(self, status: int, body: bytes) -> None:
+        """The answer to `GET metadata_url`: DPoP proofs from now on if the server lists
+        our key's algorithm in `dpop_signing_alg_values_supported`. A 5xx is asked again
+        at the next fetch; any other answer without that list means no DPoP."""
+        if status >= 500:
+            return
+        self._discovered = True
+        metadata = _json(body) if status == 200 else {}
+        algs = metadata.get("dpop_signing_alg_values_supported")
+        key = self.private_key  # None: a certificate device, its TLS key does not sign
+        if key is not None and isinstance(algs, list) and algorithm(key) in algs:
+            endpoint = metadata.get("token_endpoint")  # what the server calls itself: htu
+            self._dpop_htu = endpoint if isinstance(endpoint, str) else self.token_endpoint
 
     def forms(self) -> Iterator[dict[str, str]]:
         """The grant requests to try in order, until one is accepted."""
@@ -197,10 +251,14 @@ def _json(body: bytes) -> dict[str, Any]:
 
 
 def _post_form(
-    url: str, form: Mapping[str, str], timeout: float, tls: ssl.SSLContext | None
+    url: str,
+    form: Mapping[str, str],
+    timeout: float,
+    tls: ssl.SSLContext | None,
+    headers: Mapping[str, str],
 ) -> tuple[int, Mapping[str, str], bytes]:
     body = urllib.parse.urlencode(form).encode()
-    return _post(url, body, "application/x-www-form-urlencoded", timeout, tls)
+    return _post(url, body, "application/x-www-form-urlencoded", timeout, tls, headers)
 
 
 def _user_agent() -> str:
@@ -216,14 +274,29 @@ USER_AGENT = _user_agent()
 
 
 def _post(
-    url: str, body: bytes, content_type: str, timeout: float, tls: ssl.SSLContext | None
+    url: str,
+    body: bytes,
+    content_type: str,
+    timeout: float,
+    tls: ssl.SSLContext | None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, Mapping[str, str], bytes]:
     """(status, headers, body) of a POST; TokenError only when there is no answer."""
+    sent = {"Content-Type": content_type, **(headers or {})}
+    return _request("POST", url, body, sent, timeout, tls)
+
+
+def _request(
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    timeout: float,
+    tls: ssl.SSLContext | None,
+) -> tuple[int, Mapping[str, str], bytes]:
+    """(status, headers, body) of a request; TokenError only when there is no answer."""
     request = urllib.request.Request(  # noqa: S310 - the operator configures the URL
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": content_type, "User-Agent": USER_AGENT},
+        url, data=body, method=method, headers={"User-Agent": USER_AGENT, **headers}
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=tls) as response:  # noqa: S310

@@ -15,6 +15,7 @@ ProvisioningError                problem+json (RFC 9457)
     ├── InvalidGrant     400
     ├── UnauthorizedClient 400
     ├── UnsupportedGrantType 400
+    ├── InvalidDpopProof 400     a bad DPoP proof (RFC 9449 section 5)
     ├── InvalidToken     401     an admin key as a bearer token (RFC 6750 section 3.1)
     ├── InsufficientScope 401    the same, lacking the scope (RFC 7662 section 2.3: 401)
     └── TooManyAttempts  429     a failure under a penalty, with Retry-After
@@ -123,6 +124,12 @@ class UnauthorizedClient(OAuthError):
 
 class UnsupportedGrantType(OAuthError):
     error, title = "unsupported_grant_type", "Unsupported grant type"
+
+
+class InvalidDpopProof(OAuthError):
+    """RFC 9449 section 5 (and 4.3): a DPoP proof that fails a check."""
+
+    error, title = "invalid_dpop_proof", "Invalid DPoP proof"
 
 
 class InvalidToken(OAuthError):

@@ -5,6 +5,12 @@
   (RFC 6749 section 2.3.1)
 - refresh_token with rotation; a reused token kills its family (RFC 9700 section 4.14)
 
+A request may carry a DPoP proof (RFC 9449, `dpop`): a family granted with one is bound
+to its key, and a refresh of a bound family without a proof by that key is refused as
+`invalid_grant` before anything else about the token is looked at (section 5), so that
+a copy of the token can neither refresh nor, by replaying a spent one, kill the family.
+A private_key_jwt device signs its proofs with one of its credential keys.
+
 Grants are registered in `GRANTS`, which the metadata document reads too.
 
 Every issuance and refusal is audited; refusals count against the client and the
@@ -16,17 +22,19 @@ embedded database the grants of one turn of the event loop share a transaction
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlmodel import Session
 
-from provisioning import attempts, clientauth, hashing, standing
+from provisioning import attempts, clientauth, dpop, hashing, standing
+from provisioning.dpop import Proof
 from provisioning.errors import (
     DeadGrant,
     InvalidClient,
+    InvalidDpopProof,
     InvalidGrant,
     InvalidRequest,
     OAuthError,
@@ -47,6 +55,7 @@ def token(
     address: str,
     user_agent: str | None = None,
     certificate: x509.Certificate | None = None,
+    dpop_headers: Sequence[str] = (),
 ) -> Issued:
     """`certificate`: the TLS client certificate the handshake verified, if any."""
     presented = clientauth.Presented(form, authorization, certificate)
@@ -66,7 +75,10 @@ def token(
     )
     timer = services.metrics.token_seconds.labels(grant_type).time()
     with attempt, timer, _store(services, Origin.of(address, user_agent)) as store:
-        issued = grant(services, store, presented)
+        proof = dpop.verify(
+            store, dpop_headers, method="POST", policy=services.dpop_policy, now=services.now()
+        )
+        issued = grant(services, store, presented, proof)
     services.metrics.tokens.labels(grant_type, "issued").inc()
     return issued
 
@@ -101,7 +113,7 @@ def _store(services: Services, origin: Origin) -> Iterator[GrantStore]:
 
 
 def _client_credentials(
-    services: Services, store: GrantStore, presented: clientauth.Presented
+    services: Services, store: GrantStore, presented: clientauth.Presented, proof: Proof | None
 ) -> Issued:
     now = services.now()
     try:
@@ -116,6 +128,12 @@ def _client_credentials(
     if authenticated is None:
         raise InvalidClient("client authentication is required")
     client = authenticated.client
+    if (
+        proof is not None
+        and authenticated.jkt  # a key device (assertion or certificate), not a secret one
+        and not _registered(store, client.device_id, proof, now)
+    ):
+        raise InvalidDpopProof("DPoP proof must be signed by a credential key of the device")
     issued = issue(
         keyring=services.keyring,
         store=store,
@@ -126,6 +144,7 @@ def _client_credentials(
         audience=services.settings.audience,
         family_lifetime=services.settings.refresh_family_lifetime,
         x5t=authenticated.x5t,
+        dpop_jkt=proof.jkt if proof else None,
     )
     method = authenticated.method if authenticated.x5t else None
     store.audit(
@@ -134,6 +153,7 @@ def _client_credentials(
         device_id=client.device_id,
         jti=issued.jti,
         method=method or ("private_key_jwt" if authenticated.jkt else "client_secret"),
+        **({"dpop_jkt": proof.jkt} if proof else {}),
     )
     return issued
 
@@ -160,7 +180,15 @@ def _register(
         session.flush()
 
 
-def _refresh(services: Services, store: GrantStore, request: clientauth.Presented) -> Issued:
+def _registered(store: GrantStore, device_id: str, proof: Proof, now: int) -> bool:
+    """Whether the proof's key is a live credential key of the device: a device with
+    keys binds its family to one of them, never to a key someone else brings."""
+    return any(kid == proof.jkt for kid, _, _ in store.credential_keys(device_id, now))
+
+
+def _refresh(
+    services: Services, store: GrantStore, request: clientauth.Presented, proof: Proof | None
+) -> Issued:
     """RFC 6749 section 6. Client authentication sent along (authlib does) is ignored:
     the refresh token is the credential, bound to its device below."""
     form = request.form
@@ -173,7 +201,7 @@ def _refresh(services: Services, store: GrantStore, request: clientauth.Presente
     if state is None:
         raise InvalidGrant("unknown refresh token")  # no family: no device to name
     try:
-        return _rotate(services, store, request, state, digest, now)
+        return _rotate(services, store, request, state, digest, now, proof)
     except (OAuthError, _RefuseAfterCommit) as exc:
         # The token is known, so its refusal is about its device (theft shows there).
         refusal = exc.error if isinstance(exc, _RefuseAfterCommit) else exc
@@ -188,9 +216,16 @@ def _rotate(
     state: RefreshState,
     digest: str,
     now: int,
+    proof: Proof | None,
 ) -> Issued:
     """Spend a known refresh token once and issue the next pair of its family."""
     form = request.form
+    if state.dpop_jkt is not None and (proof is None or proof.jkt != state.dpop_jkt):
+        # RFC 9449 section 5: the binding "MUST be validated when the refresh token is
+        # later presented". First, and not reuse: the family lives on for the device
+        # that holds the key.
+        which = "no DPoP proof" if proof is None else "a DPoP proof by another key"
+        raise InvalidGrant(f"refresh token is bound to a DPoP key; got {which}")
     if state.family_revoked_at is not None:
         raise DeadGrant("refresh token was revoked")
     if state.x5t and clientauth.thumbprint_of(request.certificate) != state.x5t:
@@ -209,6 +244,13 @@ def _rotate(
     client = store.client(state.device_id)
     if client is None or client.status != "active":
         raise DeadGrant("device is not active")
+    if (
+        proof is not None
+        and state.dpop_jkt is not None
+        and client.auth_method == "private_key_jwt"
+        and not _registered(store, client.device_id, proof, now)
+    ):  # a credential key removed from the device refreshes its families no more
+        raise DeadGrant("the family's DPoP key is no longer a credential key of the device")
     issued = issue(
         keyring=services.keyring,
         store=store,
@@ -242,7 +284,7 @@ def _revoke_family(store: GrantStore, family_id: str, now: int) -> None:
         session.flush()
 
 
-Grant = Callable[[Services, GrantStore, clientauth.Presented], Issued]
+Grant = Callable[[Services, GrantStore, clientauth.Presented, Proof | None], Issued]
 # The grant types, by RFC 6749 name: the token endpoint dispatches on it and the
 # metadata's grant_types_supported lists it. A new grant is a function and one line.
 GRANTS: dict[str, Grant] = {

@@ -51,7 +51,8 @@ _FLEET_CAS = Sql("""
     WHERE c.subject = ?""")
 _SEALED = Sql("SELECT private_enc FROM signing_keys WHERE kid = ?")
 _REFRESH_STATE = Sql("""
-    SELECT r.device_id, r.family_id, f.jkt, r.used_at, f.expires_at, f.revoked_at, f.x5t
+    SELECT r.device_id, r.family_id, f.jkt, r.used_at, f.expires_at, f.revoked_at, f.x5t,
+           f.dpop_jkt
     FROM refresh_tokens AS r JOIN refresh_families AS f ON f.id = r.family_id
     WHERE r.token_hash = ?""")
 _MARK_USED = Sql("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL")
@@ -59,8 +60,8 @@ _INSERT_USED = Sql("INSERT INTO used_assertions (key, expires_at) VALUES (?, ?)"
 _INSERT_FAMILY = Sql("""
     INSERT INTO refresh_families
         (id, device_id, jkt, x5t, created_at, expires_at, revoked_at, last_used_at,
-         address, user_agent)
-    VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)""")
+         address, user_agent, dpop_jkt)
+    VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)""")
 _TOUCH_FAMILY = Sql("UPDATE refresh_families SET last_used_at = ?, address = ? WHERE id = ?")
 _INSERT_REFRESH = Sql("""
     INSERT INTO refresh_tokens
@@ -152,6 +153,7 @@ class RefreshState:
     family_expires_at: int
     family_revoked_at: int | None
     x5t: str  # the family's client certificate (RFC 8705); "" if it has none
+    dpop_jkt: str | None  # the family is bound to this DPoP key (RFC 9449 section 5)
 
 
 class GrantStore:
@@ -299,10 +301,11 @@ class GrantStore:
         now: int,
         expires_at: int,
         x5t: str = "",
+        dpop_jkt: str | None = None,
     ) -> None:
         origin = self.origin
         row = (family_id, device_id, jkt, x5t or None, now, expires_at, now)
-        self._write(_INSERT_FAMILY, (*row, origin.address, origin.user_agent))
+        self._write(_INSERT_FAMILY, (*row, origin.address, origin.user_agent, dpop_jkt))
 
     def touch_family(self, *, family_id: str, now: int) -> None:
         """A refresh: the family was last used now, from this address."""
@@ -332,8 +335,10 @@ class GrantStore:
         row = self._run(_REFRESH_STATE, (token_hash,)).fetchone()
         if row is None:
             return None
-        device_id, family_id, jkt, used_at, expires_at, revoked_at, x5t = row
-        return RefreshState(device_id, family_id, jkt, used_at, expires_at, revoked_at, x5t or "")
+        device_id, family_id, jkt, used_at, expires_at, revoked_at, x5t, dpop_jkt = row
+        return RefreshState(
+            device_id, family_id, jkt, used_at, expires_at, revoked_at, x5t or "", dpop_jkt
+        )
 
     def mark_used(self, token_hash: str, now: int) -> bool:
         """Use a refresh token once; False if a concurrent request got there first."""

@@ -3,7 +3,10 @@
 
 Revocation takes the token endpoint's client authentication methods (`clientauth`), an
 admin key with `tokens:revoke` (the route's), or nothing but the token: holding a token
-is proof enough to kill it (README, Decisions).
+is proof enough to kill it (README, Decisions), except a refresh token bound to a DPoP
+key, whose holder may not have the key (a copy of a device's state file): that one needs
+client authentication (RFC 7009 section 2.1, as for any confidential client) or an admin
+key, so that the copy cannot end the device's family.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from typing import Any
 from cryptography import x509
 
 from provisioning import attempts, clientauth, tokenkinds
-from provisioning.errors import InvalidGrant, InvalidRequest
+from provisioning.errors import InvalidClient, InvalidGrant, InvalidRequest
 from provisioning.grantstore import GrantStore
 from provisioning.services import Services
 
 INACTIVE: dict[str, Any] = {"active": False}
+HOLDER = "holder"  # the actor of a revocation by possession alone
 
 
 def introspect(services: Services, token: str) -> dict[str, Any]:
@@ -43,7 +47,7 @@ def revoke_request(
     presented = clientauth.Presented(form, authorization, certificate)
     method = clientauth.presented(presented)
     if method is None:
-        revoke(services, _token(form), actor="holder", owner=form.get("client_id") or None)
+        revoke(services, _token(form), actor=HOLDER, owner=form.get("client_id") or None)
         return
     with attempts.counted(
         services,
@@ -87,5 +91,7 @@ def revoke(services: Services, token: str, *, actor: str, owner: str | None = No
     if found is None:
         return
     _own(found.device_id, owner)
+    if found.dpop_bound and actor == HOLDER:
+        raise InvalidClient("a DPoP-bound refresh token is revoked with client authentication")
     with services.transaction() as session:
         found.revoke(session, actor)

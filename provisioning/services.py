@@ -22,6 +22,7 @@ from credbroker.verifier import Verifier, VerifyPolicy
 from provisioning.assertions import AssertionPolicy
 from provisioning.brokerhooks import HookAuthority
 from provisioning.cas import VerificationCodes
+from provisioning.dpop import ProofPolicy
 from provisioning.groupcommit import GroupCommit
 from provisioning.masterkey import Sealer
 from provisioning.metrics import Metrics
@@ -148,6 +149,11 @@ class Services:
     @property
     def revocation_endpoint(self) -> str:
         return self.issuer + REVOCATION_PATH
+
+    @property
+    def dpop_policy(self) -> ProofPolicy:
+        """DPoP proofs at the token endpoint: `htu` as the metadata names it."""
+        return ProofPolicy(htu=self.token_endpoint, leeway=self.settings.leeway)
 
     @property
     def assertion_policy(self) -> AssertionPolicy:

@@ -34,6 +34,7 @@ class Found:
     active: bool
     members: dict[str, Any]  # RFC 7662 section 2.2, when active
     revoke: Revoke
+    dpop_bound: bool = False  # a refresh token of a family bound to a DPoP key
 
 
 class TokenKind(Protocol):
@@ -88,7 +89,7 @@ class RefreshTokens:
                 and device is not None
                 and device.status == "active"
             )
-            family_id = family.id
+            family_id, bound = family.id, family.dpop_jkt is not None
 
         def revoke(session: Session, actor: str) -> None:
             live = session.get(RefreshFamily, family_id)
@@ -105,7 +106,7 @@ class RefreshTokens:
             "iat": row.created_at,
             "exp": family.expires_at,
         }
-        return Found(row.device_id, active, members, revoke)
+        return Found(row.device_id, active, members, revoke, dpop_bound=bound)
 
 
 # Access tokens first: a JWT is told apart by the verifier with no database read, and a

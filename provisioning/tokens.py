@@ -118,9 +118,11 @@ def issue(
     family_id: str | None = None,
     family_lifetime: int = 0,
     x5t: str = "",
+    dpop_jkt: str | None = None,
 ) -> Issued:
-    """An access token and a refresh token, in a new family or the given one; `x5t`
-    binds the token (and a new family) to a client certificate."""
+    """An access token and a refresh token, in a new family (bound to `dpop_jkt` if
+    given, RFC 9449 section 5) or the given one; `x5t` binds the token (and a new
+    family) to a client certificate."""
     token, jti, exp = sign_access_token(
         keyring=keyring,
         store=store,
@@ -140,6 +142,7 @@ def issue(
             now=now,
             expires_at=now + family_lifetime,
             x5t=x5t,
+            dpop_jkt=dpop_jkt,
         )
     else:
         store.touch_family(family_id=family_id, now=now)

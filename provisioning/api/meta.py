@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from credbroker import jws
 from credbroker.claims import SIGNING_ALG
-from provisioning import clientauth, grants, signing
+from provisioning import clientauth, dpop, grants, signing
 from provisioning.api.deps import AuditRead, ServicesDep
 from provisioning.metrics import Metrics
 from provisioning.models.audit import AuditFilter, AuditPage
@@ -47,6 +47,9 @@ def metadata(services: ServicesDep) -> dict[str, Any]:
         "introspection_endpoint_auth_methods_supported": ["Bearer"],
         "response_types_supported": [],
         "access_token_signing_alg_values_supported": [SIGNING_ALG],
+        # RFC 9449 section 5.1: a DPoP proof binds the refresh token (access tokens stay
+        # Bearer, with cnf.jkt of the credential key as before).
+        "dpop_signing_alg_values_supported": dpop.ALGS,
     }
 
 

@@ -103,8 +103,9 @@ async def token(request: Request) -> Response:
     with _challenged(authorization, "Basic"):
         user_agent = request.headers.get("user-agent")
         certificate = client_certificate(request)
+        proofs = request.headers.getlist("dpop")
         work = partial(
-            grants.token, services, form, authorization, address, user_agent, certificate
+            grants.token, services, form, authorization, address, user_agent, certificate, proofs
         )
         if "client_secret" in form or authorization:  # argon2, ~50 ms: a thread
             issued = await run_in_threadpool(work)
@@ -128,7 +129,16 @@ router.add_api_route(
             scope=TEXT,
             **CLIENT_AUTH,
         ),
-        "parameters": [header("authorization", "HTTP Basic client authentication")],
+        "parameters": [
+            header("authorization", "HTTP Basic client authentication"),
+            header(
+                "dpop",
+                "A DPoP proof (RFC 9449 section 4), optional: a refresh token granted with one"
+                " is bound to its key and needs a proof by that key at each refresh. A bad"
+                " proof is 400 invalid_dpop_proof; a bound refresh without a proof by its key"
+                " is 400 invalid_grant.",
+            ),
+        ],
     },
 )
 

@@ -22,6 +22,8 @@ class RefreshFamily(SQLModel, table=True):
     last_used_at: int | None = None
     address: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=200)  # capped; never logged
+    # RFC 9449 section 5: granted with a DPoP proof, each refresh needs one by this key.
+    dpop_jkt: str | None = Field(default=None, max_length=64)
 
 
 class RefreshToken(SQLModel, table=True):
@@ -93,6 +95,7 @@ class FamilyPublic(SQLModel):
     address: str | None  # of the grant that made it, then of its last refresh
     user_agent: str | None  # of the grant that made it (at most 200 characters)
     access_tokens_outstanding: int  # issued in it and not yet expired
+    dpop_jkt: str | None = None  # the key its refreshes need a DPoP proof by (RFC 9449)
 
 
 class ConnectionPublic(SQLModel):

@@ -67,6 +67,7 @@ def list_sessions(
                 user_agent=f.user_agent,
                 expires_at=f.expires_at,
                 access_tokens_outstanding=outstanding.get(f.id, 0),
+                dpop_jkt=f.dpop_jkt,
             )
             for f in families
         ],

@@ -80,3 +80,47 @@ def test_garbage_answers_are_token_errors_not_crashes() -> None:
     source = _source()
     with pytest.raises(TokenError):
         source.accept(next(source.forms()), 502, {}, b"<html>bad gateway</html>")
+
+
+def _metadata(**members: object) -> bytes:
+    return json.dumps({"token_endpoint": "https://issuer.test/oauth2/token", **members}).encode()
+
+
+@pytest.mark.parametrize("alg", ["ed25519", "es256"])
+def test_proofs_follow_the_metadata(alg: str) -> None:
+    import jwt
+
+    key = generate_key(alg)  # type: ignore[arg-type]
+    source = TokenSource(api_url="http://api.test", device_id="d-1", private_key=key)
+    assert not source.discovered and source.proof_headers() == {}
+    source.learn_metadata(200, _metadata(dpop_signing_alg_values_supported=["EdDSA", "ES256"]))
+    assert source.dpop
+    proof = source.proof_headers()["DPoP"]
+    header = jwt.get_unverified_header(proof)
+    assert header["typ"] == "dpop+jwt" and "d" not in header["jwk"]
+    claims = jwt.decode(proof, jwt.PyJWK(header["jwk"]), algorithms=[header["alg"]])
+    # htu is the token endpoint as the server names it, not as we reach it.
+    assert claims["htm"] == "POST" and claims["htu"] == "https://issuer.test/oauth2/token"
+    assert claims["iat"] == pytest.approx(time.time(), abs=5) and claims["jti"]
+    assert source.proof_headers()["DPoP"] != proof  # a new jti each time
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, _metadata()),  # a server without DPoP
+        (200, _metadata(dpop_signing_alg_values_supported=["RS256"])),  # not our key's alg
+        (404, b"not found"),  # a server without metadata
+        (200, b"garbage"),
+    ],
+)
+def test_no_proofs_unless_the_server_takes_our_keys_alg(status: int, body: bytes) -> None:
+    source = _source()
+    source.learn_metadata(status, body)
+    assert source.discovered and not source.dpop and source.proof_headers() == {}
+
+
+def test_a_5xx_metadata_answer_is_asked_again() -> None:
+    source = _source()
+    source.learn_metadata(503, b"")
+    assert not source.discovered
