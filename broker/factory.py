@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,7 @@ def build_broker(
     max_queued_messages: int = MAX_QUEUED_MESSAGES,
     registry: CollectorRegistry | None = None,
     follow_log: bool = True,
+    on_tls_context: Callable[[ssl.SSLContext], None] | None = None,
 ) -> CredBroker:
     """Call inside a running event loop (amqtt's Broker needs one).
 
@@ -82,6 +85,8 @@ def build_broker(
             past it the oldest is dropped (and counted in /metrics).
         follow_log: False when the caller feeds `CredBroker.changed` itself (the
             embedded shape: the API's bus).
+        on_tls_context: told of each MQTTS listener's context (the embedded shape
+            loads the fleet CAs into it).
     """
     quiet_logs()
     trust = CachedTrustStore(engine)
@@ -95,4 +100,5 @@ def build_broker(
         stats=BrokerStats(registry),
         poll_interval=1.0 if follow_log else None,
         presence=Presence(engine) if follow_log else None,
+        on_tls_context=on_tls_context,
     )

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -67,8 +68,10 @@ class CredBroker(DeliveryBroker):
         max_queued_messages: int = MAX_QUEUED_MESSAGES,
         poll_interval: float | None = 1.0,
         presence: Presence | None = None,
+        on_tls_context: Callable[[ssl.SSLContext], None] | None = None,
     ) -> None:
         super().__init__(config, stats=stats, max_queued_messages=max_queued_messages)
+        self.on_tls_context = on_tls_context
         stats.sessions.labels("connected").set_function(lambda: self._count("connected"))
         stats.sessions.labels("disconnected").set_function(lambda: self._count("disconnected"))
         self.authenticator = authenticator
@@ -88,6 +91,13 @@ class CredBroker(DeliveryBroker):
         return sum(1 for s, _ in list(self._sessions.values()) if s.transitions.state == state)
 
     # -- lifecycle -------------------------------------------------------------------
+
+    def _create_ssl_context(self, listener: ListenerConfig) -> ssl.SSLContext:
+        """amqtt's context of an MQTTS listener, shown to `on_tls_context`."""
+        context: ssl.SSLContext = super()._create_ssl_context(listener)
+        if self.on_tls_context is not None:
+            self.on_tls_context(context)
+        return context
 
     async def start(self) -> None:
         try:  # the deny list, before any CONNECT; until then tokens get CONNACK 3

@@ -9,9 +9,11 @@ use it too.
 from __future__ import annotations
 
 import hashlib
+import ssl
+import threading
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.x509.oid import NameOID
 
 from credbroker.jws import b64url_encode
@@ -48,7 +50,7 @@ def is_self_signed(certificate: x509.Certificate) -> bool:
         return False
     try:
         certificate.verify_directly_issued_by(certificate)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 
@@ -57,3 +59,30 @@ def common_name(certificate: x509.Certificate) -> str | None:
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     value = names[0].value if len(names) == 1 else None
     return value if isinstance(value, str) else None
+
+
+class TrustAnchors:
+    """This process's TLS contexts that verify client certificates, and the fleet CAs
+    they trust besides `--client-ca`: each CA known (read at start, or registered or
+    made here since) is loaded into every context, so that the handshake lets its
+    certificates through and the application decides. Another process learns of a CA
+    at its next start."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._contexts: list[ssl.SSLContext] = []
+        self._known: set[str] = set()
+
+    def watch(self, context: ssl.SSLContext) -> None:
+        with self._lock:
+            self._contexts.append(context)
+            for pem in self._known:
+                context.load_verify_locations(cadata=pem)
+
+    def add(self, pem: str) -> None:
+        with self._lock:
+            if pem in self._known:
+                return
+            self._known.add(pem)
+            for context in self._contexts:
+                context.load_verify_locations(cadata=pem)

@@ -34,7 +34,7 @@ from provisioning.grantstore import prune_used_assertions
 from provisioning.http import RequestGuard, install_error_handlers
 from provisioning.services import Services
 from provisioning.settings import Settings
-from provisioning.store import admin
+from provisioning.store import admin, cas
 
 
 def create_app(
@@ -61,6 +61,9 @@ def create_app(
             )
     services = Services.build(settings, engine, master_key, clock)
     services.trust.catch_up()  # follow the revocation log from here on
+    with transaction(engine) as session:
+        for pem in cas.all_certificates(session=session):
+            services.anchors.add(pem)
 
     app = FastAPI(
         lifespan=_following_revocations(services),

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -39,7 +39,7 @@ def ca_id(certificate: x509.Certificate) -> str:
 def is_ca(certificate: x509.Certificate) -> bool:
     try:
         constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints)
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # none, or extensions that do not parse
         return False
     return constraints.value.ca
 
@@ -50,7 +50,7 @@ def issued_by(certificate: x509.Certificate, ca: x509.Certificate) -> bool:
         return False
     try:
         certificate.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
 

@@ -156,13 +156,21 @@ def _tls_client_auth(
 def _issuing_ca(
     store: GrantStore, certificate: x509.Certificate, now: int
 ) -> tuple[str, bool] | None:
-    """(fleet, auto_register) of the registered CA that issued a certificate valid now."""
+    """(fleet, auto_register) of the fleet CA that issued a certificate valid now. A
+    certificate of credbroker's own CA counts only while on record and not revoked,
+    and for the device it was issued to (a deleted device's id may come back)."""
     if not cas.valid_at(certificate, now):
         return None
-    for pem, fleet, auto_register in store.fleet_cas(certificate.issuer.rfc4514_string()):
-        ca = certificates.load_pem(pem)
-        if cas.valid_at(ca, now) and cas.issued_by(certificate, ca):
-            return fleet, auto_register
+    for row in store.fleet_cas(certificate.issuer.rfc4514_string()):
+        ca = certificates.load_pem(row.certificate)
+        if not (cas.valid_at(ca, now) and cas.issued_by(certificate, ca)):
+            continue
+        if row.managed:
+            device_id = store.issued_to(format(certificate.serial_number, "x"), row.id)
+            if device_id is None or device_id != certificates.common_name(certificate):
+                return None
+            return row.fleet, False
+        return row.fleet, row.auto_register
     return None
 
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from sqlmodel import Session, col, select
 
 from credbroker import certificates
 from credbroker import jwk as jwk_
+from credbroker.claims import CERTIFICATE_CONFIRMATION
 from credbroker.jws import PublicKey
 from provisioning.errors import InvalidKey
 from provisioning.models import CredentialKey
 
 MAX_KEYS_PER_DEVICE = 16
+# The JWK member naming a key's certificate (RFC 7517 section 4.9), as in cnf.
+CERTIFICATE_MEMBER = CERTIFICATE_CONFIRMATION
+_X5T = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 @dataclass(frozen=True)
@@ -38,20 +44,29 @@ def parse_public_key(value: str | dict[str, Any]) -> ParsedKey:
         as_jwk = jwk_.to_jwk(key)
     except jwk_.JWKError as exc:
         raise InvalidKey(str(exc)) from exc
+    if isinstance(value, dict) and CERTIFICATE_MEMBER in value:
+        # A certificate registered by its thumbprint only (RFC 8705 section 2.2).
+        x5t = value[CERTIFICATE_MEMBER]
+        if not (isinstance(x5t, str) and _X5T.fullmatch(x5t)):
+            raise InvalidKey("x5t#S256 must be a SHA-256 thumbprint in base64url (43 chars)")
+        as_jwk[CERTIFICATE_MEMBER] = x5t
     return ParsedKey(key, as_jwk, jwk_.thumbprint(as_jwk), jwk_.algorithm_for(key))
 
 
 def _parse_certificate(pem: str) -> ParsedKey:
     try:
         certificate = certificates.load_pem(pem)
-        key = certificate.public_key()
+        try:
+            key = certificate.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise InvalidKey("the certificate's key is not one credbroker reads") from exc
         if not isinstance(key, PublicKey):
             raise InvalidKey("only Ed25519, P-256 and RSA keys are accepted")
         as_jwk = jwk_.to_jwk(key)  # rejects other curves and short RSA keys
     except (certificates.CertificateError, jwk_.JWKError) as exc:
         raise InvalidKey(str(exc)) from exc
     der = certificate.public_bytes(serialization.Encoding.DER)
-    as_jwk["x5t#S256"] = certificates.thumbprint(der)
+    as_jwk[CERTIFICATE_MEMBER] = certificates.thumbprint(der)
     not_after = int(certificate.not_valid_after_utc.timestamp())
     return ParsedKey(key, as_jwk, jwk_.thumbprint(as_jwk), jwk_.algorithm_for(key), not_after)
 

@@ -46,9 +46,12 @@ _KEYS = Sql("""
     SELECT kid, alg, jwk FROM credential_keys
     WHERE device_id = ? AND (expires_at IS NULL OR expires_at > ?)""")
 _FLEET_CAS = Sql("""
-    SELECT c.certificate, c.fleet, f.auto_register
+    SELECT c.id, c.certificate, c.fleet, f.auto_register, c.managed
     FROM fleet_cas AS c JOIN fleets AS f ON f.name = c.fleet
     WHERE c.subject = ?""")
+_ISSUED = Sql("""
+    SELECT device_id FROM device_certificates
+    WHERE serial = ? AND ca_id = ? AND revoked_at IS NULL""")
 _SEALED = Sql("SELECT private_enc FROM signing_keys WHERE kid = ?")
 _REFRESH_STATE = Sql("""
     SELECT r.device_id, r.family_id, f.jkt, r.used_at, f.expires_at, f.revoked_at, f.x5t,
@@ -142,6 +145,15 @@ class Origin:
 MAX_ADDRESS = 64
 MAX_USER_AGENT = 200
 NOWHERE = Origin()
+
+
+@dataclass(frozen=True, slots=True)
+class FleetCaRow:
+    id: str  # x5t#S256 of the CA certificate
+    certificate: str  # PEM
+    fleet: str
+    auto_register: bool  # the fleet's
+    managed: bool  # credbroker's own CA: only the certificates on record count
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,10 +295,17 @@ class GrantStore:
             return False
         return True
 
-    def fleet_cas(self, subject: str) -> list[tuple[str, str, bool]]:
-        """(PEM, fleet, the fleet's auto_register) of the CAs with this subject (RFC 4514)."""
+    def fleet_cas(self, subject: str) -> list[FleetCaRow]:
+        """The CAs with this subject (RFC 4514)."""
         rows = self._run(_FLEET_CAS, (subject,)).fetchall()
-        return [(pem, fleet, bool(auto)) for pem, fleet, auto in rows]
+        return [
+            FleetCaRow(i, pem, fleet, bool(auto), bool(own)) for i, pem, fleet, auto, own in rows
+        ]
+
+    def issued_to(self, serial: str, ca_id: str) -> str | None:
+        """The device a certificate credbroker issued names, unless it was revoked."""
+        row = self._run(_ISSUED, (serial, ca_id)).fetchone()
+        return None if row is None else str(row[0])
 
     def sealed_signing_key(self, kid: str) -> bytes | None:
         row = self._run(_SEALED, (kid,)).fetchone()

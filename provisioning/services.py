@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from credbroker import presence
+from credbroker.certificates import TrustAnchors
 from credbroker.database import POOL_SIZE
 from credbroker.decision import Authenticator
 from credbroker.presence import Connections
@@ -56,6 +57,7 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     traffic: Traffic = field(init=False)  # the embedded broker's, from its metrics
     minutes: PerMinute = field(default_factory=PerMinute)  # the console's settled counts
+    anchors: TrustAnchors = field(default_factory=TrustAnchors)  # fleet CAs for TLS
     _grant_threads: CapacityLimiter | None = field(default=None, init=False)  # made on the loop
 
     def __post_init__(self) -> None:

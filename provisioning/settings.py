@@ -47,6 +47,9 @@ class Settings(CommonSettings):
     # CA certificates (PEM) of client certificates: a client may present one, verified
     # against these (a certificate that does not verify ends the handshake).
     tls_client_ca: Path | None = None
+    # What a device certificate signed by credbroker as its fleet's CA lasts: short, a
+    # device renews it with a new CSR (README, Certificates).
+    device_certificate_lifetime: int = Field(default=7 * DAY, ge=300, le=366 * DAY)
 
     @property
     def https(self) -> bool:

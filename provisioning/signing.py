@@ -29,6 +29,7 @@ class Keyring:
 
     def __init__(self, sealer: Sealer) -> None:
         self._sealer = sealer
+        self.sealer = sealer  # also seals fleet CA keys (provisioning.store.certificates)
         self._loaded: OrderedDict[str, ec.EllipticCurvePrivateKey] = OrderedDict()
 
     def new_key(self, *, session: Session, device: Device, now: int) -> SigningKey:

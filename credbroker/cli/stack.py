@@ -126,13 +126,17 @@ class _Api:
         self.serving: list[asyncio.Future[None]] = []
 
     async def start(self, app: FastAPI) -> bool:
-        """Serve; True once every listener listens."""
+        """Serve; True once every listener listens. A listener that asks for client
+        certificates trusts the fleet CAs too (`TrustAnchors`)."""
         for sockets, tls in self.bound:
             server = _uvicorn(app, self.settings, tls)
             self.servers.append(server)
             self.serving.append(await server.serving(sockets))
             if not server.listening.is_set():
                 return False
+            context = server.config.ssl
+            if context is not None and context.verify_mode != ssl.CERT_NONE:
+                app.state.services.anchors.watch(context)
         return True
 
     async def stop(self) -> None:
@@ -160,6 +164,7 @@ async def run_embedded(
         registry=services.metrics.registry,
         follow_log=False,  # the API's bus brings every change, its own and the log's
         max_queued_messages=max_queued_messages,
+        on_tls_context=services.anchors.watch,
     )
     loop = asyncio.get_running_loop()
 

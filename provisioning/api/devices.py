@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 
-from provisioning.api.deps import DevicesRead, DevicesWrite, ServicesDep, TokensRevoke
+from provisioning.api.deps import (
+    DevicesRead,
+    DevicesWrite,
+    ServicesDep,
+    TokensRevoke,
+    device_or_admin,
+)
 from provisioning.errors import BadRequest
+from provisioning.models.cas import CertificateIssued, CertificateRequest
 from provisioning.models.devices import (
     CredentialKeyCreate,
     CredentialKeyPublic,
@@ -20,7 +27,7 @@ from provisioning.models.devices import (
 )
 from provisioning.models.tokens import SessionsPublic
 from provisioning.services import Services
-from provisioning.store import batch, devices, keys, revocations, sessions
+from provisioning.store import batch, certificates, devices, keys, revocations, sessions
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -210,3 +217,44 @@ def logout_device(device_id: str, services: ServicesDep, actor: TokensRevoke) ->
         device = devices.get_device(session=session, device_id=device_id)
         sessions.logout_device(session=session, device=device, now=services.now(), actor=actor.id)
         return devices.to_public(session=session, device=device)
+
+
+@router.post("/{device_id}/certificates", status_code=201)
+def issue_certificate(
+    device_id: str,
+    body: CertificateRequest,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> CertificateIssued:
+    """Sign the device's PKCS#10 CSR as its fleet's own CA (made at the first request):
+    a short-lived client certificate, subject CN = the device id, registered to the
+    device for mTLS (`tls_client_auth`). The private key never leaves the device.
+    Authorized by an admin key with `devices:write`, the device's own access token
+    (`Authorization: Bearer`), or one of its enrollment tokens (single use)."""
+    actor = "enrollment"
+    if body.enrollment_token is None:
+        actor = device_or_admin(services, authorization, device_id)
+    now = services.now()
+    with services.transaction() as session:
+        if body.enrollment_token is not None:  # before the device: nobody learns of it
+            certificates.consume_enrollment_token(
+                session=session, token=body.enrollment_token, device_id=device_id, now=now
+            )
+        device = devices.get_device(session=session, device_id=device_id)
+        issued = certificates.issue(
+            session=session,
+            device=device,
+            csr_pem=body.csr,
+            sealer=services.keyring.sealer,
+            now=now,
+            lifetime=services.settings.device_certificate_lifetime,
+            actor=actor,
+        )
+    services.anchors.add(issued.ca_certificate)
+    return CertificateIssued(
+        certificate=issued.certificate,
+        ca_certificate=issued.ca_certificate,
+        serial_number=issued.serial_number,
+        not_after=issued.not_after,
+        x5t_s256=issued.x5t,
+    )

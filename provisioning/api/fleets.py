@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from provisioning.api.deps import DevicesRead, DevicesWrite, ServicesDep, TokensRevoke
 from provisioning.models.cas import FleetCaCreate, FleetCaPublic
 from provisioning.models.fleets import FleetCreate, FleetFilter, FleetPage, FleetPublic, FleetUpdate
-from provisioning.store import cas, fleets, sessions
+from provisioning.store import cas, certificates, fleets, sessions
 
 router = APIRouter(prefix="/v1/fleets", tags=["fleets"])
 
@@ -98,7 +98,9 @@ def register_ca(
             now=services.now(),
             actor=actor.id,
         )
-        return FleetCaPublic.model_validate(row)
+        public = FleetCaPublic.model_validate(row)
+    services.anchors.add(public.certificate)
+    return public
 
 
 @router.get("/{name}/cas")
@@ -121,3 +123,23 @@ def remove_ca(name: str, ca_id: str, services: ServicesDep, actor: DevicesWrite)
             session=session, fleet_name=name, ca_id=ca_id, now=services.now(), actor=actor.id
         )
     return Response(status_code=204)
+
+
+@router.get(
+    "/{name}/cas/{ca_id}/crl",
+    response_class=Response,
+    responses={200: {"content": {"application/pkix-crl": {}}}},
+)
+def fleet_crl(name: str, ca_id: str, services: ServicesDep) -> Response:
+    """The CRL (DER, RFC 5280) of the fleet's own CA, for brokers other than ours:
+    certificates of revoked or deleted devices, and on hold those of disabled ones.
+    Public, as CRLs are. Our own listeners need none: they check the device."""
+    with services.transaction() as session:
+        der = certificates.crl(
+            session=session,
+            fleet_name=name,
+            ca_id=ca_id,
+            sealer=services.keyring.sealer,
+            now=services.now(),
+        )
+    return Response(der, media_type="application/pkix-crl", headers={"Cache-Control": "max-age=60"})

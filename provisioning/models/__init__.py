@@ -6,7 +6,7 @@ Schema families follow the FastAPI template: `XBase` -> `XCreate` / `XPublic` /
 
 from provisioning.models.admin import AdminKey
 from provisioning.models.audit import AuditEvent
-from provisioning.models.cas import FleetCa
+from provisioning.models.cas import DeviceCertificate, FleetCa
 from provisioning.models.console import ConsoleSession
 from provisioning.models.devices import CredentialKey, Device, SigningKey
 from provisioning.models.fleets import Fleet
@@ -29,6 +29,7 @@ __all__ = [
     "ConsoleSession",
     "CredentialKey",
     "Device",
+    "DeviceCertificate",
     "EnrollmentToken",
     "Fleet",
     "FleetCa",

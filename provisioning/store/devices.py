@@ -26,7 +26,7 @@ from provisioning.models.devices import (
 )
 from provisioning.models.fleets import AclTemplate
 from provisioning.signing import Keyring
-from provisioning.store import audit, fleets, keys, paging
+from provisioning.store import audit, fleets, keys, paging, revocations
 
 _STATUS_ACTIONS = {"active": "device.enable", "disabled": "device.disable"}
 
@@ -210,6 +210,7 @@ def delete_device(*, session: Session, device_id: str, now: int, actor: str) -> 
     session.exec(delete(EnrollmentToken).where(col(EnrollmentToken.device_id) == device_id))
     session.exec(delete(CredentialKey).where(col(CredentialKey.device_id) == device_id))
     session.exec(delete(SigningKey).where(col(SigningKey.device_id) == device_id))
+    revocations.revoke_certificates(session=session, device_id=device_id, now=now)
     session.delete(device)
     audit.record(session=session, now=now, action="device.delete", device_id=device_id, actor=actor)
     standing.device_changed(session=session, device_id=device_id, now=now, cuts=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from provisioning import standing
-from provisioning.models import Device, RefreshFamily, RefreshToken, Revocation
+from provisioning.models import Device, DeviceCertificate, RefreshFamily, RefreshToken, Revocation
 from provisioning.store import audit
 
 
@@ -20,6 +20,7 @@ def revoke_device(*, session: Session, device: Device, now: int, actor: str) -> 
     device.updated_at = now
     session.add(device)
     cut_tokens(session=session, device_id=device.device_id, now=now)
+    revoke_certificates(session=session, device_id=device.device_id, now=now)
     audit.record(
         session=session,
         now=now,
@@ -27,6 +28,19 @@ def revoke_device(*, session: Session, device: Device, now: int, actor: str) -> 
         device_id=device.device_id,
         actor=actor,
     )
+
+
+def revoke_certificates(*, session: Session, device_id: str, now: int) -> None:
+    """Every live certificate credbroker issued to the device (a device revoked or
+    deleted): refused from now on, and on its CA's CRL until it expires."""
+    for row in session.exec(
+        select(DeviceCertificate)
+        .where(DeviceCertificate.device_id == device_id)
+        .where(col(DeviceCertificate.revoked_at).is_(None))
+        .where(DeviceCertificate.not_after > now)
+    ):
+        row.revoked_at = now
+        session.add(row)
 
 
 def cut_tokens(*, session: Session, device_id: str, now: int) -> None:

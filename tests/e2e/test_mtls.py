@@ -330,3 +330,149 @@ def test_auto_register_creates_the_device_of_a_first_certificate(mtls: _Mtls) ->
     ).json()["items"]
     assert [event["actor"] for event in events] == ["auto_register"]
     assert mtls.token("jit-1", "jit-1", mtls.other).status_code == 200  # and again
+
+
+def _csr(out: Path, name: str) -> str:
+    """A device's key (kept in OUT) and its PKCS#10 request: the key stays here."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    (out / f"{name}.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "whatever the device says")])
+    request = (
+        x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    )
+    return request.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_a_device_gets_a_certificate_of_its_fleets_own_ca_from_a_csr(
+    mtls: _Mtls, tmp_path: Path
+) -> None:
+    """The CSR flow: enrollment token (single use) or the device's own access token; the
+    certificate works for mTLS and MQTTS at once (the listeners trust the new CA), and
+    dies with the device (and is then on the CRL)."""
+    fleet = mtls.stack.fleet()
+    created = mtls.api("POST", "/v1/devices", json={"device_id": "csr-1", "fleet": fleet})
+    assert created.status_code == 201, created.text
+    enrollment = created.json()["enrollment_token"]
+    path = "/v1/devices/csr-1/certificates"
+    csr = _csr(tmp_path, "csr-1")
+    answer = httpx.post(
+        mtls.stack.base + path,
+        json={"csr": csr, "enrollment_token": enrollment},
+        verify=mtls.context(None),
+    )
+    assert answer.status_code == 201, answer.text
+    issued = answer.json()
+    certificate = x509.load_pem_x509_certificate(issued["certificate"].encode())
+    assert certificate.subject.rfc4514_string() == "CN=csr-1"
+    (tmp_path / "csr-1.pem").write_text(issued["certificate"])
+    assert issued["x5t#S256"] == _x5t(tmp_path / "csr-1.pem")
+    [ca] = mtls.api("GET", f"/v1/fleets/{fleet}/cas").json()
+    assert ca["managed"] is True and ca["certificate"] == issued["ca_certificate"]
+    again = httpx.post(
+        mtls.stack.base + path,
+        json={"csr": csr, "enrollment_token": enrollment},
+        verify=mtls.context(None),
+    )
+    assert again.status_code == 400  # single use
+
+    token = mtls.token("csr-1", "csr-1", tmp_path)
+    assert token.status_code == 200, token.text
+    access = token.json()["access_token"]
+    mtls.stack.mqtt_port = mtls.tls_port
+    tls = ["--cafile", str(mtls.certs / "ca.pem"), "--cert", str(tmp_path / "csr-1.pem")]
+    tls += ["--key", str(tmp_path / "csr-1.key")]
+    done = mosquitto_pub(mtls.stack, "csr-1", access, "devices/csr-1/t", *tls)
+    assert done.returncode == 0, done.stderr
+
+    # Renewal with the device's own access token; another device's is refused.
+    renewed = httpx.post(
+        mtls.stack.base + path,
+        json={"csr": _csr(tmp_path, "csr-1b")},
+        headers={"Authorization": f"Bearer {access}"},
+        verify=mtls.context(None),
+    )
+    assert renewed.status_code == 201, renewed.text
+    other = mtls.stack.device(fleet).token()
+    stolen = httpx.post(
+        mtls.stack.base + path,
+        json={"csr": _csr(tmp_path, "csr-1c")},
+        headers={"Authorization": f"Bearer {other}"},
+        verify=mtls.context(None),
+    )
+    assert stolen.status_code == 401
+    garbage = mtls.api("POST", path, json={"csr": "-----BEGIN CERTIFICATE REQUEST-----\nx\n"})
+    assert garbage.status_code == 400
+
+    assert mtls.api("POST", "/v1/devices/csr-1:revoke").status_code == 200
+    refused = mtls.token("csr-1", "csr-1", tmp_path)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    crl = httpx.get(
+        f"{mtls.stack.base}/v1/fleets/{fleet}/cas/{ca['id']}/crl", verify=mtls.context(None)
+    )
+    assert crl.status_code == 200 and crl.headers["content-type"] == "application/pkix-crl"
+    revocations = x509.load_der_x509_crl(crl.content)
+    issuer = x509.load_pem_x509_certificate(ca["certificate"].encode())
+    assert revocations.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    assert revocations.get_revoked_certificate_by_serial_number(certificate.serial_number)
+
+
+def test_an_expired_client_certificate_ends_the_handshake(mtls: _Mtls, tmp_path: Path) -> None:
+    """Of a CA the listeners trust: TLS refuses it before any request or CONNECT."""
+    ca = x509.load_pem_x509_certificate((mtls.certs / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((mtls.certs / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    expired = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev-1")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=2))
+        .not_valid_after(now - datetime.timedelta(days=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+    (tmp_path / "old.pem").write_bytes(expired.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "old.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(httpx.HTTPError):
+        mtls.token("dev-1", "old", tmp_path)
+    mtls.stack.mqtt_port = mtls.tls_port
+    tls = ["--cafile", str(mtls.certs / "ca.pem"), "--cert", str(tmp_path / "old.pem")]
+    done = mosquitto_pub(
+        mtls.stack, "dev-1", "x", "devices/dev-1/t", *tls, "--key", str(tmp_path / "old.key")
+    )
+    assert done.returncode not in (0, 4, 5), done.stderr  # no CONNACK: the handshake ended
+
+
+def test_a_key_registered_with_its_certificates_thumbprint_authenticates_by_mtls(
+    mtls: _Mtls,
+) -> None:
+    """A certificate registered by thumbprint only: the key's JWK with `x5t#S256`."""
+    certificate = x509.load_pem_x509_certificate((mtls.certs / "dev-2.pem").read_bytes())
+    public = certificate.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    numbers = public.public_numbers()
+
+    def b64(n: int) -> str:
+        return base64.urlsafe_b64encode(n.to_bytes(32, "big")).rstrip(b"=").decode()
+
+    jwk = {"kty": "EC", "crv": "P-256", "x": b64(numbers.x), "y": b64(numbers.y)}
+    jwk["x5t#S256"] = _x5t(mtls.certs / "dev-2.pem")
+    body = {"device_id": "thumb-1", "fleet": mtls.fleet, "public_key": jwk}
+    assert mtls.api("POST", "/v1/devices", json=body).status_code == 201
+    assert mtls.token("thumb-1", "dev-2").status_code == 200
+    body = {"device_id": "thumb-2", "fleet": mtls.fleet, "public_key": {**jwk, "x5t#S256": "x"}}
+    assert mtls.api("POST", "/v1/devices", json=body).status_code == 400

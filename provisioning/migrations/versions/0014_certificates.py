@@ -1,4 +1,6 @@
-"""certificates as device credentials (RFC 8705): fleet_cas, a fleet's auto_register,
+"""certificates as device credentials (RFC 8705): fleet_cas (registered or credbroker's
+own, with its sealed key), device_certificates (what credbroker issued), a fleet's
+auto_register,
 and the `x5t#S256` of the client certificate a refresh family was granted over, so that
 its refreshes need that certificate too and their access tokens stay bound to it
 
@@ -33,15 +35,32 @@ def upgrade() -> None:
         sa.Column("not_after", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.Integer(), nullable=False),
         sa.Column("certificate", text(length=16384), nullable=False),
+        sa.Column("managed", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("sealed_key", sa.LargeBinary(), nullable=True),
         sa.ForeignKeyConstraint(["fleet"], ["fleets.name"]),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("fleet_cas") as batch:
         batch.create_index("ix_fleet_cas_fleet", ["fleet"], unique=False)
         batch.create_index("ix_fleet_cas_subject", ["subject"], unique=False)
+    op.create_table(
+        "device_certificates",
+        sa.Column("serial", text(length=40), nullable=False),
+        sa.Column("device_id", text(length=128), nullable=False),
+        sa.Column("ca_id", text(length=64), nullable=False),
+        sa.Column("x5t", text(length=64), nullable=False),
+        sa.Column("not_after", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.Integer(), nullable=False),
+        sa.Column("revoked_at", sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint("serial"),
+    )
+    with op.batch_alter_table("device_certificates") as batch:
+        batch.create_index("ix_device_certificates_device_id", ["device_id"], unique=False)
+        batch.create_index("ix_device_certificates_ca_id", ["ca_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_table("device_certificates")
     op.drop_table("fleet_cas")
     with op.batch_alter_table("fleets") as batch:
         batch.drop_column("auto_register")
