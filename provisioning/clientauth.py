@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from credbroker import certificates
 from credbroker import jwk as jwk_
 from credbroker.claims import is_device_id
-from provisioning import assertions, cas, hashing
+from provisioning import assertions, hashing
 from provisioning.assertions import AssertionPolicy
 from provisioning.errors import (
     InactiveClient,
@@ -157,13 +157,8 @@ def _issuing_ca(
     store: GrantStore, certificate: x509.Certificate, now: int
 ) -> tuple[str, bool] | None:
     """(fleet, auto_register) of the registered CA that issued a certificate valid now."""
-    if not cas.valid_at(certificate, now):
-        return None
-    for pem, fleet, auto_register in store.fleet_cas(certificate.issuer.rfc4514_string()):
-        ca = certificates.load_pem(pem)
-        if cas.valid_at(ca, now) and cas.issued_by(certificate, ca):
-            return fleet, auto_register
-    return None
+    found = store.fleet_cas(certificate.issuer.rfc4514_string())
+    return certificates.issuing_ca(certificate, ((pem, (f, a)) for pem, f, a in found), now)
 
 
 def thumbprint_of(certificate: x509.Certificate | None) -> str:

@@ -45,7 +45,7 @@ def register(
     ca = _certificate(body.certificate, "certificate")
     if not cas.is_ca(ca):
         raise BadRequest("certificate is not a CA certificate (basicConstraints CA:TRUE)")
-    if not cas.valid_at(ca, now):
+    if not certificates.valid_at(ca, now):
         raise BadRequest("the CA certificate is not valid now")
     ca_id = cas.ca_id(ca)
     code = codes.code(fleet.name, ca_id)
@@ -58,7 +58,7 @@ def register(
         raise refusal
     proof = _certificate(body.verification_certificate, "verification_certificate")
     common_name = certificates.common_name(proof) or ""
-    if not hmac.compare_digest(common_name, code) or not cas.issued_by(proof, ca):
+    if not hmac.compare_digest(common_name, code) or not certificates.issued_by(proof, ca):
         refusal = ProofRequired(
             "verification_certificate must be signed by this CA's key and have the "
             "subject CN verification_code"

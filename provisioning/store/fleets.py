@@ -30,6 +30,7 @@ def create_fleet(*, session: Session, fleet_create: FleetCreate, now: int, actor
         iot_core_client_ids=fleet_create.iot_core_client_ids,
         auto_register=fleet_create.auto_register,
         proof_of_possession=fleet_create.proof_of_possession,
+        certificate_login=fleet_create.certificate_login,
         created_at=now,
         **acl_columns(fleet_create.acl),
     )
@@ -55,6 +56,7 @@ def update_fleet(
         "iot_core_client_ids",
         "auto_register",
         "proof_of_possession",
+        "certificate_login",
     ):
         if (value := getattr(fleet_update, field)) is not None:
             setattr(fleet, field, value)

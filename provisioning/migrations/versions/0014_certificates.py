@@ -1,5 +1,5 @@
-"""certificates as device credentials (RFC 8705): fleet_cas, a fleet's auto_register,
-and the `x5t#S256` of the client certificate a refresh family was granted over, so that
+"""certificates as device credentials (RFC 8705): fleet_cas, a fleet's auto_register
+and certificate_login (MQTTS with a client certificate and no password), and the `x5t#S256` of the client certificate a refresh family was granted over, so that
 its refreshes need that certificate too and their access tokens stay bound to it
 
 Revision ID: 0014
@@ -24,6 +24,11 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("auto_register", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        batch.add_column(
+            sa.Column(
+                "certificate_login", sa.Boolean(), nullable=False, server_default=sa.false()
+            )
+        )
     text = sqlmodel.sql.sqltypes.AutoString
     op.create_table(
         "fleet_cas",
@@ -44,6 +49,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("fleet_cas")
     with op.batch_alter_table("fleets") as batch:
+        batch.drop_column("certificate_login")
         batch.drop_column("auto_register")
     with op.batch_alter_table("refresh_families") as batch:
         batch.drop_column("x5t")
