@@ -21,7 +21,8 @@ and the certificate is the device's (`certificates.names_device`). Its grant is 
 device's ACL until the certificate's notAfter; its jti (`x5t-` and the thumbprint), kid
 (the device's signing key) and iat (the CONNECT) make it follow the device's standing as
 a token's grant does, and the certificate is checked again at each re-check, so that
-removing its credential key or the fleet's CA ends the session too.
+removing its credential key or the fleet's CA, or turning the flag off, ends the session
+too.
 
 Penalties never stand between a valid token and a connection: knowing a device id must
 not be enough to keep that device offline. A token is always verified; what a penalty

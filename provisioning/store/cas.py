@@ -14,7 +14,7 @@ from provisioning.errors import BadRequest, Conflict, NotFound
 from provisioning.models import FleetCa
 from provisioning.models.cas import FleetCaCreate
 from provisioning.store import audit
-from provisioning.store.fleets import get_fleet
+from provisioning.store.fleets import get_fleet, recheck_certificates
 
 MAX_CAS_PER_FLEET = 16
 
@@ -102,6 +102,7 @@ def remove(*, session: Session, fleet_name: str, ca_id: str, now: int, actor: st
     if row is None or row.fleet != fleet.name:
         raise NotFound(f"fleet {fleet.name!r} has no CA {ca_id!r}")
     session.delete(row)
+    recheck_certificates(session=session, fleet=fleet.name, now=now)
     audit.record(
         session=session, now=now, action="fleet.ca_remove", actor=actor, fleet=fleet.name, ca=ca_id
     )

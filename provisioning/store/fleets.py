@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session, col, func, select
 
 from credbroker.claims import is_fleet_name
+from provisioning import standing
 from provisioning.errors import Conflict, NotFound
 from provisioning.models import Device, Fleet, FleetCa
 from provisioning.models.fleets import FleetCreate, FleetUpdate, acl_columns
@@ -43,6 +44,7 @@ def update_fleet(
     *, session: Session, name: str, fleet_update: FleetUpdate, now: int, actor: str
 ) -> Fleet:
     fleet = get_fleet(session=session, name=name)
+    certificate_login = fleet.certificate_login
     if fleet_update.acl is not None:
         for column, value in acl_columns(fleet_update.acl).items():
             setattr(fleet, column, value)
@@ -61,11 +63,21 @@ def update_fleet(
         if (value := getattr(fleet_update, field)) is not None:
             setattr(fleet, field, value)
     session.add(fleet)
+    if certificate_login and not fleet.certificate_login:
+        recheck_certificates(session=session, fleet=fleet.name, now=now)
     changed = sorted(fleet_update.model_dump(exclude_none=True))
     audit.record(
         session=session, now=now, action="fleet.update", actor=actor, fleet=name, changed=changed
     )
     return fleet
+
+
+def recheck_certificates(*, session: Session, fleet: str, now: int) -> None:
+    """The certificate logins of the fleet's devices may stand no more (its CA removed,
+    its `certificate_login` turned off): every broker re-checks its sessions of them, in
+    one log entry. Tokens are not touched."""
+    device_ids = list(session.exec(select(Device.device_id).where(Device.fleet == fleet)))
+    standing.fleet_changed(session=session, fleet=fleet, device_ids=device_ids, now=now, cuts=False)
 
 
 def list_fleets(

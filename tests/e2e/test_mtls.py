@@ -61,7 +61,7 @@ def _self_signed(out: Path, name: str, *, days: int = 30) -> Path:
     return out / f"{name}.pem"
 
 
-LOGIN_CERTS = ("login-1", "login-2", "login-3", "login-4", "login-5", "login-6")
+LOGIN_CERTS = ("login-1", "login-2", "login-3", "login-4", "login-5", "login-6", "login-7")
 
 
 class _Mtls:
@@ -73,9 +73,11 @@ class _Mtls:
         self.other = dev_certs(tmp, "jit-1", name="other-ca")  # a second CA
         # A third, for certificate logins (a CA is registered on one fleet at most).
         self.login = dev_certs(tmp, *LOGIN_CERTS, name="login-ca")
+        self.removed = dev_certs(tmp, "login-8", name="removed-ca")  # and one to remove
         self.solo = _self_signed(self.certs, "solo")
         bundle = tmp / "client-ca.pem"
-        trusted = (self.certs / "ca.pem", self.other / "ca.pem", self.login / "ca.pem", self.solo)
+        cas = [where / "ca.pem" for where in (self.certs, self.other, self.login, self.removed)]
+        trusted = (*cas, self.solo)
         bundle.write_bytes(b"".join(path.read_bytes() for path in trusted))
         self.tls_port = free_port()
         pair = ["--tls-cert", str(self.certs / "server.pem")]
@@ -377,7 +379,7 @@ class _Listener:
     """A paho client that logs in with the certificate NAME of the login CA and no
     password, and collects what it receives."""
 
-    def __init__(self, mtls: _Mtls, device_id: str, name: str) -> None:
+    def __init__(self, mtls: _Mtls, device_id: str, name: str, certs: Path | None = None) -> None:
         self.connected, self.subscribed = threading.Event(), threading.Event()
         self.disconnected, self.received = threading.Event(), threading.Event()
         self.messages: list[tuple[str, bytes]] = []
@@ -385,7 +387,8 @@ class _Listener:
             CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv311
         )
         context = ssl.create_default_context(cafile=mtls.certs / "ca.pem")
-        context.load_cert_chain(mtls.login / f"{name}.pem", mtls.login / f"{name}.key")
+        where = certs or mtls.login
+        context.load_cert_chain(where / f"{name}.pem", where / f"{name}.key")
         self.paho.tls_set_context(context)
         self.paho.username_pw_set(device_id)  # and no password
         self.paho.on_connect = lambda c, u, f, rc, p: rc.is_failure or self.connected.set()
@@ -472,6 +475,35 @@ def test_removing_the_certificates_key_cuts_its_session(mtls: _Mtls, login_fleet
     finally:
         listener.close()
     assert _login(mtls, "cl-key", "login-6") == 4
+
+
+def test_turning_certificate_login_off_cuts_its_sessions(mtls: _Mtls) -> None:
+    fleet = mtls.stack.fleet()
+    assert mtls.api("PATCH", f"/v1/fleets/{fleet}", json={"certificate_login": True}).is_success
+    _device(mtls, "cl-flag", fleet, certificate="login-7")
+    listener = _Listener(mtls, "cl-flag", "login-7")
+    try:
+        assert listener.connected.wait(10), "no CONNACK 0 for a registered certificate"
+        off = mtls.api("PATCH", f"/v1/fleets/{fleet}", json={"certificate_login": False})
+        assert off.status_code == 200, off.text
+        assert listener.disconnected.wait(10), "turning the flag off did not cut the session"
+    finally:
+        listener.close()
+    assert _login(mtls, "cl-flag", "login-7") == 4
+
+
+def test_removing_the_fleets_ca_cuts_the_sessions_of_its_certificates(mtls: _Mtls) -> None:
+    fleet = mtls.stack.fleet()
+    assert mtls.api("PATCH", f"/v1/fleets/{fleet}", json={"certificate_login": True}).is_success
+    ca_id = _register_ca(mtls, fleet, mtls.removed)
+    _device(mtls, "login-8", fleet)
+    listener = _Listener(mtls, "login-8", "login-8", mtls.removed)
+    try:
+        assert listener.connected.wait(10), "no CONNACK 0 for a CA's certificate"
+        assert mtls.api("DELETE", f"/v1/fleets/{fleet}/cas/{ca_id}").status_code == 204
+        assert listener.disconnected.wait(10), "removing the CA did not cut the session"
+    finally:
+        listener.close()
 
 
 def test_certificate_logins_the_fleet_or_the_certificate_does_not_allow(
