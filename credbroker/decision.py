@@ -83,7 +83,7 @@ class Grant:
     jti: str
     kid: str
     iat: float
-    exp: float  # the token's exp plus the leeway: when the connection must end
+    exp: float  # the token's exp plus the leeway (a certificate's notAfter): the end
     pub: tuple[str, ...]
     sub: tuple[str, ...]
     # The client certificate of a certificate login, checked again with the standing.

@@ -60,7 +60,8 @@ _HOLDER = Sql("""
     FROM devices AS d JOIN fleets AS f ON f.name = d.fleet
     WHERE d.device_id = ? AND f.certificate_login""")
 _FLEET_CAS = Sql("SELECT certificate FROM fleet_cas WHERE fleet = ? ORDER BY id")
-# A fleet entry (a fleet-wide logout) stands for every device of its fleet: one row each.
+# A fleet entry (a fleet-wide logout, or a re-check of its certificate logins) stands for
+# every device of its fleet: one row each.
 _LOG = text(
     "SELECT r.id, COALESCE(d.device_id, r.device_id), r.jti, r.expires_at FROM revocations AS r "
     "LEFT JOIN devices AS d ON r.fleet IS NOT NULL AND d.fleet = r.fleet "
