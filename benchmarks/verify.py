@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from credbroker import jws
-from credbroker.verifier import DeviceState, Signer, Verifier, VerifyPolicy
+from credbroker.verifier import CertificateHolder, DeviceState, Signer, Verifier, VerifyPolicy
 
 ISSUER = "http://127.0.0.1:8000"
 REPS = 400  # paired batches per case
@@ -55,6 +55,9 @@ class Store:
         return False
 
     def proof_key(self, device_id: str, jkt: str) -> tuple[str, ec.EllipticCurvePublicKey] | None:
+        return None
+
+    def certificate_holder(self, device_id: str) -> CertificateHolder | None:
         return None
 
 

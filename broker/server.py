@@ -186,6 +186,7 @@ class CredBroker(DeliveryBroker):
             await _close(writer)
             raise AMQTTError(f"bad CONNECT: {exc}") from exc
         handler = CredHandler(self.plugins_manager)
+        der = _client_certificate(writer)
         with self.stats.verify_seconds.time():
             changes_seen = self._changes
             decision = self.authenticator.authenticate(
@@ -193,7 +194,8 @@ class CredBroker(DeliveryBroker):
                 username=session.username,
                 password=session.password,
                 address=remote_address,
-                certificate=_client_certificate(writer),
+                certificate=certificates.thumbprint(der) if der else None,
+                client_certificate=der,
             )
         if isinstance(decision, Refusal):
             result = "throttled" if decision.kind is Kind.TRY_LATER else "refused"
@@ -523,11 +525,11 @@ class CredBroker(DeliveryBroker):
                 await self.kick(change.device_id, refusal.reason)
 
 
-def _client_certificate(writer: WriterAdapter) -> str | None:
-    """`x5t#S256` of the client certificate the TLS handshake verified, if any."""
+def _client_certificate(writer: WriterAdapter) -> bytes | None:
+    """The DER of the client certificate the TLS handshake verified, if any."""
     ssl_object = writer.get_ssl_info()
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    return certificates.thumbprint(der) if der else None
+    return der or None
 
 
 async def _send_connack(writer: WriterAdapter, code: int) -> None:

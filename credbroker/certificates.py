@@ -4,6 +4,11 @@ A certificate is named by its `x5t#S256` thumbprint, the base64url SHA-256 of it
 (RFC 8705 section 3.1): what a certificate-bound token's `cnf` carries and what a
 connection's certificate must match. Imports neither FastAPI nor SQLModel: the brokers
 use it too.
+
+Which device a certificate is (`names_device`), the one rule of the token endpoint's
+`tls_client_auth` and of the brokers' certificate login: its `x5t#S256` is the one of a
+credential key of the device, or a CA of the device's fleet issued it to the device
+(subject CN = device id) and both are valid now.
 """
 
 from __future__ import annotations
@@ -11,14 +16,18 @@ from __future__ import annotations
 import hashlib
 import ssl
 import threading
+from collections.abc import Collection, Iterable
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from credbroker.jws import b64url_encode
 
 PEM_MARKER = "-----BEGIN CERTIFICATE-----"
+T = TypeVar("T")
 
 
 class CertificateError(ValueError):
@@ -59,6 +68,50 @@ def common_name(certificate: x509.Certificate) -> str | None:
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     value = names[0].value if len(names) == 1 else None
     return value if isinstance(value, str) else None
+
+
+def valid_at(certificate: x509.Certificate, now: float) -> bool:
+    start = certificate.not_valid_before_utc.timestamp()
+    return start <= now < certificate.not_valid_after_utc.timestamp()
+
+
+def issued_by(certificate: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether CA's key signed CERTIFICATE (and CA names itself its issuer)."""
+    if certificate.issuer != ca.subject:
+        return False
+    try:
+        certificate.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def issuing_ca(certificate: x509.Certificate, cas: Iterable[tuple[str, T]], now: float) -> T | None:
+    """What goes with the CA (PEM, what) that issued a certificate, both valid now."""
+    if not valid_at(certificate, now):
+        return None
+    for pem, what in cas:
+        ca = load_pem(pem)
+        if valid_at(ca, now) and issued_by(certificate, ca):
+            return what
+    return None
+
+
+def names_device(
+    certificate: x509.Certificate,
+    device_id: str,
+    *,
+    registered: Collection[str],
+    cas: Iterable[str],
+    now: float,
+) -> bool:
+    """Whether a verified client certificate is the device's: `registered` holds the
+    `x5t#S256` of the device's credential keys, `cas` the PEM of its fleet's CAs."""
+    if thumbprint(certificate.public_bytes(serialization.Encoding.DER)) in registered:
+        return True
+    if common_name(certificate) != device_id:
+        return False
+    return issuing_ca(certificate, ((pem, True) for pem in cas), now) is not None
 
 
 class TrustAnchors:

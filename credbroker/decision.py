@@ -14,6 +14,16 @@ A fleet with `proof_of_possession` also wants a fresh proof signed by the token'
 `cnf.jkt` key in the password (`credbroker.proof`); only at CONNECT, never in the
 re-checks of standing. A proof sent to a fleet without it is checked all the same.
 
+Certificate login (README, Certificates as device credentials): a CONNECT with no
+password, username = client id = device id, on a connection whose client certificate
+the TLS handshake verified, is a login when the device's fleet sets `certificate_login`
+and the certificate is the device's (`certificates.names_device`). Its grant is the
+device's ACL until the certificate's notAfter; its jti (`x5t-` and the thumbprint), kid
+(the device's signing key) and iat (the CONNECT) make it follow the device's standing as
+a token's grant does, and the certificate is checked again at each re-check, so that
+removing its credential key or the fleet's CA, or turning the flag off, ends the session
+too.
+
 Penalties never stand between a valid token and a connection: knowing a device id must
 not be enough to keep that device offline. A token is always verified; what a penalty
 changes is the answer to a failure that looks like guessing (TRY_LATER, not "your
@@ -29,10 +39,19 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography import x509
+
+from credbroker import certificates
 from credbroker import proof as proof_
-from credbroker.claims import CERTIFICATE_CONFIRMATION, AccessClaims
+from credbroker.claims import CERTIFICATE_CONFIRMATION, AccessClaims, is_device_id
 from credbroker.topics import any_contains, any_matches, is_valid_filter, is_valid_topic
-from credbroker.verifier import Reason, StoreUnavailable, TokenRejected, Verifier
+from credbroker.verifier import (
+    CertificateHolder,
+    Reason,
+    StoreUnavailable,
+    TokenRejected,
+    Verifier,
+)
 
 
 class Kind(enum.Enum):
@@ -64,9 +83,11 @@ class Grant:
     jti: str
     kid: str
     iat: float
-    exp: float  # the token's exp plus the leeway: when the connection must end
+    exp: float  # the token's exp plus the leeway (a certificate's notAfter): the end
     pub: tuple[str, ...]
     sub: tuple[str, ...]
+    # The client certificate of a certificate login, checked again with the standing.
+    certificate: x509.Certificate | None = None
 
     def may_publish(self, topic: str) -> bool:
         return is_valid_topic(topic) and any_matches(self.pub, topic)
@@ -138,16 +159,21 @@ class Authenticator:
         password: str | None,
         address: str | None,
         certificate: str | None = None,
+        client_certificate: bytes | None = None,
     ) -> Grant | Refusal:
         """Decide a CONNECT. `address` is the client's, when the edge knows it (a hook
         called by a broker knows only what the broker reports, never its own peer);
         `certificate` the `x5t#S256` of the connection's verified client certificate,
         which a certificate-bound token (RFC 8705 section 3) needs: without it, or with
-        another, the token is refused."""
+        another, the token is refused. `client_certificate`, the DER of that
+        certificate, is what a certificate login (no password) is decided on; an edge
+        that does not pass it refuses passwordless CONNECTs, as before."""
         keys: list[Key] = [("addr", address)] if address else []
         if client_id:
             keys.append(("client", client_id))
         penalized = self.penalties.penalized(*keys)
+        if password is None and client_certificate is not None and client_id and username:
+            return self._certificate_login(keys, penalized, client_id, username, client_certificate)
         if not client_id or not username or not password:
             return self._failed(keys, penalized, Reason.MISSING_CREDENTIALS)
         token, proof = proof_.split(password)
@@ -162,6 +188,49 @@ class Authenticator:
             return self._failed(keys, penalized, exc.reason)
         self.penalties.succeeded(client_id)
         return grant_from(claims, kid, self.leeway)
+
+    def _certificate_login(
+        self, keys: list[Key], penalized: bool, client_id: str, username: str, der: bytes
+    ) -> Grant | Refusal:
+        now = int(self.verifier.clock())
+        try:
+            certificate = certificates.load_der(der)
+            if username != client_id or not is_device_id(client_id):
+                raise TokenRejected(Reason.IDENTITY_MISMATCH)
+            holder = self._holder_of(client_id, certificate, now)
+            jti = "x5t-" + certificates.thumbprint(der)
+            self.verifier.check_standing(device_id=client_id, kid=holder.kid, iat=now, jti=jti)
+        except certificates.CertificateError:
+            return self._failed(keys, penalized, Reason.CERTIFICATE_REFUSED)
+        except TokenRejected as exc:
+            if exc.reason is Reason.UNAVAILABLE:
+                return Refusal(Kind.UNAVAILABLE, exc.reason)
+            return self._failed(keys, penalized, exc.reason)
+        self.penalties.succeeded(client_id)
+        return Grant(
+            device_id=client_id,
+            jti=jti,
+            kid=holder.kid,
+            iat=now,
+            exp=certificate.not_valid_after_utc.timestamp(),
+            pub=holder.pub,
+            sub=holder.sub,
+            certificate=certificate,
+        )
+
+    def _holder_of(
+        self, device_id: str, certificate: x509.Certificate, now: float
+    ) -> CertificateHolder:
+        """The device, if its fleet allows certificate logins and the certificate is its."""
+        try:
+            holder = self.verifier.store.certificate_holder(device_id)
+        except StoreUnavailable as exc:
+            raise TokenRejected(Reason.UNAVAILABLE) from exc
+        if holder is None or not certificates.names_device(
+            certificate, device_id, registered=holder.registered, cas=holder.cas, now=now
+        ):
+            raise TokenRejected(Reason.CERTIFICATE_REFUSED)
+        return holder
 
     def _check_possession(self, claims: AccessClaims, token: str, proof: str | None) -> None:
         store, device_id = self.verifier.store, claims["sub"]
@@ -196,6 +265,9 @@ class Authenticator:
             self.verifier.check_standing(
                 device_id=grant.device_id, kid=grant.kid, iat=grant.iat, jti=grant.jti
             )
+            if grant.certificate is not None:
+                now = self.verifier.clock()
+                self._holder_of(grant.device_id, grant.certificate, now)
         except TokenRejected as exc:
             return Refusal(kind_of(exc.reason), exc.reason)
         return None

@@ -28,7 +28,7 @@ from credbroker.claims import expand_filters, kid_for, parse_kid
 from credbroker.database import Sql
 from credbroker.jwk import JWKError, from_jwk_cached
 from credbroker.jws import PublicKey
-from credbroker.verifier import DeviceState, Signer, StoreUnavailable
+from credbroker.verifier import CertificateHolder, DeviceState, Signer, StoreUnavailable
 
 STANDING_TTL = 30.0  # a cached key or device state is read again at least this often
 NEGATIVE_TTL = 5.0
@@ -54,7 +54,14 @@ _PROOF_KEY = Sql("""
 _CREDENTIAL_KEYS = Sql("""
     SELECT alg, jwk FROM credential_keys
     WHERE device_id = ? AND (expires_at IS NULL OR expires_at > ?)""")
-# A fleet entry (a fleet-wide logout) stands for every device of its fleet: one row each.
+_HOLDER = Sql("""
+    SELECT d.signing_key_version, d.acl_publish, d.acl_subscribe,
+           f.name, f.acl_publish, f.acl_subscribe
+    FROM devices AS d JOIN fleets AS f ON f.name = d.fleet
+    WHERE d.device_id = ? AND f.certificate_login""")
+_FLEET_CAS = Sql("SELECT certificate FROM fleet_cas WHERE fleet = ? ORDER BY id")
+# A fleet entry (a fleet-wide logout, or a re-check of its certificate logins) stands for
+# every device of its fleet: one row each.
 _LOG = text(
     "SELECT r.id, COALESCE(d.device_id, r.device_id), r.jti, r.expires_at FROM revocations AS r "
     "LEFT JOIN devices AS d ON r.fleet IS NOT NULL AND d.fleet = r.fleet "
@@ -76,6 +83,19 @@ _LIVE_JTIS = text(
 def _json(value: Any) -> Any:
     """A JSON column as read: text on SQLite, already decoded by psycopg."""
     return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _acl(
+    device_id: str, own_pub: Any, own_sub: Any, fleet: str, fleet_pub: Any, fleet_sub: Any
+) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """(fleet, pub, sub): the device's own ACL if it has one, else its fleet's, filled in
+    (as `provisioning.tokens.acl_claim` does for a token's claim)."""
+    own_pub, own_sub = _json(own_pub), _json(own_sub)
+    own = own_pub is not None or own_sub is not None
+    pub = (own_pub or []) if own else _json(fleet_pub)
+    sub = (own_sub or []) if own else _json(fleet_sub)
+    ids = {"device_id": device_id, "fleet": fleet}
+    return fleet, tuple(expand_filters(pub, **ids)), tuple(expand_filters(sub, **ids))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +136,7 @@ class CachedTrustStore:
         self._proof_keys: dict[
             tuple[str, str], tuple[tuple[str, PublicKey, int | None] | None, float]
         ] = {}
+        self._holders: dict[str, tuple[CertificateHolder | None, float]] = {}
         self._denied: dict[str, float] = {}  # jti -> the revoked token's exp
         self._last_entry: int | None = None
         self._gaps: dict[int, float] = {}  # ids the cursor passed unseen -> when first missed
@@ -182,12 +203,8 @@ class CachedTrustStore:
             raise StoreUnavailable(str(exc)) from exc
         if row is None:
             return None
-        version, own_pub, own_sub, fleet, fleet_pub, fleet_sub, audience, long_ids = row
-        own_pub, own_sub = _json(own_pub), _json(own_sub)
-        own = own_pub is not None or own_sub is not None
-        pub = (own_pub or []) if own else _json(fleet_pub)
-        sub = (own_sub or []) if own else _json(fleet_sub)
-        ids = {"device_id": device_id, "fleet": fleet}
+        version, *acl, audience, long_ids = row
+        fleet, pub, sub = _acl(device_id, *acl)
         keys = []
         for alg, jwk in rows:
             with contextlib.suppress(JWKError):
@@ -198,8 +215,43 @@ class CachedTrustStore:
             iot_core_client_ids=bool(long_ids),
             fleet=fleet,
             kid=kid_for(device_id, version),
-            pub=tuple(expand_filters(pub, **ids)),
-            sub=tuple(expand_filters(sub, **ids)),
+            pub=pub,
+            sub=sub,
+        )
+
+    def certificate_holder(self, device_id: str) -> CertificateHolder | None:
+        """Cached as device state is (`device_ttl`), and dropped with it by `apply`: a
+        removed credential key or a disabled device is a change of standing."""
+        now = self._clock()
+        cached = self._holders.get(device_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        holder = self._load_holder(device_id, int(now))
+        if self._device_ttl > 0:
+            if len(self._holders) > MAX_ENTRIES:
+                self._holders.clear()
+            self._holders[device_id] = (holder, now + self._device_ttl)
+        return holder
+
+    def _load_holder(self, device_id: str, now: int) -> CertificateHolder | None:
+        try:
+            with self._connect() as conn:
+                row = _HOLDER.run(conn, (device_id,))
+                if row is None:
+                    return None
+                keys = _CREDENTIAL_KEYS.all(conn, (device_id, now))
+                cas = _FLEET_CAS.all(conn, (row[3],))
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        fleet, pub, sub = _acl(device_id, *row[1:])
+        jwks = [_json(jwk) for _, jwk in keys]
+        return CertificateHolder(
+            fleet=fleet,
+            kid=kid_for(device_id, row[0]),
+            registered=frozenset(j["x5t#S256"] for j in jwks if isinstance(j.get("x5t#S256"), str)),
+            cas=tuple(pem for (pem,) in cas),
+            pub=pub,
+            sub=sub,
         )
 
     def proof_required(self, device_id: str) -> bool:
@@ -236,6 +288,7 @@ class CachedTrustStore:
             if change.jti is None:
                 devices.add(change.device_id)
                 self._devices.pop(change.device_id, None)
+                self._holders.pop(change.device_id, None)
             elif self._deny_list_in_memory:
                 exp = change.expires_at
                 self._denied[change.jti] = _FOREVER if exp is None else exp

@@ -65,6 +65,9 @@ class Reason(enum.StrEnum):
     # A certificate-bound token (cnf.x5t#S256, RFC 8705) on a connection without that
     # client certificate: a copied token, refused like a bad one.
     CERTIFICATE_MISMATCH = "certificate_mismatch"
+    # A client certificate and no password (`credbroker.decision`, certificate login),
+    # refused: the fleet does not allow it, or the certificate is not the device's.
+    CERTIFICATE_REFUSED = "certificate_refused"
     DEVICE_DISABLED = "device_disabled"
     DEVICE_REVOKED = "device_revoked"
     DEVICE_UNKNOWN = "device_unknown"
@@ -140,6 +143,20 @@ class Signer:
     sub: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class CertificateHolder:
+    """A device of a fleet with `certificate_login` (README, Certificates as device
+    credentials): what says a certificate is its (`certificates.names_device`) and what
+    its fleet grants, as for a device-signed fleet's `Signer`."""
+
+    fleet: str
+    kid: str  # the device's signing key, whose standing its sessions follow
+    registered: frozenset[str]  # x5t#S256 of its live credential keys
+    cas: tuple[str, ...]  # PEM of its fleet's CAs
+    pub: tuple[str, ...]
+    sub: tuple[str, ...]
+
+
 class TrustStore(Protocol):
     """Where the verifier learns keys and revocations. Implementations cache."""
 
@@ -170,6 +187,10 @@ class TrustStore(Protocol):
 
     def proof_key(self, device_id: str, jkt: str) -> tuple[str, jws.PublicKey] | None:
         """(alg, key) of the device's live credential key of RFC 7638 thumbprint `jkt`."""
+        ...
+
+    def certificate_holder(self, device_id: str) -> CertificateHolder | None:
+        """The device if its fleet sets `certificate_login`, else None."""
         ...
 
 

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -42,19 +41,3 @@ def is_ca(certificate: x509.Certificate) -> bool:
     except (x509.ExtensionNotFound, ValueError):  # none, or extensions that do not parse
         return False
     return constraints.value.ca
-
-
-def issued_by(certificate: x509.Certificate, ca: x509.Certificate) -> bool:
-    """Whether CA's key signed CERTIFICATE (and CA names itself its issuer)."""
-    if certificate.issuer != ca.subject:
-        return False
-    try:
-        certificate.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def valid_at(certificate: x509.Certificate, now: int) -> bool:
-    start = certificate.not_valid_before_utc.timestamp()
-    return start <= now < certificate.not_valid_after_utc.timestamp()

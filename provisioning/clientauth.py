@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from credbroker import certificates
 from credbroker import jwk as jwk_
 from credbroker.claims import is_device_id
-from provisioning import assertions, cas, hashing
+from provisioning import assertions, hashing
 from provisioning.assertions import AssertionPolicy
 from provisioning.errors import (
     InactiveClient,
@@ -159,19 +159,15 @@ def _issuing_ca(
     """(fleet, auto_register) of the fleet CA that issued a certificate valid now. A
     certificate of credbroker's own CA counts only while on record and not revoked,
     and for the device it was issued to (a deleted device's id may come back)."""
-    if not cas.valid_at(certificate, now):
+    found = store.fleet_cas(certificate.issuer.rfc4514_string())
+    row = certificates.issuing_ca(certificate, ((r.certificate, r) for r in found), now)
+    if row is None:
         return None
-    for row in store.fleet_cas(certificate.issuer.rfc4514_string()):
-        ca = certificates.load_pem(row.certificate)
-        if not (cas.valid_at(ca, now) and cas.issued_by(certificate, ca)):
-            continue
-        if row.managed:
-            device_id = store.issued_to(format(certificate.serial_number, "x"), row.id)
-            if device_id is None or device_id != certificates.common_name(certificate):
-                return None
-            return row.fleet, False
-        return row.fleet, row.auto_register
-    return None
+    if row.managed:
+        device_id = store.issued_to(format(certificate.serial_number, "x"), row.id)
+        if device_id is None or device_id != certificates.common_name(certificate):
+            return None
+    return row.fleet, row.auto_register and not row.managed
 
 
 def thumbprint_of(certificate: x509.Certificate | None) -> str:

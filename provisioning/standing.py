@@ -37,12 +37,15 @@ def device_changed(*, session: Session, device_id: str, now: int, cuts: bool) ->
     pending(session).append(Change(device_id))
 
 
-def fleet_changed(*, session: Session, fleet: str, device_ids: list[str], now: int) -> None:
-    """Every device of the fleet: its standing changed and none of its tokens so far may
-    be used (a fleet-wide logout). One log entry; other processes expand it to the
-    fleet's devices when they read it (`credbroker.trust`)."""
+def fleet_changed(
+    *, session: Session, fleet: str, device_ids: list[str], now: int, cuts: bool = True
+) -> None:
+    """Every device of the fleet: its standing changed, and (`cuts`) none of its tokens
+    so far may be used (a fleet-wide logout). One log entry; other processes expand it to
+    the fleet's devices when they read it (`credbroker.trust`)."""
     session.add(Revocation(kind="fleet", device_id="", fleet=fleet, created_at=now))
-    hookgrants.forget_all(session=session, device_ids=device_ids)
+    if cuts:
+        hookgrants.forget_all(session=session, device_ids=device_ids)
     pending(session).extend(Change(device_id) for device_id in device_ids)
 
 

@@ -41,6 +41,13 @@ PossessionOpt = Annotated[
         help="MQTT passwords must carry a proof signed by the device key (README)",
     ),
 ]
+CertificateLoginOpt = Annotated[
+    bool,
+    typer.Option(
+        "--certificate-login",
+        help="MQTTS with the device's client certificate and no password logs in (README)",
+    ),
+]
 
 FLEET_COLUMNS: list[Column] = [
     ("NAME", field("name")),
@@ -48,6 +55,7 @@ FLEET_COLUMNS: list[Column] = [
     ("CLIENT SECRETS", field("allow_client_secret")),
     ("TOKEN FORMAT", field("token_format")),
     ("PROOF OF POSSESSION", field("proof_of_possession")),
+    ("CERTIFICATE LOGIN", field("certificate_login")),
     ("PUBLISH", lambda f: f["acl"]["publish"]),
     ("SUBSCRIBE", lambda f: f["acl"]["subscribe"]),
     ("CREATED", time_field("created_at")),
@@ -65,6 +73,7 @@ def fleet_create(
     audience: AudienceOpt = None,
     iot_core_client_ids: Annotated[bool, typer.Option("--iot-core-client-ids")] = False,
     proof_of_possession: PossessionOpt = False,
+    certificate_login: CertificateLoginOpt = False,
     api: ApiOpt = DEFAULT_API,
     admin_key: KeyOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA,
@@ -78,6 +87,7 @@ def fleet_create(
         "token_format": token_format,
         "iot_core_client_ids": iot_core_client_ids,
         "proof_of_possession": proof_of_possession,
+        "certificate_login": certificate_login,
     }
     if audience is not None:
         body["audience"] = audience
@@ -142,6 +152,13 @@ def fleet_update(
             help="MQTT passwords must carry a proof signed by the device key (README)",
         ),
     ] = None,
+    certificate_login: Annotated[
+        bool | None,
+        typer.Option(
+            "--certificate-login/--no-certificate-login",
+            help="MQTTS with the device's client certificate and no password logs in (README)",
+        ),
+    ] = None,
     api: ApiOpt = DEFAULT_API,
     admin_key: KeyOpt = None,
     data_dir: DataDirOpt = DEFAULT_DATA,
@@ -165,6 +182,7 @@ def fleet_update(
         ("audience", audience),
         ("iot_core_client_ids", iot_core_client_ids),
         ("proof_of_possession", proof_of_possession),
+        ("certificate_login", certificate_login),
     ):
         if value is not None:
             body[option] = value

@@ -53,6 +53,7 @@ class FleetCreate(BaseModel):
     iot_core_client_ids: bool = False
     auto_register: bool = False
     proof_of_possession: bool = False
+    certificate_login: bool = False
 
 
 class FleetUpdate(BaseModel):
@@ -66,6 +67,7 @@ class FleetUpdate(BaseModel):
     iot_core_client_ids: bool | None = None
     auto_register: bool | None = None
     proof_of_possession: bool | None = None
+    certificate_login: bool | None = None
 
 
 class FleetBase(SQLModel):
@@ -84,6 +86,9 @@ class FleetBase(SQLModel):
     # README, Proof of possession on MQTT: the MQTT password must carry a fresh proof
     # signed by the token's `cnf.jkt` key; a token alone gets CONNACK 4.
     proof_of_possession: bool = False
+    # README, Certificates as device credentials: on MQTTS, a verified client
+    # certificate of the device and no password is a login (credbroker.certlogin).
+    certificate_login: bool = False
 
 
 class FleetPublic(FleetBase):

@@ -14,7 +14,7 @@ from provisioning.errors import BadRequest, Conflict, NotFound
 from provisioning.models import FleetCa
 from provisioning.models.cas import FleetCaCreate
 from provisioning.store import audit
-from provisioning.store.fleets import get_fleet
+from provisioning.store.fleets import get_fleet, recheck_certificates
 
 MAX_CAS_PER_FLEET = 16
 
@@ -45,7 +45,7 @@ def register(
     ca = _certificate(body.certificate, "certificate")
     if not cas.is_ca(ca):
         raise BadRequest("certificate is not a CA certificate (basicConstraints CA:TRUE)")
-    if not cas.valid_at(ca, now):
+    if not certificates.valid_at(ca, now):
         raise BadRequest("the CA certificate is not valid now")
     ca_id = cas.ca_id(ca)
     code = codes.code(fleet.name, ca_id)
@@ -58,7 +58,7 @@ def register(
         raise refusal
     proof = _certificate(body.verification_certificate, "verification_certificate")
     common_name = certificates.common_name(proof) or ""
-    if not hmac.compare_digest(common_name, code) or not cas.issued_by(proof, ca):
+    if not hmac.compare_digest(common_name, code) or not certificates.issued_by(proof, ca):
         refusal = ProofRequired(
             "verification_certificate must be signed by this CA's key and have the "
             "subject CN verification_code"
@@ -102,6 +102,7 @@ def remove(*, session: Session, fleet_name: str, ca_id: str, now: int, actor: st
     if row is None or row.fleet != fleet.name:
         raise NotFound(f"fleet {fleet.name!r} has no CA {ca_id!r}")
     session.delete(row)
+    recheck_certificates(session=session, fleet=fleet.name, now=now)
     audit.record(
         session=session, now=now, action="fleet.ca_remove", actor=actor, fleet=fleet.name, ca=ca_id
     )

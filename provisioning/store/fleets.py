@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel import Session, col, func, select
 
 from credbroker.claims import is_fleet_name
+from provisioning import standing
 from provisioning.errors import Conflict, NotFound
 from provisioning.models import Device, Fleet, FleetCa
 from provisioning.models.fleets import FleetCreate, FleetUpdate, acl_columns
@@ -30,6 +31,7 @@ def create_fleet(*, session: Session, fleet_create: FleetCreate, now: int, actor
         iot_core_client_ids=fleet_create.iot_core_client_ids,
         auto_register=fleet_create.auto_register,
         proof_of_possession=fleet_create.proof_of_possession,
+        certificate_login=fleet_create.certificate_login,
         created_at=now,
         **acl_columns(fleet_create.acl),
     )
@@ -42,6 +44,7 @@ def update_fleet(
     *, session: Session, name: str, fleet_update: FleetUpdate, now: int, actor: str
 ) -> Fleet:
     fleet = get_fleet(session=session, name=name)
+    certificate_login = fleet.certificate_login
     if fleet_update.acl is not None:
         for column, value in acl_columns(fleet_update.acl).items():
             setattr(fleet, column, value)
@@ -55,15 +58,26 @@ def update_fleet(
         "iot_core_client_ids",
         "auto_register",
         "proof_of_possession",
+        "certificate_login",
     ):
         if (value := getattr(fleet_update, field)) is not None:
             setattr(fleet, field, value)
     session.add(fleet)
+    if certificate_login and not fleet.certificate_login:
+        recheck_certificates(session=session, fleet=fleet.name, now=now)
     changed = sorted(fleet_update.model_dump(exclude_none=True))
     audit.record(
         session=session, now=now, action="fleet.update", actor=actor, fleet=name, changed=changed
     )
     return fleet
+
+
+def recheck_certificates(*, session: Session, fleet: str, now: int) -> None:
+    """The certificate logins of the fleet's devices may stand no more (its CA removed,
+    its `certificate_login` turned off): every broker re-checks its sessions of them, in
+    one log entry. Tokens are not touched."""
+    device_ids = list(session.exec(select(Device.device_id).where(Device.fleet == fleet)))
+    standing.fleet_changed(session=session, fleet=fleet, device_ids=device_ids, now=now, cuts=False)
 
 
 def list_fleets(

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from credbroker import jws
 from credbroker.decision import Kind, kind_of
 from credbroker.verifier import (
+    CertificateHolder,
     DeviceState,
     Signer,
     StoreUnavailable,
@@ -39,6 +40,7 @@ class MemoryStore:
     retired: dict[str, Any] = field(default_factory=dict)
     references: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
     signers: dict[str, Signer] = field(default_factory=dict)
+    holders: dict[str, CertificateHolder] = field(default_factory=dict)
     down: bool = False
 
     def signing_key(self, kid: str) -> Any:
@@ -71,6 +73,11 @@ class MemoryStore:
 
     def proof_key(self, device_id: str, jkt: str) -> tuple[str, Any] | None:
         return None
+
+    def certificate_holder(self, device_id: str) -> CertificateHolder | None:
+        if self.down:
+            raise StoreUnavailable("down")
+        return self.holders.get(device_id)
 
 
 @dataclass

@@ -8,18 +8,23 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import json
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
+import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from paho.mqtt.enums import CallbackAPIVersion
 
 from device_sdk import DeviceClient
 from tests.stack import Stack, dev_certs, free_port, mosquitto_pub, port_open, start_stack, wait_for
@@ -56,6 +61,9 @@ def _self_signed(out: Path, name: str, *, days: int = 30) -> Path:
     return out / f"{name}.pem"
 
 
+LOGIN_CERTS = ("login-1", "login-2", "login-3", "login-4", "login-5", "login-6", "login-7")
+
+
 class _Mtls:
     """A stack whose HTTPS and MQTTS listeners accept client certificates of CERTS' CA
     and of the self-signed device `solo` (both in the --client-ca bundle)."""
@@ -63,9 +71,13 @@ class _Mtls:
     def __init__(self, tmp: Path) -> None:
         self.certs = dev_certs(tmp, "dev-1", "dev-2", "by-ca-1", "by-ca-2", "by-ca-3")
         self.other = dev_certs(tmp, "jit-1", name="other-ca")  # a second CA
+        # A third, for certificate logins (a CA is registered on one fleet at most).
+        self.login = dev_certs(tmp, *LOGIN_CERTS, name="login-ca")
+        self.removed = dev_certs(tmp, "login-8", name="removed-ca")  # and one to remove
         self.solo = _self_signed(self.certs, "solo")
         bundle = tmp / "client-ca.pem"
-        trusted = (self.certs / "ca.pem", self.other / "ca.pem", self.solo)
+        cas = [where / "ca.pem" for where in (self.certs, self.other, self.login, self.removed)]
+        trusted = (*cas, self.solo)
         bundle.write_bytes(b"".join(path.read_bytes() for path in trusted))
         self.tls_port = free_port()
         pair = ["--tls-cert", str(self.certs / "server.pem")]
@@ -476,3 +488,206 @@ def test_a_key_registered_with_its_certificates_thumbprint_authenticates_by_mtls
     assert mtls.token("thumb-1", "dev-2").status_code == 200
     body = {"device_id": "thumb-2", "fleet": mtls.fleet, "public_key": {**jwk, "x5t#S256": "x"}}
     assert mtls.api("POST", "/v1/devices", json=body).status_code == 400
+
+
+# -- certificate login: MQTTS with a client certificate and no password -----------------
+
+
+def _login(
+    mtls: _Mtls,
+    client_id: str,
+    name: str | None,
+    *,
+    username: str | None = None,
+    topic: str | None = None,
+    message: str = "x",
+    plain: bool = False,
+) -> int:
+    """mosquitto_pub's exit code for a CONNECT with no password (username = client id
+    unless given) on MQTTS with the certificate NAME of the login CA (or none), or on
+    plain MQTT, then one publish."""
+    port = mtls.plain_mqtt if plain else mtls.tls_port
+    args = ["-h", "127.0.0.1", "-p", str(port), "-V", "mqttv311", "-q", "1"]
+    args += ["-i", client_id, "-u", username or client_id, "-m", message]
+    args += ["-t", topic or f"devices/{client_id}/t"]
+    if not plain:
+        args += ["--cafile", str(mtls.certs / "ca.pem")]
+    if name is not None:
+        args += ["--cert", str(mtls.login / f"{name}.pem")]
+        args += ["--key", str(mtls.login / f"{name}.key")]
+    done = subprocess.run(
+        ["mosquitto_pub", *args], capture_output=True, text=True, timeout=30, check=False
+    )
+    return done.returncode
+
+
+class _Listener:
+    """A paho client that logs in with the certificate NAME of the login CA and no
+    password, and collects what it receives."""
+
+    def __init__(self, mtls: _Mtls, device_id: str, name: str, certs: Path | None = None) -> None:
+        self.connected, self.subscribed = threading.Event(), threading.Event()
+        self.disconnected, self.received = threading.Event(), threading.Event()
+        self.messages: list[tuple[str, bytes]] = []
+        self.paho = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv311
+        )
+        context = ssl.create_default_context(cafile=mtls.certs / "ca.pem")
+        where = certs or mtls.login
+        context.load_cert_chain(where / f"{name}.pem", where / f"{name}.key")
+        self.paho.tls_set_context(context)
+        self.paho.username_pw_set(device_id)  # and no password
+        self.paho.on_connect = lambda c, u, f, rc, p: rc.is_failure or self.connected.set()
+        self.paho.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.set()
+        self.paho.on_disconnect = lambda c, u, f, rc, p: self.disconnected.set()
+        self.paho.on_message = self._on_message
+        self.paho.reconnect_delay_set(60, 60)  # a cut session stays cut while we look
+        self.paho.connect("127.0.0.1", mtls.tls_port, keepalive=30)
+        self.paho.loop_start()
+
+    def _on_message(self, c: Any, u: Any, message: Any) -> None:
+        self.messages.append((message.topic, bytes(message.payload)))
+        self.received.set()
+
+    def close(self) -> None:
+        self.paho.disconnect()
+        self.paho.loop_stop()
+
+
+@pytest.fixture(scope="module")
+def login_fleet(mtls: _Mtls) -> str:
+    """A fleet with certificate_login and the login CA (which one fleet holds at most)."""
+    fleet = mtls.stack.fleet()
+    changed = mtls.api("PATCH", f"/v1/fleets/{fleet}", json={"certificate_login": True})
+    assert changed.status_code == 200 and changed.json()["certificate_login"] is True
+    _register_ca(mtls, fleet, mtls.login)
+    return fleet
+
+
+def _device(
+    mtls: _Mtls, device_id: str, fleet: str, certificate: str | None = None
+) -> dict[str, Any]:
+    body = {"device_id": device_id, "fleet": fleet}
+    if certificate is not None:
+        body["public_key"] = (mtls.login / f"{certificate}.pem").read_text()
+    created = mtls.api("POST", "/v1/devices", json=body)
+    assert created.status_code == 201, created.text
+    return dict(created.json())
+
+
+def test_a_certificate_logs_in_without_a_password_and_gets_the_fleet_acl(
+    mtls: _Mtls, login_fleet: str
+) -> None:
+    """A CA's certificate naming the device by CN, and a certificate registered on a
+    device as its credential key: both connect with no password, publish within the
+    fleet's ACL and receive; revoking the device cuts the live session."""
+    fleet = login_fleet
+    _device(mtls, "login-2", fleet)  # no key: its CA vouches for login-2
+    _device(mtls, "cl-reg", fleet, certificate="login-1")  # CN login-1, registered here
+    listener = _Listener(mtls, "login-2", "login-2")
+    try:
+        assert listener.connected.wait(10), "no CONNACK 0 for a certificate login"
+        listener.paho.subscribe(f"fleets/{fleet}/up/+", qos=1)
+        assert listener.subscribed.wait(10)
+        topic = f"fleets/{fleet}/up/cl-reg"
+        assert _login(mtls, "cl-reg", "login-1", topic=topic, message="by certificate") == 0
+        assert listener.received.wait(10), "the publish did not arrive"
+        assert listener.messages == [(topic, b"by certificate")]
+
+        registered = _Listener(mtls, "cl-reg", "login-1")
+        try:
+            assert registered.connected.wait(10)
+            logout = mtls.api("POST", "/v1/devices/cl-reg/tokens:revoke")
+            assert logout.status_code == 200, logout.text
+            assert registered.disconnected.wait(10), "a logout did not cut the session"
+        finally:
+            registered.close()
+
+        assert mtls.api("POST", "/v1/devices/login-2:revoke").status_code == 200
+        assert listener.disconnected.wait(10), "revoking the device did not cut the session"
+        assert _login(mtls, "login-2", "login-2") == 5
+    finally:
+        listener.close()
+
+
+def test_removing_the_certificates_key_cuts_its_session(mtls: _Mtls, login_fleet: str) -> None:
+    created = _device(mtls, "cl-key", login_fleet, certificate="login-6")  # CN login-6
+    listener = _Listener(mtls, "cl-key", "login-6")
+    try:
+        assert listener.connected.wait(10), "no CONNACK 0 for a registered certificate"
+        kid = created["credential_keys"][0]["kid"]
+        assert mtls.api("DELETE", f"/v1/devices/cl-key/keys/{kid}").status_code == 204
+        assert listener.disconnected.wait(10), "removing the key did not cut the session"
+    finally:
+        listener.close()
+    assert _login(mtls, "cl-key", "login-6") == 4
+
+
+def test_turning_certificate_login_off_cuts_its_sessions(mtls: _Mtls) -> None:
+    fleet = mtls.stack.fleet()
+    assert mtls.api("PATCH", f"/v1/fleets/{fleet}", json={"certificate_login": True}).is_success
+    _device(mtls, "cl-flag", fleet, certificate="login-7")
+    listener = _Listener(mtls, "cl-flag", "login-7")
+    try:
+        assert listener.connected.wait(10), "no CONNACK 0 for a registered certificate"
+        off = mtls.api("PATCH", f"/v1/fleets/{fleet}", json={"certificate_login": False})
+        assert off.status_code == 200, off.text
+        assert listener.disconnected.wait(10), "turning the flag off did not cut the session"
+    finally:
+        listener.close()
+    assert _login(mtls, "cl-flag", "login-7") == 4
+
+
+def test_removing_the_fleets_ca_cuts_the_sessions_of_its_certificates(mtls: _Mtls) -> None:
+    fleet = mtls.stack.fleet()
+    assert mtls.api("PATCH", f"/v1/fleets/{fleet}", json={"certificate_login": True}).is_success
+    ca_id = _register_ca(mtls, fleet, mtls.removed)
+    _device(mtls, "login-8", fleet)
+    listener = _Listener(mtls, "login-8", "login-8", mtls.removed)
+    try:
+        assert listener.connected.wait(10), "no CONNACK 0 for a CA's certificate"
+        assert mtls.api("DELETE", f"/v1/fleets/{fleet}/cas/{ca_id}").status_code == 204
+        assert listener.disconnected.wait(10), "removing the CA did not cut the session"
+    finally:
+        listener.close()
+
+
+def test_certificate_logins_the_fleet_or_the_certificate_does_not_allow(
+    mtls: _Mtls, login_fleet: str
+) -> None:
+    fleet = login_fleet
+    _device(mtls, "login-3", fleet)
+    assert _login(mtls, "login-3", "login-3") == 0
+    assert _login(mtls, "login-3", "login-4") == 4  # the CN names another device
+    assert _login(mtls, "login-3", None) == 4  # MQTTS without a certificate
+    assert _login(mtls, "login-3", "login-3", username="someone-else") == 4
+    disabled = mtls.api("PATCH", "/v1/devices/login-3", json={"status": "disabled"})
+    assert disabled.status_code == 200
+    assert _login(mtls, "login-3", "login-3") == 5
+    events = mtls.api(
+        "GET", "/v1/audit", params={"device_id": "login-3", "action": "mqtt.connect"}
+    ).json()["items"]
+    reasons = {event["detail"].get("reason") for event in events if event["outcome"] == "refused"}
+    assert reasons == {"certificate_refused", "missing_credentials", "device_disabled"}, events
+
+    _device(mtls, "login-4", mtls.fleet)  # a fleet without certificate_login
+    _device(mtls, "cl-off", mtls.fleet, certificate="login-5")
+    assert _login(mtls, "login-4", "login-4") == 4
+    assert _login(mtls, "cl-off", "login-5") == 4
+    assert _login(mtls, "login-5", "login-5") == 4  # no such device
+
+    assert _login(mtls, "cl-off", None, plain=True) == 4  # plain MQTT: as ever
+
+
+def test_certificate_login_is_a_fleet_field_of_the_api_and_the_cli(
+    mtls: _Mtls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(mtls.certs / "ca.pem"))  # the API's, on HTTPS
+    stack, key = mtls.stack, ("--admin-key", mtls.stack.admin_key)
+    assert mtls.api("GET", f"/v1/fleets/{mtls.fleet}").json()["certificate_login"] is False
+    created = stack.cli("fleet", "create", "f-cli-login", "--certificate-login", *key)
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["certificate_login"] is True
+    updated = stack.cli("fleet", "update", "f-cli-login", "--no-certificate-login", *key)
+    assert updated.returncode == 0, updated.stderr
+    assert mtls.api("GET", "/v1/fleets/f-cli-login").json()["certificate_login"] is False

@@ -249,3 +249,14 @@ def test_hooks_want_a_proof_of_possession_where_the_fleet_does(api: Api) -> None
     assert _json(api, "mosquitto-go-auth/user", user | {"password": again})["ok"] is True
     stolen = password_with_proof(generate_key(), token, now=api.clock())
     assert _json(api, "mosquitto-go-auth/user", user | {"password": stolen}, 403)["ok"] is False
+
+
+def test_hooks_refuse_passwordless_logins_where_certificates_log_in(api: Api) -> None:
+    """README, Certificate login on MQTTS: a broker behind the hooks sends no verified
+    certificate, so a fleet's `certificate_login` opens no passwordless login there."""
+    device = api.device(str(api.fleet(certificate_login=True)["name"]))
+    me = device.id
+    assert _json(api, "emqx/authn", {"clientid": me, "username": me}) == {"result": "deny"}
+    user = {"username": me, "password": "", "clientid": me}
+    assert _json(api, "mosquitto-go-auth/user", user, 403)["ok"] is False
+    assert _rabbit(api, "user", username=me, password="") == "deny"

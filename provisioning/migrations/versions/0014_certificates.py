@@ -1,6 +1,6 @@
 """certificates as device credentials (RFC 8705): fleet_cas (registered or credbroker's
 own, with its sealed key), device_certificates (what credbroker issued), a fleet's
-auto_register,
+auto_register and certificate_login (MQTTS with a client certificate and no password),
 and the `x5t#S256` of the client certificate a refresh family was granted over, so that
 its refreshes need that certificate too and their access tokens stay bound to it
 
@@ -25,6 +25,11 @@ def upgrade() -> None:
     with op.batch_alter_table("fleets") as batch:
         batch.add_column(
             sa.Column("auto_register", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+        batch.add_column(
+            sa.Column(
+                "certificate_login", sa.Boolean(), nullable=False, server_default=sa.false()
+            )
         )
     text = sqlmodel.sql.sqltypes.AutoString
     op.create_table(
@@ -63,6 +68,7 @@ def downgrade() -> None:
     op.drop_table("device_certificates")
     op.drop_table("fleet_cas")
     with op.batch_alter_table("fleets") as batch:
+        batch.drop_column("certificate_login")
         batch.drop_column("auto_register")
     with op.batch_alter_table("refresh_families") as batch:
         batch.drop_column("x5t")
