@@ -84,7 +84,12 @@ def store_costs(batch: int = BATCH) -> dict[str, float]:
         db.execute(g._KEYS.qmark, ("floor-1", now)).fetchall()
         db.execute(g._INSERT_USED.qmark, (os.urandom(16).hex(), now + 60))
         family, digest = os.urandom(16).hex(), os.urandom(32).hex()
-        family_row = (family, "floor-1", "jkt", now, now + 86400, now, "127.0.0.1", "floor", None)
+        # id, device_id, jkt, x5t, created_at, expires_at, last_used_at, address,
+        # user_agent, dpop_jkt
+        family_row = (
+            *(family, "floor-1", "jkt", None, now, now + 86400, now),
+            *("127.0.0.1", "floor", None),
+        )
         db.execute(g._INSERT_FAMILY.qmark, family_row)
         db.execute(g._INSERT_REFRESH.qmark, (digest, family, "floor-1", now, "jti", now + 600))
         db.execute(g._INSERT_AUDIT.qmark, (now, "token.issue", "floor-1", '{"jti":"x"}'))
