@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 async def run_broker(
     settings: BrokerSettings, listeners: Listeners, *, max_queued_messages: int
 ) -> None:
-    from broker.factory import build_broker
+    from broker.factory import build_broker, fleet_anchors
     from credbroker.database import create_db_engine
     from credbroker.verifier import VerifyPolicy
 
@@ -31,6 +31,7 @@ async def run_broker(
         policy=policy,
         listeners=listeners,
         max_queued_messages=max_queued_messages,
+        on_tls_context=fleet_anchors(engine).watch,
     )
     await start_broker(broker)
     heap.settle()

@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_sdk import DeviceClient
+from tests.certs import register_ca, verification_certificate
 from tests.stack import Stack, dev_certs, free_port, mosquitto_pub, port_open, start_stack, wait_for
 
 
@@ -242,41 +243,6 @@ def test_the_sdk_authenticates_with_its_certificate_and_connects_over_mqtts(
         client.close()
 
 
-def _verification_certificate(certs: Path, code: str, *, signer: Path | None = None) -> str:
-    """What proves possession of the CA key of CERTS: a certificate it signed (or, with
-    SIGNER, another key did) whose subject CN is the verification code."""
-    ca = x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes())
-    key = serialization.load_pem_private_key((signer or certs / "ca.key").read_bytes(), None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    now = datetime.datetime.now(datetime.UTC)
-    proof = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, code)]))
-        .issuer_name(ca.subject)
-        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    return proof.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def _register_ca(mtls: _Mtls, fleet: str, certs: Path) -> str:
-    """Register the CA of CERTS on FLEET with its proof of possession; its id."""
-    path = f"/v1/fleets/{fleet}/cas"
-    certificate = (certs / "ca.pem").read_text()
-    asked = mtls.api("POST", path, json={"certificate": certificate})
-    assert asked.status_code == 400, asked.text
-    assert asked.headers["content-type"].startswith("application/problem+json")
-    code = asked.json()["verification_code"]
-    proof = _verification_certificate(certs, code)
-    body = {"certificate": certificate, "verification_certificate": proof}
-    registered = mtls.api("POST", path, json=body)
-    assert registered.status_code == 201, registered.text
-    return str(registered.json()["id"])
-
-
 def test_a_ca_is_registered_only_with_proof_of_possession_of_its_key(mtls: _Mtls) -> None:
     fleet = mtls.stack.fleet()
     path = f"/v1/fleets/{fleet}/cas"
@@ -284,8 +250,8 @@ def test_a_ca_is_registered_only_with_proof_of_possession_of_its_key(mtls: _Mtls
     code = mtls.api("POST", path, json={"certificate": certificate}).json()["verification_code"]
     stranger = mtls.certs / "dev-1.key"  # any other key
     for proof in (
-        _verification_certificate(mtls.certs, code, signer=stranger),
-        _verification_certificate(mtls.certs, "not-the-code"),
+        verification_certificate(mtls.certs, code, signer=stranger),
+        verification_certificate(mtls.certs, "not-the-code"),
         "not a certificate",
     ):
         body = {"certificate": certificate, "verification_certificate": proof}
@@ -295,10 +261,10 @@ def test_a_ca_is_registered_only_with_proof_of_possession_of_its_key(mtls: _Mtls
     assert leaf.status_code == 400 and "CA" in leaf.json()["detail"]
     assert mtls.api("GET", path).json() == []
 
-    ca_id = _register_ca(mtls, fleet, mtls.certs)
+    ca_id = register_ca(mtls.stack, fleet, mtls.certs)
     assert [ca["id"] for ca in mtls.api("GET", path).json()] == [ca_id]
     again = {"certificate": certificate}
-    again["verification_certificate"] = _verification_certificate(mtls.certs, code)
+    again["verification_certificate"] = verification_certificate(mtls.certs, code)
     assert mtls.api("POST", path, json=again).status_code == 409
     assert mtls.api("DELETE", f"{path}/{ca_id}").status_code == 204
     assert mtls.api("GET", path).json() == []
@@ -306,7 +272,7 @@ def test_a_ca_is_registered_only_with_proof_of_possession_of_its_key(mtls: _Mtls
 
 def test_a_certificate_of_the_fleets_ca_names_its_device_by_subject_cn(mtls: _Mtls) -> None:
     fleet = mtls.stack.fleet()
-    _register_ca(mtls, fleet, mtls.certs)
+    register_ca(mtls.stack, fleet, mtls.certs)
     for device_id in ("by-ca-1", "by-ca-2"):
         body = {"device_id": device_id, "fleet": fleet}
         assert mtls.api("POST", "/v1/devices", json=body).status_code == 201
@@ -331,7 +297,7 @@ def test_a_certificate_of_the_fleets_ca_names_its_device_by_subject_cn(mtls: _Mt
 def test_auto_register_creates_the_device_of_a_first_certificate(mtls: _Mtls) -> None:
     fleet = mtls.stack.fleet()
     assert mtls.api("PATCH", f"/v1/fleets/{fleet}", json={"auto_register": True}).is_success
-    _register_ca(mtls, fleet, mtls.other)
+    register_ca(mtls.stack, fleet, mtls.other)
     answer = mtls.token("jit-1", "jit-1", mtls.other)
     assert answer.status_code == 200, answer.text
     device = mtls.api("GET", "/v1/devices/jit-1").json()
@@ -560,7 +526,7 @@ def login_fleet(mtls: _Mtls) -> str:
     fleet = mtls.stack.fleet()
     changed = mtls.api("PATCH", f"/v1/fleets/{fleet}", json={"certificate_login": True})
     assert changed.status_code == 200 and changed.json()["certificate_login"] is True
-    _register_ca(mtls, fleet, mtls.login)
+    register_ca(mtls.stack, fleet, mtls.login)
     return fleet
 
 
@@ -641,7 +607,7 @@ def test_turning_certificate_login_off_cuts_its_sessions(mtls: _Mtls) -> None:
 def test_removing_the_fleets_ca_cuts_the_sessions_of_its_certificates(mtls: _Mtls) -> None:
     fleet = mtls.stack.fleet()
     assert mtls.api("PATCH", f"/v1/fleets/{fleet}", json={"certificate_login": True}).is_success
-    ca_id = _register_ca(mtls, fleet, mtls.removed)
+    ca_id = register_ca(mtls.stack, fleet, mtls.removed)
     _device(mtls, "login-8", fleet)
     listener = _Listener(mtls, "login-8", "login-8", mtls.removed)
     try:

@@ -8,14 +8,17 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from device_sdk import generate_key, password_with_proof, public_pem
+from device_sdk import generate_key, load_private_key, password_with_proof, public_pem
+from tests.certs import register_ca
 from tests.stack import (
     BIN,
     Client,
     Stack,
+    assertion_form,
+    dev_certs,
     free_port,
     mosquitto_pub,
     port_open,
@@ -25,10 +28,14 @@ from tests.stack import (
 
 
 @contextlib.contextmanager
-def _standalone(tmp_path: Path) -> Iterator[Stack]:
-    """`credbroker up`, and a standalone broker on its database: the stack's MQTT port
-    is the standalone broker's."""
+def _standalone(
+    tmp_path: Path, *args: str, prepare: Callable[[Stack], None] | None = None
+) -> Iterator[Stack]:
+    """`credbroker up`, and a standalone broker (with ARGS) on its database, started
+    once PREPARE has run: the stack's MQTT port is the standalone broker's."""
     stack = start_stack(tmp_path)
+    if prepare is not None:
+        prepare(stack)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
     env.update(
@@ -37,7 +44,7 @@ def _standalone(tmp_path: Path) -> Iterator[Stack]:
     )
     log = (tmp_path / "broker.log").open("wb")
     broker = subprocess.Popen(
-        [str(BIN / "credbroker"), "broker", "--mqtt-port", str(port)],
+        [str(BIN / "credbroker"), "broker", "--mqtt-port", str(port), *args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -287,3 +294,33 @@ def test_a_broker_started_before_the_api_waits_quietly_then_serves(tmp_path: Pat
                 if process is not None and process.poll() is None:
                     os.killpg(process.pid, signal.SIGTERM)
                     process.wait(20)
+
+
+def test_standalone_broker_trusts_the_fleet_cas_of_its_database(tmp_path: Path) -> None:
+    """README, Trust: a fleet CA registered before the broker starts lets its
+    certificates through the MQTTS handshake, though --client-ca does not name it."""
+    server = dev_certs(tmp_path, name="server")
+    fleet_ca = dev_certs(tmp_path, "cert-1", name="fleet-ca")
+    tls_port = free_port()
+    names: dict[str, str] = {}
+
+    def register(stack: Stack) -> None:
+        names["fleet"] = stack.fleet()
+        register_ca(stack, names["fleet"], fleet_ca)
+
+    args = ["--mqtts-port", str(tls_port), "--client-ca", str(server / "ca.pem")]
+    args += ["--tls-cert", str(server / "server.pem"), "--tls-key", str(server / "server.key")]
+    with _standalone(tmp_path, *args, prepare=register) as stack:
+        body = {"device_id": "cert-1", "fleet": names["fleet"]}
+        body["public_key"] = (fleet_ca / "cert-1.pem").read_text()
+        created = stack.http.post(stack.base + "/v1/devices", json=body, headers=stack.admin)
+        assert created.status_code == 201, created.text
+        key = load_private_key(fleet_ca / "cert-1.key")
+        form = assertion_form(key, device_id="cert-1", audience=stack.base + "/oauth2/token")
+        token = stack.http.post(stack.base + "/oauth2/token", data=form).json()["access_token"]
+        wait_for(lambda: port_open(tls_port), what="the standalone MQTTS listener")
+        stack.mqtt_port = tls_port
+        tls = ["--cafile", str(server / "ca.pem"), "--cert", str(fleet_ca / "cert-1.pem")]
+        tls += ["--key", str(fleet_ca / "cert-1.key")]
+        done = mosquitto_pub(stack, "cert-1", token, "devices/cert-1/t", *tls)
+        assert done.returncode == 0, done.stderr
