@@ -55,13 +55,7 @@ def load_der(der: bytes) -> x509.Certificate:
 
 def is_self_signed(certificate: x509.Certificate) -> bool:
     """Issued by its own key (RFC 8705 section 2.2), not by a CA."""
-    if certificate.issuer != certificate.subject:
-        return False
-    try:
-        certificate.verify_directly_issued_by(certificate)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
+    return issued_by(certificate, certificate)
 
 
 def common_name(certificate: x509.Certificate) -> str | None:
