@@ -11,8 +11,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
 from credbroker import certificates
-from credbroker.verifier import TokenRejected
-from provisioning.errors import Unauthorized
 from provisioning.services import Services
 from provisioning.store import admin
 from provisioning.store.admin import Admin
@@ -90,26 +88,3 @@ def client_certificate(request: Request) -> x509.Certificate | None:
     tls = request.scope.get("extensions", {}).get("tls") or {}
     chain = tls.get("client_cert_chain") or []
     return certificates.load_pem(chain[0]) if chain else None
-
-
-def device_or_admin(services: Services, authorization: str | None, device_id: str) -> str:
-    """The actor behind `Authorization: Bearer`: an admin key with `devices:write`, or
-    an access token of DEVICE_ID itself (which the verifier checks in full). Outside any
-    transaction: the verifier reads through connections of its own."""
-    scheme, _, credential = (authorization or "").partition(" ")
-    if scheme.lower() == "bearer" and credential.strip():
-        try:
-            claims = services.verifier.verify(credential.strip())
-        except TokenRejected:
-            pass
-        else:
-            if claims["sub"] != device_id:
-                raise Unauthorized("this access token is another device's")
-            return f"client:{device_id}"
-    with services.transaction() as session:
-        return admin.authenticate(
-            session=session,
-            authorization=authorization,
-            scopes=("devices:write",),
-            now=services.now(),
-        ).id

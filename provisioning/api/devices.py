@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from provisioning.api.deps import (
     DevicesRead,
     DevicesWrite,
     ServicesDep,
     TokensRevoke,
-    device_or_admin,
+    client_certificate,
 )
 from provisioning.errors import BadRequest
 from provisioning.models.cas import CertificateIssued, CertificateRequest
@@ -27,7 +27,7 @@ from provisioning.models.devices import (
 )
 from provisioning.models.tokens import SessionsPublic
 from provisioning.services import Services
-from provisioning.store import batch, certificates, devices, keys, revocations, sessions
+from provisioning.store import admin, batch, certificates, devices, keys, revocations, sessions
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -223,23 +223,34 @@ def logout_device(device_id: str, services: ServicesDep, actor: TokensRevoke) ->
 def issue_certificate(
     device_id: str,
     body: CertificateRequest,
+    request: Request,
     services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> CertificateIssued:
     """Sign the device's PKCS#10 CSR as its fleet's own CA (made at the first request):
-    a short-lived client certificate, subject CN = the device id, registered to the
-    device for mTLS (`tls_client_auth`). The private key never leaves the device.
-    Authorized by an admin key with `devices:write`, the device's own access token
-    (`Authorization: Bearer`), or one of its enrollment tokens (single use)."""
-    actor = "enrollment"
-    if body.enrollment_token is None:
-        actor = device_or_admin(services, authorization, device_id)
+    a short-lived client certificate, subject CN = the device id, for mTLS
+    (`tls_client_auth`) and MQTTS. The private key never leaves the device. Authorized
+    by one of the device's enrollment tokens (single use), by a certificate of the
+    device presented on this HTTPS connection (renewal), or by an admin key with
+    `devices:write`."""
+    certificate = client_certificate(request)
     now = services.now()
     with services.transaction() as session:
-        if body.enrollment_token is not None:  # before the device: nobody learns of it
+        # Before the device is read: nobody learns whether it exists.
+        if body.enrollment_token is not None:
             certificates.consume_enrollment_token(
                 session=session, token=body.enrollment_token, device_id=device_id, now=now
             )
+            actor = "enrollment"
+        elif certificate is not None and authorization is None:
+            certificates.check_holder(
+                session=session, device_id=device_id, certificate=certificate, now=now
+            )
+            actor = f"client:{device_id}"
+        else:
+            actor = admin.authenticate(
+                session=session, authorization=authorization, scopes=("devices:write",), now=now
+            ).id
         device = devices.get_device(session=session, device_id=device_id)
         issued = certificates.issue(
             session=session,

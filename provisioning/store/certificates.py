@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlmodel import Session, col, select
 
 from credbroker import certificates
-from provisioning import cas, hashing
+from credbroker.claims import CERTIFICATE_CONFIRMATION
+from provisioning import cas, credentials, hashing
 from provisioning.certauthority import Authority
-from provisioning.errors import Conflict, NotFound
+from provisioning.errors import Conflict, NotFound, Unauthorized
 from provisioning.masterkey import Sealer
 from provisioning.models import Device, DeviceCertificate, EnrollmentToken, FleetCa
 from provisioning.store import audit
@@ -70,6 +72,29 @@ def consume_enrollment_token(*, session: Session, token: str, device_id: str, no
         raise InvalidEnrollmentToken("enrollment token is another device's")
     row.used_at = now
     session.add(row)
+
+
+def check_holder(
+    *, session: Session, device_id: str, certificate: x509.Certificate, now: int
+) -> None:
+    """The certificate of a renewal is the device's: one credbroker issued it (on
+    record, not revoked), or registered as one of its credential keys; both unexpired."""
+    x5t = certificates.thumbprint(certificate.public_bytes(serialization.Encoding.DER))
+    issued = session.exec(
+        select(DeviceCertificate).where(
+            DeviceCertificate.x5t == x5t,
+            DeviceCertificate.device_id == device_id,
+            col(DeviceCertificate.revoked_at).is_(None),
+            DeviceCertificate.not_after > now,
+        )
+    ).first()
+    if issued is not None:
+        return
+    for key in credentials.all_keys(session=session, device_id=device_id):
+        live = key.expires_at is None or key.expires_at > now
+        if live and key.jwk.get(CERTIFICATE_CONFIRMATION) == x5t:
+            return
+    raise Unauthorized("the client certificate is not one of this device's")
 
 
 def issue(

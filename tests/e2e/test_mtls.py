@@ -330,7 +330,7 @@ def _csr(out: Path, name: str) -> str:
 def test_a_device_gets_a_certificate_of_its_fleets_own_ca_from_a_csr(
     mtls: _Mtls, tmp_path: Path
 ) -> None:
-    """The CSR flow: enrollment token (single use) or the device's own access token; the
+    """The CSR flow: enrollment token (single use) or the device's own certificate; the
     certificate works for mTLS and MQTTS at once (the listeners trust the new CA), and
     dies with the device (and is then on the CRL)."""
     fleet = mtls.stack.fleet()
@@ -368,22 +368,25 @@ def test_a_device_gets_a_certificate_of_its_fleets_own_ca_from_a_csr(
     done = mosquitto_pub(mtls.stack, "csr-1", access, "devices/csr-1/t", *tls)
     assert done.returncode == 0, done.stderr
 
-    # Renewal with the device's own access token; another device's is refused.
+    # Renewal over mTLS with the certificate; another device's, or an access token (a
+    # stolen one must not become a certificate), is refused.
     renewed = httpx.post(
         mtls.stack.base + path,
         json={"csr": _csr(tmp_path, "csr-1b")},
-        headers={"Authorization": f"Bearer {access}"},
-        verify=mtls.context(None),
+        verify=mtls.context("csr-1", tmp_path),
     )
     assert renewed.status_code == 201, renewed.text
-    other = mtls.stack.device(fleet).token()
-    stolen = httpx.post(
-        mtls.stack.base + path,
-        json={"csr": _csr(tmp_path, "csr-1c")},
-        headers={"Authorization": f"Bearer {other}"},
-        verify=mtls.context(None),
-    )
-    assert stolen.status_code == 401
+    for verify, headers in (
+        (mtls.context("dev-1"), {}),
+        (mtls.context(None), {"Authorization": f"Bearer {access}"}),
+    ):
+        refused = httpx.post(
+            mtls.stack.base + path,
+            json={"csr": _csr(tmp_path, "csr-1c")},
+            headers=headers,
+            verify=verify,
+        )
+        assert refused.status_code == 401, refused.text
     garbage = mtls.api("POST", path, json={"csr": "-----BEGIN CERTIFICATE REQUEST-----\nx\n"})
     assert garbage.status_code == 400
 
