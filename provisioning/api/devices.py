@@ -6,14 +6,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
+from credbroker.claims import is_device_id
 from provisioning.api.deps import (
     DevicesRead,
     DevicesWrite,
     ServicesDep,
     TokensRevoke,
+    client_address,
     client_certificate,
 )
-from provisioning.errors import BadRequest
+from provisioning.errors import BadRequest, ProvisioningError
 from provisioning.models.cas import CertificateIssued, CertificateRequest
 from provisioning.models.devices import (
     CredentialKeyCreate,
@@ -27,7 +29,16 @@ from provisioning.models.devices import (
 )
 from provisioning.models.tokens import SessionsPublic
 from provisioning.services import Services
-from provisioning.store import admin, batch, certificates, devices, keys, revocations, sessions
+from provisioning.store import (
+    admin,
+    audit,
+    batch,
+    certificates,
+    devices,
+    keys,
+    revocations,
+    sessions,
+)
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -233,6 +244,28 @@ def issue_certificate(
     by one of the device's enrollment tokens (single use), by a certificate of the
     device presented on this HTTPS connection (renewal), or by an admin key with
     `devices:write`."""
+    try:
+        issued = _issue_certificate(services, device_id, body, request, authorization)
+    except ProvisioningError as exc:
+        _certificate_refused(services, device_id, exc, client_address(request))
+        raise
+    services.anchors.add(issued.ca_certificate)
+    return CertificateIssued(
+        certificate=issued.certificate,
+        ca_certificate=issued.ca_certificate,
+        serial_number=issued.serial_number,
+        not_after=issued.not_after,
+        x5t_s256=issued.x5t,
+    )
+
+
+def _issue_certificate(
+    services: Services,
+    device_id: str,
+    body: CertificateRequest,
+    request: Request,
+    authorization: str | None,
+) -> certificates.Issued:
     certificate = client_certificate(request)
     now = services.now()
     with services.transaction() as session:
@@ -261,11 +294,27 @@ def issue_certificate(
             lifetime=services.settings.device_certificate_lifetime,
             actor=actor,
         )
-    services.anchors.add(issued.ca_certificate)
-    return CertificateIssued(
-        certificate=issued.certificate,
-        ca_certificate=issued.ca_certificate,
-        serial_number=issued.serial_number,
-        not_after=issued.not_after,
-        x5t_s256=issued.x5t,
-    )
+    return issued
+
+
+def _certificate_refused(
+    services: Services, device_id: str, exc: ProvisioningError, address: str
+) -> None:
+    """Audit a refused certificate request, unless its address is past the failure
+    limit (a flood of junk must not become a flood of writes)."""
+    key = ("addr", address)
+    if exc.status_code == 401:
+        services.limiter.failed(key)
+    if services.limiter.retry_after(key):
+        return
+    with services.transaction() as session:
+        audit.record(
+            session=session,
+            now=services.now(),
+            action="certificate.issue",
+            outcome="refused",
+            device_id=device_id if is_device_id(device_id) else None,
+            error=exc.error,
+            reason=exc.detail,
+            address=address,
+        )

@@ -387,6 +387,17 @@ def test_a_device_gets_a_certificate_of_its_fleets_own_ca_from_a_csr(
             verify=verify,
         )
         assert refused.status_code == 401, refused.text
+    events = mtls.api(
+        "GET", "/v1/audit", params={"device_id": "csr-1", "action": "certificate.issue"}
+    ).json()["items"]
+    outcomes = [(event["outcome"], event["actor"]) for event in events]
+    assert outcomes == [
+        ("ok", "enrollment"),
+        ("refused", None),  # the enrollment token again
+        ("ok", "client:csr-1"),
+        ("refused", None),
+        ("refused", None),
+    ]
     garbage = mtls.api("POST", path, json={"csr": "-----BEGIN CERTIFICATE REQUEST-----\nx\n"})
     assert garbage.status_code == 400
 
