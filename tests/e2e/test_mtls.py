@@ -6,6 +6,7 @@ endpoint, mosquitto_pub to MQTTS; certificates from `credbroker certs` and the
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import hashlib
 import json
@@ -28,6 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device_sdk import DeviceClient
 from tests.certs import register_ca, verification_certificate
+from tests.databases import postgres_database
 from tests.stack import Stack, dev_certs, free_port, mosquitto_pub, port_open, start_stack, wait_for
 
 
@@ -69,7 +71,7 @@ class _Mtls:
     """A stack whose HTTPS and MQTTS listeners accept client certificates of CERTS' CA
     and of the self-signed device `solo` (both in the --client-ca bundle)."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, **env: str) -> None:
         self.certs = dev_certs(tmp, "dev-1", "dev-2", "by-ca-1", "by-ca-2", "by-ca-3")
         self.other = dev_certs(tmp, "jit-1", name="other-ca")  # a second CA
         # A third, for certificate logins (a CA is registered on one fleet at most).
@@ -84,7 +86,7 @@ class _Mtls:
         pair = ["--tls-cert", str(self.certs / "server.pem")]
         pair += ["--tls-key", str(self.certs / "server.key"), "--client-ca", str(bundle)]
         self.stack: Stack = start_stack(
-            tmp, "--mqtts-port", str(self.tls_port), *pair, ca=self.certs / "ca.pem"
+            tmp, "--mqtts-port", str(self.tls_port), *pair, ca=self.certs / "ca.pem", **env
         )
         self.plain_mqtt = self.stack.mqtt_port
         self.fleet = self.stack.fleet()
@@ -128,12 +130,20 @@ class _Mtls:
         ).returncode
 
 
-@pytest.fixture(scope="module")
-def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Mtls]:
-    stack = _Mtls(tmp_path_factory.mktemp("mtls"))
-    wait_for(lambda: port_open(stack.tls_port), what="the MQTTS listener")
-    yield stack
-    stack.stack.stop()
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def mtls(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[_Mtls]:
+    """The embedded stack on SQLite, and on PostgreSQL (its grants pipelined: the
+    certificate queries and a just-in-time device go through the same unit of work)."""
+    with contextlib.ExitStack() as stack:
+        env = {}
+        if request.param == "postgres":
+            env["CREDBROKER_DATABASE_URL"] = stack.enter_context(postgres_database())
+        started = _Mtls(tmp_path_factory.mktemp("mtls"), **env)
+        stack.callback(started.stack.stop)
+        wait_for(lambda: port_open(started.tls_port), what="the MQTTS listener")
+        yield started
 
 
 def test_metadata_lists_the_mtls_methods_and_bound_tokens(mtls: _Mtls) -> None:
