@@ -59,7 +59,12 @@ _HOLDER = Sql("""
            f.name, f.acl_publish, f.acl_subscribe
     FROM devices AS d JOIN fleets AS f ON f.name = d.fleet
     WHERE d.device_id = ? AND f.certificate_login""")
-_FLEET_CAS = Sql("SELECT certificate FROM fleet_cas WHERE fleet = ? ORDER BY id")
+# Its CAs an operator registered: credbroker's own CA vouches only for the certificates
+# on record (`_ISSUED`), as at the token endpoint.
+_FLEET_CAS = Sql("SELECT certificate FROM fleet_cas WHERE fleet = ? AND NOT managed ORDER BY id")
+_ISSUED = Sql("""
+    SELECT x5t FROM device_certificates
+    WHERE device_id = ? AND revoked_at IS NULL AND not_after > ?""")
 # A fleet entry (a fleet-wide logout, or a re-check of its certificate logins) stands for
 # every device of its fleet: one row each.
 _LOG = text(
@@ -240,6 +245,7 @@ class CachedTrustStore:
                 if row is None:
                     return None
                 keys = _CREDENTIAL_KEYS.all(conn, (device_id, now))
+                issued = _ISSUED.all(conn, (device_id, now))
                 cas = _FLEET_CAS.all(conn, (row[3],))
         except SQLAlchemyError as exc:
             raise StoreUnavailable(str(exc)) from exc
@@ -248,7 +254,8 @@ class CachedTrustStore:
         return CertificateHolder(
             fleet=fleet,
             kid=kid_for(device_id, row[0]),
-            registered=frozenset(j["x5t#S256"] for j in jwks if isinstance(j.get("x5t#S256"), str)),
+            registered=frozenset(j["x5t#S256"] for j in jwks if isinstance(j.get("x5t#S256"), str))
+            | frozenset(x5t for (x5t,) in issued),
             cas=tuple(pem for (pem,) in cas),
             pub=pub,
             sub=sub,

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from credbroker import certificates
 from credbroker.claims import CERTIFICATE_CONFIRMATION
-from provisioning import cas, credentials, hashing
+from provisioning import cas, credentials, hashing, standing
 from provisioning.certauthority import Authority
 from provisioning.errors import Conflict, NotFound, Unauthorized
 from provisioning.masterkey import Sealer
@@ -127,6 +127,8 @@ def issue(
             created_at=now,
         )
     )
+    # Brokers' cached view of the device's certificates (certificate logins) drops now.
+    standing.device_changed(session=session, device_id=device.device_id, now=now, cuts=False)
     audit.record(
         session=session,
         now=now,

@@ -492,6 +492,7 @@ def _login(
     topic: str | None = None,
     message: str = "x",
     plain: bool = False,
+    certs: Path | None = None,
 ) -> int:
     """mosquitto_pub's exit code for a CONNECT with no password (username = client id
     unless given) on MQTTS with the certificate NAME of the login CA (or none), or on
@@ -503,8 +504,8 @@ def _login(
     if not plain:
         args += ["--cafile", str(mtls.certs / "ca.pem")]
     if name is not None:
-        args += ["--cert", str(mtls.login / f"{name}.pem")]
-        args += ["--key", str(mtls.login / f"{name}.key")]
+        where = certs or mtls.login
+        args += ["--cert", str(where / f"{name}.pem"), "--key", str(where / f"{name}.key")]
     done = subprocess.run(
         ["mosquitto_pub", *args], capture_output=True, text=True, timeout=30, check=False
     )
@@ -681,3 +682,26 @@ def test_certificate_login_is_a_fleet_field_of_the_api_and_the_cli(
     updated = stack.cli("fleet", "update", "f-cli-login", "--no-certificate-login", *key)
     assert updated.returncode == 0, updated.stderr
     assert mtls.api("GET", "/v1/fleets/f-cli-login").json()["certificate_login"] is False
+
+
+def test_a_certificate_of_the_fleets_own_ca_logs_in_only_while_on_record(
+    mtls: _Mtls, tmp_path: Path
+) -> None:
+    """A device id deleted and made again does not inherit the certificates credbroker
+    issued to the device that had it, at MQTT logins as at the token endpoint."""
+    fleet = mtls.stack.fleet()
+    assert mtls.api("PATCH", f"/v1/fleets/{fleet}", json={"certificate_login": True}).is_success
+    body = {"device_id": "own-1", "fleet": fleet}
+    enrollment = mtls.api("POST", "/v1/devices", json=body).json()["enrollment_token"]
+    answer = mtls.api(
+        "POST",
+        "/v1/devices/own-1/certificates",
+        json={"csr": _csr(tmp_path, "own-1"), "enrollment_token": enrollment},
+    )
+    assert answer.status_code == 201, answer.text
+    (tmp_path / "own-1.pem").write_text(answer.json()["certificate"])
+    assert _login(mtls, "own-1", "own-1", certs=tmp_path) == 0
+    assert mtls.api("DELETE", "/v1/devices/own-1").status_code == 204
+    assert mtls.api("POST", "/v1/devices", json=body).status_code == 201
+    assert _login(mtls, "own-1", "own-1", certs=tmp_path) == 4
+    assert mtls.token("own-1", "own-1", tmp_path).status_code == 401
