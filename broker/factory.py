@@ -10,15 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 
 from broker.audit import SqlAudit
 from broker.delivery import MAX_QUEUED_MESSAGES
 from broker.metrics import BrokerStats
 from broker.presence import Presence
 from broker.server import CredBroker
-from credbroker.certificates import TrustAnchors
 from credbroker.decision import Authenticator
 from credbroker.trust import CachedTrustStore
 from credbroker.verifier import Verifier, VerifyPolicy
@@ -67,20 +65,6 @@ def quiet_logs() -> None:
     """amqtt and transitions log every state change at INFO."""
     for name in ("amqtt", "transitions"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def fleet_anchors(engine: Engine) -> TrustAnchors:
-    """The fleet CAs a standalone broker's MQTTS listener trusts besides --client-ca: as
-    the database holds them when it starts (README, Trust); none before the API has made
-    its tables (the broker then waits for them, `credbroker.trust`)."""
-    anchors = TrustAnchors()
-    try:
-        with engine.connect() as conn:
-            for (pem,) in conn.execute(text("SELECT certificate FROM fleet_cas")):
-                anchors.add(pem)
-    except SQLAlchemyError:
-        pass
-    return anchors
 
 
 def build_broker(

@@ -14,8 +14,6 @@ credential key of the device, or a CA of the device's fleet issued it to the dev
 from __future__ import annotations
 
 import hashlib
-import ssl
-import threading
 from collections.abc import Collection, Iterable
 from typing import TypeVar
 
@@ -106,30 +104,3 @@ def names_device(
     if common_name(certificate) != device_id:
         return False
     return issuing_ca(certificate, ((pem, True) for pem in cas), now) is not None
-
-
-class TrustAnchors:
-    """This process's TLS contexts that verify client certificates, and the fleet CAs
-    they trust besides `--client-ca`: each CA known (read at start, or registered or
-    made here since) is loaded into every context, so that the handshake lets its
-    certificates through and the application decides. Another process learns of a CA
-    at its next start."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._contexts: list[ssl.SSLContext] = []
-        self._known: set[str] = set()
-
-    def watch(self, context: ssl.SSLContext) -> None:
-        with self._lock:
-            self._contexts.append(context)
-            for pem in self._known:
-                context.load_verify_locations(cadata=pem)
-
-    def add(self, pem: str) -> None:
-        with self._lock:
-            if pem in self._known:
-                return
-            self._known.add(pem)
-            for context in self._contexts:
-                context.load_verify_locations(cadata=pem)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import FastAPI
 from sqlalchemy.exc import OperationalError
 
-from credbroker import __version__
+from credbroker import __version__, anchors
 from credbroker.verifier import StoreUnavailable
 from provisioning import console, masterkey, openapi
 from provisioning.api import (
@@ -34,7 +34,7 @@ from provisioning.grantstore import prune_used_assertions
 from provisioning.http import RequestGuard, install_error_handlers
 from provisioning.services import Services
 from provisioning.settings import Settings
-from provisioning.store import admin, cas
+from provisioning.store import admin
 
 
 def create_app(
@@ -61,9 +61,7 @@ def create_app(
             )
     services = Services.build(settings, engine, master_key, clock)
     services.trust.catch_up()  # follow the revocation log from here on
-    with transaction(engine) as session:
-        for pem in cas.all_certificates(session=session):
-            services.anchors.add(pem)
+    services.anchors.refresh(engine)  # the fleet CAs our TLS listeners trust
 
     app = FastAPI(
         lifespan=_following_revocations(services),
@@ -113,12 +111,16 @@ def _following_revocations(
     seconds, drop expired assertion jtis and console sessions too (off the token
     endpoint's hot path). Each round samples the embedded broker's accepted CONNECTs
     for the console (`provisioning.traffic`). Admin
-    keys revoked by another process are forgotten by this one's hook key cache."""
-    pruned_at = float("-inf")
+    keys revoked by another process are forgotten by this one's hook key cache, and
+    every `anchors.REFRESH_EVERY` seconds fleet CAs it registered are trusted here."""
+    pruned_at = anchored_at = float("-inf")
 
     def follow_once() -> None:
-        nonlocal pruned_at
+        nonlocal pruned_at, anchored_at
         services.traffic.sample(services.clock())  # the console's CONNECTs per minute
+        if services.clock() - anchored_at >= anchors.REFRESH_EVERY:
+            services.anchors.refresh(services.engine)  # CAs other processes registered
+            anchored_at = services.clock()
         try:
             changes = services.trust.read_log()
         except StoreUnavailable:

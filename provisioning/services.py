@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from credbroker import presence
-from credbroker.certificates import TrustAnchors
+from credbroker.anchors import TrustAnchors
 from credbroker.database import POOL_SIZE
 from credbroker.decision import Authenticator
 from credbroker.presence import Connections

@@ -106,8 +106,3 @@ def remove(*, session: Session, fleet_name: str, ca_id: str, now: int, actor: st
     audit.record(
         session=session, now=now, action="fleet.ca_remove", actor=actor, fleet=fleet.name, ca=ca_id
     )
-
-
-def all_certificates(*, session: Session) -> list[str]:
-    """Every fleet CA's PEM: what this process's TLS listeners trust besides --client-ca."""
-    return list(session.exec(select(FleetCa.certificate)))

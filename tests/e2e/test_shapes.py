@@ -8,9 +8,10 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
+from credbroker.anchors import REFRESH_EVERY
 from device_sdk import generate_key, load_private_key, password_with_proof, public_pem
 from tests.certs import register_ca
 from tests.stack import (
@@ -28,14 +29,10 @@ from tests.stack import (
 
 
 @contextlib.contextmanager
-def _standalone(
-    tmp_path: Path, *args: str, prepare: Callable[[Stack], None] | None = None
-) -> Iterator[Stack]:
-    """`credbroker up`, and a standalone broker (with ARGS) on its database, started
-    once PREPARE has run: the stack's MQTT port is the standalone broker's."""
+def _standalone(tmp_path: Path, *args: str) -> Iterator[Stack]:
+    """`credbroker up`, and a standalone broker (with ARGS) on its database: the stack's
+    MQTT port is the standalone broker's."""
     stack = start_stack(tmp_path)
-    if prepare is not None:
-        prepare(stack)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CREDBROKER_")}
     env.update(
@@ -296,22 +293,18 @@ def test_a_broker_started_before_the_api_waits_quietly_then_serves(tmp_path: Pat
                     process.wait(20)
 
 
-def test_standalone_broker_trusts_the_fleet_cas_of_its_database(tmp_path: Path) -> None:
-    """README, Trust: a fleet CA registered before the broker starts lets its
-    certificates through the MQTTS handshake, though --client-ca does not name it."""
+def test_standalone_broker_trusts_the_fleet_cas_the_api_registers(tmp_path: Path) -> None:
+    """README, Trust: a fleet CA registered while the broker runs lets its certificates
+    through the MQTTS handshake within `REFRESH_EVERY`, though --client-ca does not name
+    it; before, the handshake refuses them."""
     server = dev_certs(tmp_path, name="server")
     fleet_ca = dev_certs(tmp_path, "cert-1", name="fleet-ca")
     tls_port = free_port()
-    names: dict[str, str] = {}
-
-    def register(stack: Stack) -> None:
-        names["fleet"] = stack.fleet()
-        register_ca(stack, names["fleet"], fleet_ca)
-
     args = ["--mqtts-port", str(tls_port), "--client-ca", str(server / "ca.pem")]
     args += ["--tls-cert", str(server / "server.pem"), "--tls-key", str(server / "server.key")]
-    with _standalone(tmp_path, *args, prepare=register) as stack:
-        body = {"device_id": "cert-1", "fleet": names["fleet"]}
+    with _standalone(tmp_path, *args) as stack:
+        fleet = stack.fleet()
+        body = {"device_id": "cert-1", "fleet": fleet}
         body["public_key"] = (fleet_ca / "cert-1.pem").read_text()
         created = stack.http.post(stack.base + "/v1/devices", json=body, headers=stack.admin)
         assert created.status_code == 201, created.text
@@ -322,5 +315,11 @@ def test_standalone_broker_trusts_the_fleet_cas_of_its_database(tmp_path: Path) 
         stack.mqtt_port = tls_port
         tls = ["--cafile", str(server / "ca.pem"), "--cert", str(fleet_ca / "cert-1.pem")]
         tls += ["--key", str(fleet_ca / "cert-1.key")]
-        done = mosquitto_pub(stack, "cert-1", token, "devices/cert-1/t", *tls)
-        assert done.returncode == 0, done.stderr
+
+        def publishes() -> bool:
+            done = mosquitto_pub(stack, "cert-1", token, "devices/cert-1/t", *tls)
+            return done.returncode == 0
+
+        assert not publishes()  # a CA nobody registered: the handshake ends it
+        register_ca(stack, fleet, fleet_ca)
+        wait_for(publishes, timeout=REFRESH_EVERY + 10, what="the broker to trust the CA")
