@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 
+import mqtt5
 from amqtt.adapters import ReaderAdapter
 
+from broker import v5
 from broker.errors import BadConnect
 
 MAX_CONNECT_BYTES = 16 * 1024  # a token is under 1 KiB; nothing honest needs more
@@ -69,11 +71,36 @@ async def _read(reader: ReaderAdapter) -> bytes:
     body = await _exactly(reader, length)
     if len(body) < 7 or body[:6] != b"\x00\x04MQTT":
         raise BadConnect("not an MQTT 3.1.1 CONNECT", "unsupported_protocol", refuse_with=1)
+    if body[6] == v5.MQTT_5:
+        return _connect_5(header + body)
     if body[6] != MQTT_311:
         raise BadConnect(
             f"protocol level {body[6]} is not supported", "unsupported_protocol", refuse_with=1
         )
     return header + body
+
+
+def _connect_5(raw: bytes) -> bytes:
+    """A 5.0 CONNECT as the 3.1.1 one it means (`broker.v5`), marked by `is_5`."""
+    try:
+        packet, _ = mqtt5.read(memoryview(raw))
+    except (ValueError, IndexError) as exc:  # the codec's verdicts: malformed
+        raise BadConnect(f"malformed MQTT 5 CONNECT: {exc}", "not_connect") from exc
+    if not isinstance(packet, mqtt5.ConnectPacket):
+        raise BadConnect("first packet is not CONNECT", "not_connect")
+    if packet.authentication_method is not None:  # no AUTH yet: 0x8C, MQTT 5.0 4.12
+        reason = mqtt5.ConnAckReasonCode.BAD_AUTHENTICATION_METHOD
+        raise BadConnect(
+            "authentication method", "bad_authentication_method", reply=v5.connack(reason)
+        )
+    return FIVE + v5.connect_311(packet)
+
+
+FIVE = b"5"  # prefix of what `read_connect` returns for an MQTT 5.0 client
+
+
+def is_5(raw: bytes) -> bool:
+    return raw[:1] == FIVE
 
 
 async def read_connect(reader: ReaderAdapter, timeout: float = CONNECT_TIMEOUT) -> bytes:

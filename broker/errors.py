@@ -15,13 +15,16 @@ class BrokerError(Exception):
 
 
 class BadConnect(BrokerError):
-    """Not a CONNECT we can read; `kind` is a short label for metrics, `refuse_with` the
-    CONNACK code to send, if any."""
+    """Not a CONNECT we can read, or take; `kind` is a short label for metrics,
+    `refuse_with` the 3.1.1 CONNACK code to send, if any."""
 
-    def __init__(self, reason: str, kind: str, refuse_with: int | None = None) -> None:
+    def __init__(
+        self, reason: str, kind: str, refuse_with: int | None = None, reply: bytes = b""
+    ) -> None:
         super().__init__(reason)
         self.kind = kind
         self.refuse_with = refuse_with
+        self.reply = reply  # an MQTT 5.0 CONNACK to send instead, as bytes
 
 
 class Violation(BrokerError):

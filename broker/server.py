@@ -32,8 +32,9 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
-from broker.connack import RETURN_CODES
-from broker.connect import read_connect
+from broker import v5
+from broker.connack import REASON_CODES, RETURN_CODES
+from broker.connect import is_5, read_connect
 from broker.delivery import MAX_QUEUED_MESSAGES, DeliveryBroker
 from broker.errors import BadConnect, Violation
 from broker.handler import DISCONNECTED, SUBSCRIBED, UNSUBSCRIBED, CredHandler
@@ -160,7 +161,9 @@ class CredBroker(DeliveryBroker):
             if peer is None:
                 await _close(writer)
                 return
-            handler, session = await self._initialize_client_session(reader, writer, *peer)
+            handler, session, reader, writer = await self._initialize_client_session(
+                reader, writer, *peer
+            )
             await self._handle_client_session(
                 reader, writer, session, handler, server, listener_name
             )
@@ -171,15 +174,22 @@ class CredBroker(DeliveryBroker):
 
     async def _initialize_client_session(
         self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
-    ) -> tuple[BrokerProtocolHandler, Session]:
+    ) -> tuple[BrokerProtocolHandler, Session, ReaderAdapter, WriterAdapter]:
         try:
             raw = await read_connect(reader)
         except BadConnect as exc:
             self.stats.dropped.labels(exc.kind).inc()
-            if exc.refuse_with is not None:
+            if exc.reply:
+                with contextlib.suppress(OSError, ConnectionError):
+                    writer.write(exc.reply)
+                    await writer.drain()
+            elif exc.refuse_with is not None:
                 await _send_connack(writer, exc.refuse_with)
             await _close(writer)
             raise AMQTTError(str(exc)) from exc
+        if is_5(raw):  # MQTT 5.0: the 3.1.1 core behind a transcoding edge
+            raw = raw[1:]
+            reader, writer = v5.wrap(reader, writer)
         try:
             session = await session_from_connect(raw, writer)
         except (AMQTTError, MQTTError, NoDataError, OSError) as exc:
@@ -211,11 +221,16 @@ class CredBroker(DeliveryBroker):
         session.attributes[CHANGES_SEEN] = changes_seen
         session.keep_alive = math.ceil(session.keep_alive * 1.5)
         await self._take_over(session.client_id or "")
-        return handler, await self._adopt(session)
+        return handler, await self._adopt(session), reader, writer
 
     async def _refuse(self, writer: WriterAdapter, session: Session, refusal: Refusal) -> None:
         code = RETURN_CODES[refusal.kind]
-        await _send_connack(writer, code)
+        if isinstance(writer, v5.Writer):
+            with contextlib.suppress(ConnectionError, OSError):
+                writer.write_5(v5.connack(REASON_CODES[refusal.kind]))
+                await writer.drain()
+        else:
+            await _send_connack(writer, code)
         await _close(writer)
         if refusal.kind is not Kind.TRY_LATER:  # under a penalty: counted, not written
             self.audit(

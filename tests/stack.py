@@ -295,6 +295,58 @@ class Client:
         self.paho.loop_stop()
 
 
+class Five:
+    """A paho MQTT 5.0 client whose callbacks set events and collect what they get."""
+
+    def __init__(self, stack: Stack, client_id: str, password: str | None) -> None:
+        self.connected, self.answered = threading.Event(), threading.Event()
+        self.subscribed, self.unsubscribed = threading.Event(), threading.Event()
+        self.disconnected = threading.Event()
+        self.reason: Any = None
+        self.properties: Any = None
+        self.granted: list[Any] = []
+        self.ungranted: list[Any] = []
+        self.messages: list[tuple[str, bytes, int]] = []
+        self.paho = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.paho.username_pw_set(client_id, password)
+        self.paho.on_connect = self._on_connect
+        self.paho.on_subscribe = self._on_subscribe
+        self.paho.on_unsubscribe = self._on_unsubscribe
+        self.paho.on_message = self._on_message
+        self.paho.on_disconnect = lambda c, u, f, rc, p: self.disconnected.set()
+        self.paho.reconnect_delay_set(60, 60)  # a cut session stays cut while we look
+        self.stack = stack
+
+    def connect(self, **kwargs: Any) -> Five:
+        self.paho.connect("127.0.0.1", self.stack.mqtt_port, keepalive=30, **kwargs)
+        self.paho.loop_start()
+        assert self.answered.wait(10), "no CONNACK"
+        return self
+
+    def _on_connect(self, c: Any, u: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self.reason, self.properties = reason, properties
+        self.answered.set()
+        if not reason.is_failure:
+            self.connected.set()
+
+    def _on_subscribe(self, c: Any, u: Any, mid: int, reasons: list[Any], p: Any) -> None:
+        self.granted = list(reasons)
+        self.subscribed.set()
+
+    def _on_unsubscribe(self, c: Any, u: Any, mid: int, reasons: list[Any], p: Any) -> None:
+        self.ungranted = list(reasons)
+        self.unsubscribed.set()
+
+    def _on_message(self, c: Any, u: Any, message: Any) -> None:
+        self.messages.append((message.topic, bytes(message.payload), message.qos))
+
+    def close(self) -> None:
+        self.paho.disconnect()
+        self.paho.loop_stop()
+
+
 def mosquitto_pub(
     stack: Stack,
     client_id: str,

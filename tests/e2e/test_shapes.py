@@ -17,6 +17,7 @@ from tests.certs import register_ca
 from tests.stack import (
     BIN,
     Client,
+    Five,
     Stack,
     assertion_form,
     dev_certs,
@@ -323,3 +324,14 @@ def test_standalone_broker_trusts_the_fleet_cas_the_api_registers(tmp_path: Path
         assert not publishes()  # a CA nobody registered: the handshake ends it
         register_ca(stack, fleet, fleet_ca)
         wait_for(publishes, timeout=REFRESH_EVERY + 10, what="the broker to trust the CA")
+
+
+def test_standalone_broker_speaks_mqtt_5(tmp_path: Path) -> None:
+    with _standalone(tmp_path) as stack:
+        device = stack.device(stack.fleet())
+        client = Five(stack, device.id, device.token()).connect()
+        client.close()
+        assert client.reason.value == 0
+        refused = Five(stack, device.id, "garbage").connect()
+        refused.close()
+        assert refused.reason.value == 0x86
