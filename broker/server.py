@@ -214,6 +214,8 @@ class CredBroker(DeliveryBroker):
         assert isinstance(decision, Grant)  # noqa: S101 - _refuse always raises
         self.stats.connects.labels("accepted", "ok").inc()
         session.attributes[GRANT] = decision
+        if isinstance(reader, v5.Reader):  # its PUBACKs say what the ACL refused
+            reader.edge.may_publish = decision.may_publish
         # Sessions are the device's: a Cloud IoT Core long client id (device-signed
         # fleets, README) is known by its device id from here on, so that take-overs and
         # cuts find it as they find any other.
@@ -255,6 +257,7 @@ class CredBroker(DeliveryBroker):
         ended = self._ended.get(client_id)
         if entry is not None and entry[0].transitions.is_connected():
             entry[0].will_flag = False
+            await _say_why(entry[1], "taken_over")
             await entry[1].handle_connection_closed()
         if ended is not None:
             with contextlib.suppress(TimeoutError):
@@ -483,7 +486,8 @@ class CredBroker(DeliveryBroker):
         task.add_done_callback(self._tasks.discard)
 
     async def kick(self, client_id: str, reason: str) -> bool:
-        """Close a live session without its will (MQTT 3.1.1 has no server DISCONNECT)."""
+        """Close a live session without its will (MQTT 3.1.1 has no server DISCONNECT;
+        a 5.0 client is told why first)."""
         entry = self._sessions.get(client_id)
         if entry is None or not entry[0].transitions.is_connected():
             return False
@@ -491,6 +495,7 @@ class CredBroker(DeliveryBroker):
         session.will_flag = False
         self.stats.kicks.labels(reason).inc()
         self.audit(action="mqtt.kick", outcome="ok", device_id=client_id, reason=reason)
+        await _say_why(handler, reason)
         await handler.handle_connection_closed()
         return True
 
@@ -538,6 +543,15 @@ class CredBroker(DeliveryBroker):
             refusal = self.authenticator.standing(grant)
             if refusal is not None:  # a store that cannot say fails closed, as at CONNECT
                 await self.kick(change.device_id, refusal.reason)
+
+
+async def _say_why(handler: BrokerProtocolHandler, reason: str) -> None:
+    """An MQTT 5.0 client's DISCONNECT with the reason of its cut (`v5.disconnect`)."""
+    writer = handler.writer
+    if isinstance(writer, v5.Writer):
+        with contextlib.suppress(OSError, ConnectionError):
+            writer.write_5(v5.disconnect(reason))
+            await writer.drain()
 
 
 def _client_certificate(writer: WriterAdapter) -> bytes | None:

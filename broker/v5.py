@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import mqtt5
@@ -34,6 +35,17 @@ CONNACK_REASONS = {
 
 class Unsupported(Exception):
     """A 5.0 packet the core cannot serve: the connection ends."""
+
+
+@dataclass
+class Edge:
+    """What one connection's reader tells its writer: the filter count of each
+    UNSUBSCRIBE (its UNSUBACK has a code each), and the QoS 1 PUBLISHes outside the ACL
+    (their PUBACK says 0x87) by the grant's own rule, once the CONNECT is granted."""
+
+    unsubscribed: dict[int, int] = field(default_factory=dict)
+    refused: set[int] = field(default_factory=set)
+    may_publish: Callable[[str], bool] | None = None
 
 
 def _length(n: int) -> bytes:
@@ -86,16 +98,18 @@ def connect_311(packet: mqtt5.ConnectPacket) -> bytes:
 # -- from the client ----------------------------------------------------------------------
 
 
-def _publish(packet: mqtt5.PublishPacket, _: dict[int, int]) -> bytes:
+def _publish(packet: mqtt5.PublishPacket, edge: Edge) -> bytes:
     if packet.topic_alias is not None:
         raise Unsupported("topic alias (the CONNACK said Topic Alias Maximum 0)")
     qos = int(packet.qos)
+    if qos == 1 and edge.may_publish is not None and not edge.may_publish(packet.topic):
+        edge.refused.add(packet.packet_id or 0)  # the core drops it; its PUBACK says so
     first = 0x30 | (0x08 if packet.duplicate else 0) | qos << 1 | (1 if packet.retain else 0)
     body = _string(packet.topic) + (_id(packet.packet_id) if qos else b"")
     return _packet(first, body + packet.payload)
 
 
-def _subscribe(packet: mqtt5.SubscribePacket, _: dict[int, int]) -> bytes:
+def _subscribe(packet: mqtt5.SubscribePacket, _: Edge) -> bytes:
     if packet.subscription_id is not None:
         raise Unsupported("subscription identifier (the CONNACK said unavailable)")
     body = _id(packet.packet_id)
@@ -104,23 +118,23 @@ def _subscribe(packet: mqtt5.SubscribePacket, _: dict[int, int]) -> bytes:
     return _packet(0x82, body)
 
 
-def _unsubscribe(packet: mqtt5.UnsubscribePacket, unsubscribed: dict[int, int]) -> bytes:
-    unsubscribed[packet.packet_id] = len(packet.patterns)  # its UNSUBACK has one code each
+def _unsubscribe(packet: mqtt5.UnsubscribePacket, edge: Edge) -> bytes:
+    edge.unsubscribed[packet.packet_id] = len(packet.patterns)  # its UNSUBACK: a code each
     body = _id(packet.packet_id) + b"".join(_string(p) for p in packet.patterns)
     return _packet(0xA2, body)
 
 
-def _disconnect(packet: mqtt5.DisconnectPacket, _: dict[int, int]) -> bytes:
+def _disconnect(packet: mqtt5.DisconnectPacket, _: Edge) -> bytes:
     if packet.reason_code == mqtt5.DisconnectReasonCode.DISCONNECT_WITH_WILL_MESSAGE:
         raise Unsupported("disconnect with will")  # an end without DISCONNECT: the will goes
     return b"\xe0\x00"
 
 
-def _ack(first: int) -> Callable[[Any, dict[int, int]], bytes]:
+def _ack(first: int) -> Callable[[Any, Edge], bytes]:
     return lambda packet, _: _packet(first, _id(packet.packet_id))
 
 
-_FROM_CLIENT: dict[type, Callable[[Any, dict[int, int]], bytes]] = {
+_FROM_CLIENT: dict[type, Callable[[Any, Edge], bytes]] = {
     mqtt5.PublishPacket: _publish,
     mqtt5.PubAckPacket: _ack(0x40),
     mqtt5.PubRecPacket: _ack(0x50),
@@ -133,13 +147,13 @@ _FROM_CLIENT: dict[type, Callable[[Any, dict[int, int]], bytes]] = {
 }
 
 
-def to_311(packet: Any, unsubscribed: dict[int, int]) -> bytes:
+def to_311(packet: Any, edge: Edge) -> bytes:
     """A client's 5.0 packet as 3.1.1 bytes, or `Unsupported` (CONNECT again, AUTH: not
     yet; a server's packet)."""
     convert = _FROM_CLIENT.get(type(packet))
     if convert is None:
         raise Unsupported(type(packet).__name__)
-    return convert(packet, unsubscribed)
+    return convert(packet, edge)
 
 
 # -- to the client ------------------------------------------------------------------------
@@ -156,7 +170,25 @@ def connack(reason: mqtt5.ConnAckReasonCode, session_present: bool = False) -> b
     return bytes(packet.write())
 
 
-def _publish_5(first: int, body: bytes, _: dict[int, int]) -> Any:
+# Why the broker cuts a session (the `kick` reasons, the verifier's words among them),
+# as the 5.0 DISCONNECT reason a device can act on: renew its token (0xA0), or not.
+_CUT = mqtt5.DisconnectReasonCode
+DISCONNECT_REASONS = {
+    "expired": _CUT.MAX_CONNECT_TIME,
+    "key_retired": _CUT.MAX_CONNECT_TIME,  # its signing key rotated at once: renew
+    "revoked": _CUT.ADMINISTRATIVE_ACTION,  # a logout or session end, by an operator
+    "taken_over": _CUT.SESSION_TAKEN_OVER,
+}
+
+
+def disconnect(reason: str) -> bytes:
+    """The server's 5.0 DISCONNECT for a cut; not authorized (0x87) unless said above:
+    a device disabled, revoked or deleted, or over its ACL once too often."""
+    code = DISCONNECT_REASONS.get(reason, _CUT.NOT_AUTHORIZED)
+    return bytes(mqtt5.DisconnectPacket(reason_code=code).write())
+
+
+def _publish_5(first: int, body: bytes, _: Edge) -> Any:
     qos, size = first >> 1 & 3, int.from_bytes(body[:2], "big")
     topic, at, packet_id = body[2 : 2 + size].decode(), 2 + size, None
     if qos:
@@ -171,26 +203,34 @@ def _publish_5(first: int, body: bytes, _: dict[int, int]) -> Any:
     )
 
 
-def _suback_5(first: int, body: bytes, _: dict[int, int]) -> Any:
+def _suback_5(first: int, body: bytes, _: Edge) -> Any:
     granted = mqtt5.SubAckReasonCode
     # The core refuses a filter for one reason: the device's ACL does not allow it.
     codes = [granted(code) if code < 3 else granted.NOT_AUTHORIZED for code in body[2:]]
     return mqtt5.SubAckPacket(int.from_bytes(body[:2], "big"), codes)
 
 
-def _unsuback_5(first: int, body: bytes, unsubscribed: dict[int, int]) -> Any:
+def _unsuback_5(first: int, body: bytes, edge: Edge) -> Any:
     packet_id = int.from_bytes(body[:2], "big")
-    count = unsubscribed.pop(packet_id, 1)
+    count = edge.unsubscribed.pop(packet_id, 1)
     return mqtt5.UnsubAckPacket(packet_id, [mqtt5.UnsubAckReasonCode.SUCCESS] * count)
 
 
-def _ack_5(kind: type) -> Callable[[int, bytes, dict[int, int]], Any]:
+def _ack_5(kind: type) -> Callable[[int, bytes, Edge], Any]:
     return lambda first, body, _: kind(int.from_bytes(body[:2], "big"))
 
 
-_TO_CLIENT: dict[int, Callable[[int, bytes, dict[int, int]], Any]] = {
+def _puback_5(first: int, body: bytes, edge: Edge) -> Any:
+    packet_id = int.from_bytes(body[:2], "big")
+    if packet_id in edge.refused:
+        edge.refused.discard(packet_id)
+        return mqtt5.PubAckPacket(packet_id, reason_code=mqtt5.PubAckReasonCode.NOT_AUTHORIZED)
+    return mqtt5.PubAckPacket(packet_id)
+
+
+_TO_CLIENT: dict[int, Callable[[int, bytes, Edge], Any]] = {
     3: _publish_5,
-    4: _ack_5(mqtt5.PubAckPacket),
+    4: _puback_5,
     5: _ack_5(mqtt5.PubRecPacket),
     6: _ack_5(mqtt5.PubRelPacket),
     7: _ack_5(mqtt5.PubCompPacket),
@@ -200,7 +240,7 @@ _TO_CLIENT: dict[int, Callable[[int, bytes, dict[int, int]], Any]] = {
 }
 
 
-def from_311(data: bytes, unsubscribed: dict[int, int]) -> bytes:
+def from_311(data: bytes, edge: Edge) -> bytes:
     """A whole 3.1.1 packet the core sends, as the 5.0 packet it means."""
     first, at = data[0], 1
     while data[at] & 0x80:
@@ -209,7 +249,7 @@ def from_311(data: bytes, unsubscribed: dict[int, int]) -> bytes:
     if first >> 4 == 2:  # CONNACK
         return connack(CONNACK_REASONS.get(body[1], Reason.UNSPECIFIED_ERROR), bool(body[0] & 1))
     convert = _TO_CLIENT.get(first >> 4)
-    return data if convert is None else bytes(convert(first, body, unsubscribed).write())
+    return data if convert is None else bytes(convert(first, body, edge).write())
 
 
 # -- the adapters -------------------------------------------------------------------------
@@ -220,9 +260,9 @@ class Reader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
     serve reads as the end of the stream (amqtt then ends the connection, will and
     all, as for a peer that left)."""
 
-    def __init__(self, reader: ReaderAdapter, unsubscribed: dict[int, int]) -> None:
+    def __init__(self, reader: ReaderAdapter, edge: Edge) -> None:
         self._reader = reader
-        self._unsubscribed = unsubscribed
+        self.edge = edge
         self._buffer = b""
         self._ended = False
 
@@ -252,7 +292,7 @@ class Reader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
             packet, _ = mqtt5.read(memoryview(data))
         except (ValueError, IndexError) as exc:  # the codec's verdicts: malformed
             raise Unsupported(f"malformed: {exc}") from exc
-        return to_311(packet, self._unsubscribed)
+        return to_311(packet, self.edge)
 
     async def read(self, n: int = -1) -> bytes:
         while not self._ended and ((n < 0 and not self._buffer) or len(self._buffer) < n):
@@ -272,12 +312,12 @@ class Reader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
 class Writer(WriterAdapter):  # type: ignore[misc]  # amqtt is untyped
     """Takes the core's 3.1.1 packets (a whole one a write) and sends each as 5.0."""
 
-    def __init__(self, writer: WriterAdapter, unsubscribed: dict[int, int]) -> None:
+    def __init__(self, writer: WriterAdapter, edge: Edge) -> None:
         self._writer = writer
-        self._unsubscribed = unsubscribed
+        self.edge = edge
 
     def write(self, data: bytes) -> None:
-        self._writer.write(from_311(bytes(data), self._unsubscribed))
+        self._writer.write(from_311(bytes(data), self.edge))
 
     def write_5(self, data: bytes) -> None:
         """A 5.0 packet as it is (a CONNACK with the decision's own reason code)."""
@@ -297,5 +337,5 @@ class Writer(WriterAdapter):  # type: ignore[misc]  # amqtt is untyped
 
 
 def wrap(reader: ReaderAdapter, writer: WriterAdapter) -> tuple[Reader, Writer]:
-    unsubscribed: dict[int, int] = {}  # packet id of an UNSUBSCRIBE -> its filters
-    return Reader(reader, unsubscribed), Writer(writer, unsubscribed)
+    edge = Edge()
+    return Reader(reader, edge), Writer(writer, edge)

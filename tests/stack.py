@@ -315,7 +315,10 @@ class Five:
         self.paho.on_subscribe = self._on_subscribe
         self.paho.on_unsubscribe = self._on_unsubscribe
         self.paho.on_message = self._on_message
-        self.paho.on_disconnect = lambda c, u, f, rc, p: self.disconnected.set()
+        self.paho.on_disconnect = self._on_disconnect
+        self.disconnect_reason: Any = None  # the server's DISCONNECT reason, if it sent one
+        self.acknowledged: dict[int, Any] = {}  # message id -> its PUBACK's reason
+        self.paho.on_publish = lambda c, u, mid, reason, p: self.acknowledged.update({mid: reason})
         self.paho.reconnect_delay_set(60, 60)  # a cut session stays cut while we look
         self.stack = stack
 
@@ -330,6 +333,10 @@ class Five:
         self.answered.set()
         if not reason.is_failure:
             self.connected.set()
+
+    def _on_disconnect(self, c: Any, u: Any, flags: Any, reason: Any, p: Any) -> None:
+        self.disconnect_reason = reason
+        self.disconnected.set()
 
     def _on_subscribe(self, c: Any, u: Any, mid: int, reasons: list[Any], p: Any) -> None:
         self.granted = list(reasons)
