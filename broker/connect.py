@@ -88,7 +88,7 @@ def _connect_5(raw: bytes) -> bytes:
         raise BadConnect(f"malformed MQTT 5 CONNECT: {exc}", "not_connect") from exc
     if not isinstance(packet, mqtt5.ConnectPacket):
         raise BadConnect("first packet is not CONNECT", "not_connect")
-    if packet.authentication_method is not None:  # no AUTH yet: 0x8C, MQTT 5.0 4.12
+    if packet.authentication_method not in (None, v5.METHOD):  # MQTT 5.0 section 4.12
         reason = mqtt5.ConnAckReasonCode.BAD_AUTHENTICATION_METHOD
         raise BadConnect(
             "authentication method", "bad_authentication_method", reply=v5.connack(reason)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import ssl
@@ -46,6 +47,7 @@ from broker.slim import SlimEvent
 from credbroker import certificates
 from credbroker.decision import Authenticator, Grant, Kind, Refusal
 from credbroker.presence import Connection
+from credbroker.topics import any_contains
 from credbroker.trust import CachedTrustStore, Change
 from credbroker.verifier import StoreUnavailable
 
@@ -216,6 +218,9 @@ class CredBroker(DeliveryBroker):
         session.attributes[GRANT] = decision
         if isinstance(reader, v5.Reader):  # its PUBACKs say what the ACL refused
             reader.edge.may_publish = decision.may_publish
+            reader.edge.reauthenticate = functools.partial(
+                self._reauthenticate, session, reader.edge, der
+            )
         # Sessions are the device's: a Cloud IoT Core long client id (device-signed
         # fleets, README) is known by its device id from here on, so that take-overs and
         # cuts find it as they find any other.
@@ -224,6 +229,33 @@ class CredBroker(DeliveryBroker):
         session.keep_alive = math.ceil(session.keep_alive * 1.5)
         await self._take_over(session.client_id or "")
         return handler, await self._adopt(session), reader, writer
+
+    def _reauthenticate(
+        self, session: Session, edge: v5.Edge, der: bytes | None, token: str
+    ) -> bool:
+        """MQTT 5.0 re-authentication: the one decision on a fresh token, which must be
+        the same device's with the same or a narrower ACL; then the session goes on with
+        its claims, and is cut at its expiry instead. (Subscriptions made under the old
+        ACL stay until they end.)"""
+        old: Grant = session.attributes[GRANT]
+        decision = self.authenticator.authenticate(
+            client_id=old.device_id,
+            username=session.username,
+            password=token,
+            address=str(session.remote_address or "") or None,
+            certificate=certificates.thumbprint(der) if der else None,
+            client_certificate=der,
+        )
+        if not (isinstance(decision, Grant) and decision.device_id == old.device_id):
+            self.stats.connects.labels("refused", "reauthentication").inc()
+            return False
+        if not _narrower(decision, old):
+            return False
+        session.attributes[GRANT] = decision
+        edge.may_publish = decision.may_publish
+        self._arm_expiry(old.device_id, decision)
+        self.stats.connects.labels("accepted", "reauthenticated").inc()
+        return True
 
     async def _refuse(self, writer: WriterAdapter, session: Session, refusal: Refusal) -> None:
         code = RETURN_CODES[refusal.kind]
@@ -543,6 +575,13 @@ class CredBroker(DeliveryBroker):
             refusal = self.authenticator.standing(grant)
             if refusal is not None:  # a store that cannot say fails closed, as at CONNECT
                 await self.kick(change.device_id, refusal.reason)
+
+
+def _narrower(new: Grant, old: Grant) -> bool:
+    """Every filter of the new grant is inside one of the old grant's."""
+    return all(any_contains(old.pub, f) for f in new.pub) and all(
+        any_contains(old.sub, f) for f in new.sub
+    )
 
 
 async def _say_why(handler: BrokerProtocolHandler, reason: str) -> None:

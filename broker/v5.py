@@ -5,7 +5,8 @@ message crosses between them.
 
 What the core does not do yet, the CONNACK says (MQTT 5.0 section 3.2.2.3): no topic
 aliases (Topic Alias Maximum 0), no shared subscriptions, no subscription identifiers; a
-client that uses them anyway is disconnected. The rest is README's "MQTT 5.0" list:
+client that uses them anyway is disconnected. Re-authentication (AUTH) is answered here,
+by the server's verdict. The rest is README's "MQTT 5.0" list:
 what a 3.1.1 packet cannot carry (properties, per-publish reason codes) is dropped.
 """
 
@@ -21,6 +22,9 @@ from amqtt.adapters import ReaderAdapter, WriterAdapter
 
 MQTT_5 = 5
 MAX_PACKET = 16 * 1024 * 1024
+# DESIGN.md, MQTT 5: the token travels as Authentication Data, and AUTH 0x19 with a
+# fresh one renews the session in place (MQTT 5.0 section 4.12).
+METHOD = "credbroker-token"
 Reason = mqtt5.ConnAckReasonCode
 # A 3.1.1 CONNACK return code (section 3.2.2.3) as the 5.0 reason code that means it.
 CONNACK_REASONS = {
@@ -46,6 +50,10 @@ class Edge:
     unsubscribed: dict[int, int] = field(default_factory=dict)
     refused: set[int] = field(default_factory=set)
     may_publish: Callable[[str], bool] | None = None
+    # Re-authentication (set once the CONNECT is granted, with `METHOD`): the server's
+    # verdict on a fresh token, and the way to answer the client outside the core.
+    reauthenticate: Callable[[str], bool] | None = None
+    send: Callable[[bytes], None] | None = None
 
 
 def _length(n: int) -> bytes:
@@ -88,9 +96,12 @@ def connect_311(packet: mqtt5.ConnectPacket) -> bytes:
     if packet.username is not None:
         flags |= 0x80
         payload += _string(packet.username)
-    if packet.password is not None:
+    password = packet.password
+    if packet.authentication_method == METHOD:  # the token is the Authentication Data
+        password = packet.authentication_data or b""
+    if password is not None:
         flags |= 0x40
-        payload += _binary(packet.password)
+        payload += _binary(password)
     header = b"\x00\x04MQTT\x04" + bytes([flags]) + packet.keep_alive.to_bytes(2, "big")
     return _packet(0x10, header + payload)
 
@@ -130,6 +141,30 @@ def _disconnect(packet: mqtt5.DisconnectPacket, _: Edge) -> bytes:
     return b"\xe0\x00"
 
 
+def _auth(packet: mqtt5.AuthPacket, edge: Edge) -> bytes:
+    """Re-authentication: a fresh token for the same device, the same or a narrower ACL.
+    Granted, the session goes on with the new token's claims and expiry (AUTH 0x00);
+    refused, it ends with DISCONNECT 0x87. Nothing reaches the core."""
+    renew = mqtt5.AuthReasonCode.RE_AUTHENTICATE
+    if edge.reauthenticate is None or edge.send is None:
+        raise Unsupported("AUTH without the credbroker-token method at CONNECT")
+    if packet.reason_code != renew or packet.authentication_method != METHOD:
+        edge.send(disconnect("protocol_error"))
+        raise Unsupported("AUTH that is not a re-authentication with credbroker-token")
+    try:
+        token = (packet.authentication_data or b"").decode("ascii")
+    except UnicodeDecodeError:
+        token = ""
+    if not edge.reauthenticate(token):
+        edge.send(disconnect("not_authorized"))
+        raise Unsupported("re-authentication refused")
+    success = mqtt5.AuthPacket(
+        reason_code=mqtt5.AuthReasonCode.SUCCESS, authentication_method=METHOD
+    )
+    edge.send(bytes(success.write()))
+    return b""
+
+
 def _ack(first: int) -> Callable[[Any, Edge], bytes]:
     return lambda packet, _: _packet(first, _id(packet.packet_id))
 
@@ -144,12 +179,13 @@ _FROM_CLIENT: dict[type, Callable[[Any, Edge], bytes]] = {
     mqtt5.UnsubscribePacket: _unsubscribe,
     mqtt5.PingReqPacket: lambda packet, _: b"\xc0\x00",
     mqtt5.DisconnectPacket: _disconnect,
+    mqtt5.AuthPacket: _auth,
 }
 
 
 def to_311(packet: Any, edge: Edge) -> bytes:
-    """A client's 5.0 packet as 3.1.1 bytes, or `Unsupported` (CONNECT again, AUTH: not
-    yet; a server's packet)."""
+    """A client's 5.0 packet as 3.1.1 bytes (none for AUTH, which the edge answers), or
+    `Unsupported` (CONNECT again, a server's packet)."""
     convert = _FROM_CLIENT.get(type(packet))
     if convert is None:
         raise Unsupported(type(packet).__name__)
@@ -178,6 +214,7 @@ DISCONNECT_REASONS = {
     "key_retired": _CUT.MAX_CONNECT_TIME,  # its signing key rotated at once: renew
     "revoked": _CUT.ADMINISTRATIVE_ACTION,  # a logout or session end, by an operator
     "taken_over": _CUT.SESSION_TAKEN_OVER,
+    "protocol_error": _CUT.PROTOCOL_ERROR,
 }
 
 
@@ -337,5 +374,5 @@ class Writer(WriterAdapter):  # type: ignore[misc]  # amqtt is untyped
 
 
 def wrap(reader: ReaderAdapter, writer: WriterAdapter) -> tuple[Reader, Writer]:
-    edge = Edge()
+    edge = Edge(send=writer.write)
     return Reader(reader, edge), Writer(writer, edge)

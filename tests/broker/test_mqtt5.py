@@ -4,10 +4,15 @@ clients (README, MQTT 5.0)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import time
 from typing import Any
 
+import jwt
+import mqtt5
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -141,7 +146,7 @@ def test_a_disconnect_with_will_publishes_the_will(stack: Stack) -> None:
 
 def test_a_penalty_and_an_authentication_method_have_their_reason_codes(stack: Stack) -> None:
     """0x9F once a client id's failures earn a penalty (the 3.1.1 contract's 3); 0x8C for
-    an Authentication Method, since AUTH is not built yet."""
+    an Authentication Method other than credbroker-token."""
     device = stack.device(stack.fleet())
     reasons = []
     for _ in range(8):
@@ -150,7 +155,7 @@ def test_a_penalty_and_an_authentication_method_have_their_reason_codes(stack: S
         reasons.append(guess.reason.value)
     assert reasons[0] == 0x86 and reasons[-1] == 0x9F, reasons
     properties = Properties(PacketTypes.CONNECT)
-    properties.AuthenticationMethod = "credbroker-token"
+    properties.AuthenticationMethod = "SCRAM-SHA-256"
     asked = Five(stack, device.id, None).connect(properties=properties)
     asked.close()
     assert asked.reason.value == 0x8C
@@ -169,3 +174,107 @@ def test_a_publish_outside_the_acl_gets_puback_0x87(stack: Stack) -> None:
         assert client.acknowledged[inside.mid].value == 0
     finally:
         client.close()
+
+
+class Raw5:
+    """MQTT 5.0 on a socket with the `mqtt5` codec: paho-mqtt 2.x sends no AUTH."""
+
+    def __init__(self, stack: Stack, device_id: str, token: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", stack.mqtt_port), timeout=10)
+        self.buffer = b""
+        self.send(
+            mqtt5.ConnectPacket(
+                device_id,
+                username=device_id,
+                clean_start=True,
+                keep_alive=30,
+                authentication_method="credbroker-token",
+                authentication_data=token.encode(),
+            )
+        )
+
+    def send(self, packet: Any) -> None:
+        self.sock.sendall(bytes(packet.write()))
+
+    def next(self) -> Any:
+        """The next packet from the broker; None once it closed the connection."""
+        while True:
+            if self.buffer:
+                try:
+                    packet, size = mqtt5.read(memoryview(self.buffer))
+                except IndexError:  # not all of it yet
+                    pass
+                else:
+                    self.buffer = self.buffer[size:]
+                    return packet
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+
+    def renew(self, token: str) -> Any:
+        self.send(
+            mqtt5.AuthPacket(
+                reason_code=mqtt5.AuthReasonCode.RE_AUTHENTICATE,
+                authentication_method="credbroker-token",
+                authentication_data=token.encode(),
+            )
+        )
+        return self.next()
+
+
+def test_re_authentication_moves_the_session_expiry_without_a_reconnect(
+    stack: Stack,
+) -> None:
+    """MQTT 5.0 section 4.12: AUTH 0x19 with a fresh token; the session and its
+    subscription go on past the first token's cut-off (its exp plus the 1 s leeway)."""
+    fleet = stack.fleet(ttl=2)
+    device = stack.device(fleet)
+    first = device.token()
+    client = Raw5(stack, device.id, first)
+    try:
+        assert client.next().reason_code == mqtt5.ConnAckReasonCode.SUCCESS
+        topic = f"devices/{device.id}/t"
+        client.send(mqtt5.SubscribePacket(1, [mqtt5.TopicFilter(topic, max_qos=mqtt5.QoS(1))]))
+        assert isinstance(client.next(), mqtt5.SubAckPacket)
+        longer = stack.http.patch(
+            f"{stack.base}/v1/fleets/{fleet}", json={"token_ttl": 60}, headers=stack.admin
+        )
+        assert longer.status_code == 200  # the fresh token lives longer than the first
+        answer = client.renew(device.token())
+        assert isinstance(answer, mqtt5.AuthPacket), answer
+        assert answer.reason_code == mqtt5.AuthReasonCode.SUCCESS
+        # The first token's cut would come as a DISCONNECT before this; nothing comes.
+        cut_off = jwt.decode(first, options={"verify_signature": False})["exp"] + 1
+        client.sock.settimeout(cut_off + 1.5 - time.time())
+        with pytest.raises(TimeoutError):
+            arrived = client.next()
+            raise AssertionError(f"{arrived!r} came before the first token's cut-off")
+        client.sock.settimeout(10)
+        client.send(mqtt5.PublishPacket(topic, b"still here", qos=mqtt5.QoS(1), packet_id=2))
+        got = [client.next(), client.next()]
+        assert {type(p) for p in got} == {mqtt5.PubAckPacket, mqtt5.PublishPacket}, got
+    finally:
+        client.sock.close()
+
+
+def test_re_authentication_with_a_bad_token_disconnects_with_0x87(stack: Stack) -> None:
+    """Another device's token, garbage, or the device's own with a wider ACL."""
+    fleet = stack.fleet()
+    device, other = stack.device(fleet), stack.device(fleet)
+    tokens = [other.token(), "garbage"]
+    before = device.token()
+    wider = {"acl": {"publish": ["#"], "subscribe": ["#"]}}
+    changed = stack.http.patch(f"{stack.base}/v1/fleets/{fleet}", json=wider, headers=stack.admin)
+    assert changed.status_code == 200
+    tokens.append(device.token())  # its own, with a wider ACL than the session's
+    for token in tokens:
+        client = Raw5(stack, device.id, before)
+        try:
+            assert client.next().reason_code == mqtt5.ConnAckReasonCode.SUCCESS
+            answer = client.renew(token)
+            assert isinstance(answer, mqtt5.DisconnectPacket), answer
+            assert answer.reason_code == mqtt5.DisconnectReasonCode.NOT_AUTHORIZED
+            assert client.next() is None  # and the connection ends
+        finally:
+            client.sock.close()
