@@ -17,6 +17,7 @@ from amqtt.adapters import ReaderAdapter
 
 from broker import v5
 from broker.errors import BadConnect
+from broker.packets import remaining_length
 
 MAX_CONNECT_BYTES = 16 * 1024  # a token is under 1 KiB; nothing honest needs more
 CONNECT_TIMEOUT = 10.0
@@ -54,16 +55,11 @@ async def _read(reader: ReaderAdapter) -> bytes:
     first = await _exactly(reader, 1)
     if first[0] >> 4 != 1:
         raise BadConnect("first packet is not CONNECT", "not_connect")
-    length, multiplier, header = 0, 1, first
-    for _ in range(4):  # MQTT 3.1.1 section 2.2.3: at most four length bytes
-        byte = await _exactly(reader, 1)
-        header += byte
-        length += (byte[0] & 0x7F) * multiplier
-        multiplier *= 128
-        if not byte[0] & 0x80:
-            break
-    else:
+    found = await remaining_length(lambda: _exactly(reader, 1))
+    if found is None:
         raise BadConnect("malformed remaining length", "not_connect")
+    encoded, length = found
+    header = first + encoded
     if length > MAX_CONNECT_BYTES:
         raise BadConnect(
             f"CONNECT of {length} bytes is larger than {MAX_CONNECT_BYTES}", "connect_too_large"

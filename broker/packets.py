@@ -15,7 +15,7 @@ closes the connection as for a peer that left (and publishes the will, section 3
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from amqtt.adapters import ReaderAdapter
 
@@ -106,6 +106,20 @@ def check(first: int, body: bytes) -> None:
         _filters(kind, body)
 
 
+async def remaining_length(read_byte: Callable[[], Awaitable[bytes]]) -> tuple[bytes, int] | None:
+    """The remaining length after a fixed header's first byte (3.1.1 section 2.2.3, 5.0
+    section 1.5.5), as its bytes and its value; None past four bytes (malformed)."""
+    length, multiplier, encoded = 0, 1, b""
+    for _ in range(4):
+        byte = await read_byte()
+        encoded += byte
+        length += (byte[0] & 0x7F) * multiplier
+        multiplier *= 128
+        if not byte[0] & 0x80:
+            return encoded, length
+    return None
+
+
 class PacketReader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
     """A ReaderAdapter that serves amqtt one checked packet at a time.
 
@@ -149,20 +163,14 @@ class PacketReader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
                 raise
 
     async def _next(self) -> bytes:
-        header = await self._exactly(1)
-        length, multiplier = 0, 1
-        for _ in range(4):  # section 2.2.3: at most four length bytes
-            byte = await self._exactly(1)
-            header += byte
-            length += (byte[0] & 0x7F) * multiplier
-            multiplier *= 128
-            if not byte[0] & 0x80:
-                break
-        else:
+        first = await self._exactly(1)
+        found = await remaining_length(lambda: self._exactly(1))
+        if found is None:
             raise _malformed("remaining length of more than four bytes")
+        encoded, length = found
         body = await self._exactly(length) if length else b""
-        check(header[0], body)
-        return header + body
+        check(first[0], body)
+        return first + encoded + body
 
     async def _exactly(self, n: int) -> bytes:
         data = await self._reader.read(n)

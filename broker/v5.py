@@ -20,6 +20,8 @@ from typing import Any
 import mqtt5
 from amqtt.adapters import ReaderAdapter, WriterAdapter
 
+from broker.packets import remaining_length
+
 MQTT_5 = 5
 MAX_PACKET = 16 * 1024 * 1024
 # DESIGN.md, MQTT 5: the token travels as Authentication Data, and AUTH 0x19 with a
@@ -313,18 +315,14 @@ class Reader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
         return data
 
     async def _next(self) -> bytes:
-        header = await self._exactly(1)
-        length, multiplier = 0, 1
-        for _ in range(4):  # section 1.5.5: at most four bytes
-            byte = await self._exactly(1)
-            header += byte
-            length += (byte[0] & 0x7F) * multiplier
-            multiplier *= 128
-            if not byte[0] & 0x80:
-                break
+        first = await self._exactly(1)
+        found = await remaining_length(lambda: self._exactly(1))
+        if found is None:
+            raise Unsupported("malformed: remaining length of more than four bytes")
+        encoded, length = found
         if length > MAX_PACKET:
             raise Unsupported(f"a packet of {length} bytes")
-        data = header + (await self._exactly(length) if length else b"")
+        data = first + encoded + (await self._exactly(length) if length else b"")
         try:
             packet, _ = mqtt5.read(memoryview(data))
         except (ValueError, IndexError) as exc:  # the codec's verdicts: malformed
