@@ -13,7 +13,6 @@ from __future__ import annotations
 import ssl
 import threading
 
-from cryptography.hazmat.primitives import serialization
 from sqlalchemy import Engine, bindparam, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -40,8 +39,7 @@ class TrustAnchors:
                 context.load_verify_locations(cadata=pem)
 
     def add(self, pem: str) -> None:
-        der = certificates.load_pem(pem).public_bytes(serialization.Encoding.DER)
-        ca_id = certificates.thumbprint(der)
+        ca_id = certificates.x5t(certificates.load_pem(pem))
         with self._lock:
             if ca_id in self._ids:
                 return

@@ -37,6 +37,11 @@ def thumbprint(der: bytes) -> str:
     return b64url_encode(hashlib.sha256(der).digest())
 
 
+def x5t(certificate: x509.Certificate) -> str:
+    """`x5t#S256` of a parsed certificate."""
+    return thumbprint(certificate.public_bytes(serialization.Encoding.DER))
+
+
 def load_pem(pem: str) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem.encode())
@@ -99,7 +104,7 @@ def names_device(
 ) -> bool:
     """Whether a verified client certificate is the device's: `registered` holds the
     `x5t#S256` of the device's credential keys, `cas` the PEM of its fleet's CAs."""
-    if thumbprint(certificate.public_bytes(serialization.Encoding.DER)) in registered:
+    if x5t(certificate) in registered:
         return True
     if common_name(certificate) != device_id:
         return False

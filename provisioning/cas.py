@@ -13,7 +13,7 @@ import hashlib
 import hmac
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from credbroker import certificates
@@ -32,7 +32,7 @@ class VerificationCodes:
 
 def ca_id(certificate: x509.Certificate) -> str:
     """A CA's id: its certificate's `x5t#S256`."""
-    return certificates.thumbprint(certificate.public_bytes(serialization.Encoding.DER))
+    return certificates.x5t(certificate)
 
 
 def is_ca(certificate: x509.Certificate) -> bool:

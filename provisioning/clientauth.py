@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from credbroker import certificates
 from credbroker import jwk as jwk_
@@ -174,7 +173,7 @@ def thumbprint_of(certificate: x509.Certificate | None) -> str:
     """`x5t#S256` of a client certificate; "" without one."""
     if certificate is None:
         return ""
-    return certificates.thumbprint(certificate.public_bytes(serialization.Encoding.DER))
+    return certificates.x5t(certificate)
 
 
 def _mtls_method(certificate: x509.Certificate) -> str:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from sqlmodel import Session, col, select
 
 from credbroker import certificates
@@ -65,8 +64,7 @@ def _parse_certificate(pem: str) -> ParsedKey:
         as_jwk = jwk_.to_jwk(key)  # rejects other curves and short RSA keys
     except (certificates.CertificateError, jwk_.JWKError) as exc:
         raise InvalidKey(str(exc)) from exc
-    der = certificate.public_bytes(serialization.Encoding.DER)
-    as_jwk[CERTIFICATE_MEMBER] = certificates.thumbprint(der)
+    as_jwk[CERTIFICATE_MEMBER] = certificates.x5t(certificate)
     not_after = int(certificate.not_valid_after_utc.timestamp())
     return ParsedKey(key, as_jwk, jwk_.thumbprint(as_jwk), jwk_.algorithm_for(key), not_after)
 

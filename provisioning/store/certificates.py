@@ -79,7 +79,7 @@ def check_holder(
 ) -> None:
     """The certificate of a renewal is the device's: one credbroker issued it (on
     record, not revoked), or registered as one of its credential keys; both unexpired."""
-    x5t = certificates.thumbprint(certificate.public_bytes(serialization.Encoding.DER))
+    x5t = certificates.x5t(certificate)
     issued = session.exec(
         select(DeviceCertificate).where(
             DeviceCertificate.x5t == x5t,
@@ -113,10 +113,9 @@ def issue(
         session=session, fleet_name=device.fleet, sealer=sealer, now=now, actor=actor
     )
     certificate = authority.sign(csr_pem, device_id=device.device_id, now=now, lifetime=lifetime)
-    der = certificate.public_bytes(serialization.Encoding.DER)
     serial = format(certificate.serial_number, "x")
     not_after = int(certificate.not_valid_after_utc.timestamp())
-    x5t = certificates.thumbprint(der)
+    x5t = certificates.x5t(certificate)
     session.add(
         DeviceCertificate(
             serial=serial,
