@@ -2,8 +2,9 @@
 
 amqtt 0.12.1 hangs on an MQTT 5 CONNECT with credentials (it misreads the properties)
 and waits forever for a peer that sends nothing. Here the whole CONNECT is read with a
-deadline and a size cap; a protocol level other than 4 (MQTT 3.1.1) gets CONNACK 1
-(MQTT 3.1.1 section 3.2.2.3) and amqtt never parses it. A CONNECT larger than
+deadline and a size cap; a 5.0 CONNECT (level 5) is read by the `mqtt5` codec and
+becomes the 3.1.1 CONNECT it means (broker/v5.py); any other level than 4 (MQTT 3.1.1)
+gets CONNACK 1 (MQTT 3.1.1 section 3.2.2.3) and amqtt never parses it. A CONNECT larger than
 MAX_CONNECT_BYTES is closed without a CONNACK. Every such drop is counted by its `kind`
 (credbroker_mqtt_dropped_connections_total in /metrics).
 """
@@ -51,7 +52,10 @@ async def _exactly(reader: ReaderAdapter, n: int) -> bytes:
     return data
 
 
-async def _read(reader: ReaderAdapter) -> bytes:
+Connect = tuple[bytes, mqtt5.ConnectPacket | None]  # the 3.1.1 CONNECT, and a 5.0 one's own
+
+
+async def _read(reader: ReaderAdapter) -> Connect:
     first = await _exactly(reader, 1)
     if first[0] >> 4 != 1:
         raise BadConnect("first packet is not CONNECT", "not_connect")
@@ -73,11 +77,11 @@ async def _read(reader: ReaderAdapter) -> bytes:
         raise BadConnect(
             f"protocol level {body[6]} is not supported", "unsupported_protocol", refuse_with=1
         )
-    return header + body
+    return header + body, None
 
 
-def _connect_5(raw: bytes) -> bytes:
-    """A 5.0 CONNECT as the 3.1.1 one it means (`broker.v5`), marked by `is_5`."""
+def _connect_5(raw: bytes) -> Connect:
+    """A 5.0 CONNECT as the 3.1.1 one it means (`broker.v5`), and itself."""
     try:
         packet, _ = mqtt5.read(memoryview(raw))
     except (ValueError, IndexError) as exc:  # the codec's verdicts: malformed
@@ -89,18 +93,12 @@ def _connect_5(raw: bytes) -> bytes:
         raise BadConnect(
             "authentication method", "bad_authentication_method", reply=v5.connack(reason)
         )
-    return FIVE + v5.connect_311(packet)
+    return v5.connect_311(packet), packet
 
 
-FIVE = b"5"  # prefix of what `read_connect` returns for an MQTT 5.0 client
-
-
-def is_5(raw: bytes) -> bool:
-    return raw[:1] == FIVE
-
-
-async def read_connect(reader: ReaderAdapter, timeout: float = CONNECT_TIMEOUT) -> bytes:
-    """The raw CONNECT packet, or `BadConnect`."""
+async def read_connect(reader: ReaderAdapter, timeout: float = CONNECT_TIMEOUT) -> Connect:
+    """The raw 3.1.1 CONNECT packet (a 5.0 one's as 3.1.1, with the 5.0 packet), or
+    `BadConnect`."""
     try:
         return await asyncio.wait_for(_read(reader), timeout)
     except TimeoutError as exc:

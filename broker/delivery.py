@@ -13,6 +13,13 @@ retained; `CredBroker` (server.py) adds authentication and the ACL on top. Fixed
   session's start, and each SUBSCRIBE's retained messages, wait for all of them.
 - A repeated SUBSCRIBE replaces the subscription's QoS (MQTT-3.8.4-3; fault 16).
 - Delivery looks up the filters that can match a topic (fault 8, subscriptions.py).
+
+And MQTT 5.0's delivery (broker/v5.py has the rest): subscription options (no local,
+retain as published, retain handling; section 3.8.3.1), kept per session for its
+non-default filters, and shared subscriptions (`$share/{group}/{filter}`, section 4.8.2),
+each message to one subscriber of each matching group in turn, a connected one first.
+A message's properties ride on its payload (properties.py), to live, queued and retained
+copies alike.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from amqtt.session import Session
 
 from broker.handler import CredHandler
 from broker.metrics import BrokerStats
-from broker.subscriptions import SubscriptionTable
+from broker.subscriptions import DEFAULT, Options, SubscriptionTable, shared
+
+OPTIONS = "credbroker.options"  # session attribute: {filter: Options} where not DEFAULT
 
 MAX_QUEUED_MESSAGES = 1000  # per offline session, as Mosquitto's max_queued_messages
 REFUSED = 0x80  # SUBACK return code (MQTT 3.1.1 section 3.9.3)
@@ -86,15 +95,73 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         await self.plugins_manager.fire_event(
             BrokerEvents.MESSAGE_BROADCAST, client_id=client_id, message=message
         )
-        # With its QoS: stock amqtt left it out, and delivered at each subscription's.
-        await self._broadcast_message(client_session, topic, message.data, message.qos)
-        if message.publish_packet is not None and message.publish_packet.retain_flag:
-            await self.retain_message(client_session, topic, message.data, message.qos)
+        retain = message.publish_packet is not None and message.publish_packet.retain_flag
+        await self.publish(client_session, topic, message.data, message.qos, retain)
         return True
+
+    async def publish(
+        self, session: Session | None, topic: str, data: bytes | bytearray, qos: int, retain: bool
+    ) -> None:
+        """A message to its subscribers, and to the retained store if `retain`."""
+        # With its QoS (stock amqtt left it out, and delivered at each subscription's),
+        # and its RETAIN flag for subscriptions that keep it (retain as published).
+        broadcast = {"session": session, "topic": topic, "data": data, "qos": qos}
+        if retain:
+            broadcast["retain"] = True
+        await self._broadcast_queue.put(broadcast)
+        if retain:
+            await self.retain_message(session, topic, data, qos)
+
+    async def _handle_subscription(
+        self, client_session: Session, handler: Any, subscribe_waiter: Any
+    ) -> None:
+        """Stock amqtt's, with each filter's options: retained messages are sent as its
+        Retain Handling says (never for a shared subscription, section 4.8.2)."""
+        subscriptions = subscribe_waiter.result()
+        topics = subscriptions.topics
+        edge = handler.edge if isinstance(handler, CredHandler) else None
+        chosen = edge.subscribed.get(subscriptions.packet_id) if edge is not None else None
+        options = chosen if chosen is not None and len(chosen) == len(topics) else None
+        codes, sends = [], []
+        for index, subscription in enumerate(topics):
+            option = DEFAULT if options is None else options[index]
+            existed = self._subscribed(client_session, subscription[0])
+            code = await self.add_subscription(subscription, client_session)
+            codes.append(code)
+            if code == REFUSED:
+                continue
+            self._keep_options(client_session, subscription[0], option)
+            if shared(subscription[0]) is None and (
+                option.retain_handling == 0 or (option.retain_handling == 1 and not existed)
+            ):
+                sends.append(subscription)
+        await handler.mqtt_acknowledge_subscription(subscriptions.packet_id, codes)
+        for subscription in sends:
+            await self._publish_retained_messages_for_subscription(subscription, client_session)
+
+    def _subscribed(self, session: Session, topic_filter: str) -> bool:
+        entries = self._subscriptions.get(topic_filter, ())
+        return any(subscriber.client_id == session.client_id for subscriber, _ in entries)
+
+    @staticmethod
+    def _keep_options(session: Session, topic_filter: str, option: Options) -> None:
+        kept: dict[str, Options] | None = session.attributes.get(OPTIONS)
+        if option is DEFAULT or option == DEFAULT:
+            if kept is not None:
+                kept.pop(topic_filter, None)
+            return
+        if kept is None:
+            kept = session.attributes[OPTIONS] = {}
+        kept[topic_filter] = option
 
     async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
         """MQTT-3.8.4-3: a SUBSCRIBE to a filter the session already has replaces that
-        subscription, QoS included; stock amqtt kept the old QoS."""
+        subscription, QoS included; stock amqtt kept the old QoS. A malformed shared
+        subscription is refused."""
+        try:
+            shared(subscription[0])
+        except ValueError:
+            return REFUSED
         granted: int = await super().add_subscription(subscription, session)
         if granted != REFUSED:
             entries = self._subscriptions[subscription[0]]
@@ -109,25 +176,39 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         """One queued message to every matching subscription, over candidate filters only."""
         broadcast = await self._broadcast_queue.get()
         topic = broadcast["topic"]
+        source = broadcast.get("session")
+        publisher = source.client_id if source is not None else None
         for topic_filter, subscriptions in self._subscriptions.candidates(topic):
             if topic_filter != topic and not self._matches(topic, topic_filter):
                 continue
             for target, sub_qos in list(subscriptions):
-                qos = min(broadcast.get("qos", sub_qos), sub_qos)  # MQTT-3.8.4-6
-                if not await self._topic_filtering(target, topic=topic, action=Action.RECEIVE):
+                kept = target.attributes.get(OPTIONS)
+                option = DEFAULT if kept is None else kept.get(topic_filter, DEFAULT)
+                if option.no_local and target.client_id == publisher:
                     continue
-                connected = target.transitions.state == "connected"
-                if (
-                    not connected
-                    and not target.clean_session
-                    and qos in (1, 2)
-                    and not target.is_anonymous
-                ):
-                    await self._retain_broadcast_message(broadcast, qos, target)  # for resume
-                    continue
-                handler = self._handler(target) if connected else None
-                if handler is not None:
-                    handler.deliver(topic, broadcast["data"], qos, retain=False)
+                await self._deliver(broadcast, target, sub_qos, option)
+        for _, inner, subscriptions in self._subscriptions.shared_groups():
+            if inner == topic or self._matches(topic, inner):
+                target, sub_qos = _next_in_turn(subscriptions)
+                await self._deliver(broadcast, target, sub_qos, DEFAULT)
+
+    async def _deliver(
+        self, broadcast: dict[str, Any], target: Session, sub_qos: int, option: Options
+    ) -> None:
+        """One subscription's copy of a message: sent, kept for a persistent session's
+        return, or dropped."""
+        topic = broadcast["topic"]
+        qos = min(broadcast.get("qos", sub_qos), sub_qos)  # MQTT-3.8.4-6
+        if not await self._topic_filtering(target, topic=topic, action=Action.RECEIVE):
+            return
+        connected = target.transitions.state == "connected"
+        if not connected and not target.clean_session and qos in (1, 2) and not target.is_anonymous:
+            await self._retain_broadcast_message(broadcast, qos, target)  # for resume
+            return
+        handler = self._handler(target) if connected else None
+        if handler is not None:
+            retain = option.retain_as_published and broadcast.get("retain", False)
+            handler.deliver(topic, broadcast["data"], qos, retain=retain)
 
     async def _retain_broadcast_message(
         self, broadcast: dict[str, Any], qos: int, target_session: Session
@@ -160,7 +241,20 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         retained message at the subscription's QoS (`retained.qos or qos`)."""
         handler = self._handler(session)
         topic_filter, sub_qos = subscription
+        if shared(topic_filter) is not None:
+            return  # section 4.8.2: no retained messages for a shared subscription
         for topic, retained in list(self._retained_messages.items()):
             if handler is not None and self._matches(topic, topic_filter):
                 qos = min(sub_qos, retained.qos or 0)
                 handler.deliver(topic, retained.data, qos, retain=True)
+
+
+def _next_in_turn(subscribers: list[tuple[Any, int]]) -> tuple[Any, int]:
+    """A shared group's next subscriber, a connected one if any; it goes to the back of
+    the line, so that the group's subscribers take the messages in turn."""
+    index = next(
+        (i for i, (s, _) in enumerate(subscribers) if s.transitions.state == "connected"), 0
+    )
+    chosen = subscribers.pop(index)
+    subscribers.append(chosen)
+    return chosen

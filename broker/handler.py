@@ -25,6 +25,7 @@ where stock amqtt kept four tasks waiting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -33,10 +34,11 @@ from amqtt.events import MQTTEvents
 from amqtt.mqtt import packet_class
 from amqtt.mqtt.packet import MQTTFixedHeader
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.publish import PublishPacket
 from amqtt.mqtt.pubrel import PubrelPacket
 from amqtt.session import OUTGOING, Session
 
-from broker import packets
+from broker import packets, properties, v5
 from broker.errors import ConnectionEnded
 from broker.packets import PacketReader
 from broker.slim import SlimEvent, SlimQueue
@@ -60,6 +62,18 @@ _HANDLERS = {
 }
 
 
+_UNBOUNDED = contextlib.nullcontext()
+
+
+def _publish_packet(message: Any, *, dup: bool) -> PublishPacket:
+    """amqtt's PUBLISH of an outgoing message, with its payload as it came: amqtt copies
+    it to plain bytes, which would lose its 5.0 properties (properties.py)."""
+    packet: PublishPacket = message.build_publish_packet(dup=dup)
+    if isinstance(message.data, properties.Payload):
+        packet.data = message.data
+    return packet
+
+
 def _drain(queue: SlimQueue[Any]) -> list[Any]:
     return [queue.get_nowait() for _ in range(queue.qsize())]
 
@@ -72,6 +86,10 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
     _last: list[tuple[str, Any]] | None = None  # what it handles after the end
     _ended = False
     _early_disconnect: tuple[Any] | None = None
+    # An MQTT 5.0 connection's edge (broker/v5.py), and the client's Receive Maximum as a
+    # bound on the QoS 1 and 2 PUBLISHes it has unacknowledged (section 4.9).
+    edge: v5.Edge | None = None
+    _quota: asyncio.Semaphore | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -110,10 +128,36 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
 
     # -- sending ---------------------------------------------------------------------
 
+    def speaks_5(self, edge: v5.Edge) -> None:
+        self.edge = edge
+        if edge.receive_max < v5.RECEIVE_MAXIMUM_DEFAULT:
+            self._quota = asyncio.Semaphore(edge.receive_max)
+
     def deliver(self, topic: str, data: bytes | bytearray, qos: int, *, retain: bool) -> None:
         """Send a message to this connection's client and follow its flow in the
-        background, so that no caller waits for the client's acknowledgement."""
+        background, so that no caller waits for the client's acknowledgement.
+
+        A message past its expiry interval is not sent (MQTT 5.0 section 3.3.2.3.3), nor
+        one larger than a 5.0 client's Maximum Packet Size (3.1.2.11.4: as if sent)."""
+        if properties.expired(data) or not self._fits(topic, data, qos):
+            return
         self._follow(self.mqtt_publish(topic, data, qos, retain))
+
+    def _fits(self, topic: str, data: bytes | bytearray, qos: int) -> bool:
+        edge = self.edge
+        if edge is None or edge.max_packet_size is None:
+            return True
+        return edge.fits(v5.publish_size(topic, data, qos))
+
+    async def _send_packet(self, packet: Any) -> None:
+        """A 5.0 client's PUBLISH goes out with its message's properties (v5.publish)."""
+        if self.edge is None or not isinstance(packet, PublishPacket):
+            await super()._send_packet(packet)
+            return
+        if self.writer is not None:
+            async with self._write_lock:
+                self.writer.write_5(v5.publish(packet))
+                await self.writer.drain()
 
     def _follow(self, flow: Any) -> None:
         task = asyncio.ensure_future(flow)
@@ -139,9 +183,12 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
             return
         session, packet_id = self._session(), message.packet_id
         session.inflight_out[packet_id] = message  # until PUBACK, across connections
-        waiter = self._expect(self._puback_waiters, packet_id)
-        await self._send_publish(message)
-        message.puback_packet = await self._acknowledged(self._puback_waiters, packet_id, waiter)
+        async with self._quota or _UNBOUNDED:
+            waiter = self._expect(self._puback_waiters, packet_id)
+            await self._send_publish(message)
+            message.puback_packet = await self._acknowledged(
+                self._puback_waiters, packet_id, waiter
+            )
         session.inflight_out.pop(packet_id, None)
 
     async def _handle_qos2_message_flow(self, message: Any) -> None:
@@ -152,21 +199,32 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
             return
         session, packet_id = self._session(), message.packet_id
         session.inflight_out[packet_id] = message  # until PUBCOMP, across connections
-        if message.pubrec_packet is None:  # after PUBREC, never the PUBLISH again (4.3.3)
-            waiter = self._expect(self._pubrec_waiters, packet_id)
-            await self._send_publish(message)
-            message.pubrec_packet = await self._acknowledged(
-                self._pubrec_waiters, packet_id, waiter
+        async with self._quota or _UNBOUNDED:
+            if message.pubrec_packet is None:  # after PUBREC, never the PUBLISH again (4.3.3)
+                waiter = self._expect(self._pubrec_waiters, packet_id)
+                await self._send_publish(message)
+                message.pubrec_packet = await self._acknowledged(
+                    self._pubrec_waiters, packet_id, waiter
+                )
+            waiter = self._expect(self._pubcomp_waiters, packet_id)
+            message.pubrel_packet = PubrelPacket.build(packet_id)
+            await self._send_packet(message.pubrel_packet)
+            message.pubcomp_packet = await self._acknowledged(
+                self._pubcomp_waiters, packet_id, waiter
             )
-        waiter = self._expect(self._pubcomp_waiters, packet_id)
-        message.pubrel_packet = PubrelPacket.build(packet_id)
-        await self._send_packet(message.pubrel_packet)
-        message.pubcomp_packet = await self._acknowledged(self._pubcomp_waiters, packet_id, waiter)
         session.inflight_out.pop(packet_id, None)
 
     async def _send_publish(self, message: Any) -> None:
         # MQTT-3.3.1-1: DUP=1 when this PUBLISH may have been sent before.
-        packet = message.build_publish_packet(dup=message.publish_packet is not None)
+        packet = _publish_packet(message, dup=message.publish_packet is not None)
+        await self._send_packet(packet)
+        message.publish_packet = packet
+
+    async def _handle_qos0_message_flow(self, message: Any) -> None:
+        if message.direction != OUTGOING:
+            await super()._handle_qos0_message_flow(message)
+            return
+        packet = _publish_packet(message, dup=False)
         await self._send_packet(packet)
         message.publish_packet = packet
 
@@ -246,6 +304,9 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
         packet = await packet_class(fixed_header).from_stream(
             self.reader, fixed_header=fixed_header
         )
+        if self.edge is not None and fixed_header.packet_type == packets.PUBLISH:
+            # Its 5.0 properties, which the edge read with it, ride on its payload.
+            packet.data = properties.carry(packet.data, self.edge.incoming.popleft())
         await self.plugins_manager.fire_event(
             MQTTEvents.PACKET_RECEIVED, packet=packet, session=session
         )

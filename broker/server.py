@@ -29,21 +29,24 @@ from amqtt.contexts import Action, ListenerConfig
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.events import BrokerEvents
 from amqtt.mqtt.connack import ConnackPacket
+from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
-from broker import v5
+from broker import properties, v5
 from broker.connack import REASON_CODES, RETURN_CODES
-from broker.connect import is_5, read_connect
+from broker.connect import read_connect
 from broker.delivery import MAX_QUEUED_MESSAGES, DeliveryBroker
 from broker.errors import BadConnect, Violation
 from broker.handler import DISCONNECTED, SUBSCRIBED, UNSUBSCRIBED, CredHandler
+from broker.lingering import Lingering
 from broker.metrics import BrokerStats
 from broker.packets import PacketReader
 from broker.presence import Presence
 from broker.session import session_from_connect
 from broker.slim import SlimEvent
+from broker.subscriptions import inner_filter
 from credbroker import certificates
 from credbroker.decision import Authenticator, Grant, Kind, Refusal
 from credbroker.presence import Connection
@@ -88,6 +91,7 @@ class CredBroker(DeliveryBroker):
         self._tasks: set[asyncio.Future[object]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._changes = 0  # batches of changes of standing heard (see `_run_session`)
+        self._lingering = Lingering(self.publish, self._expire, self._spawn)  # MQTT 5.0
 
     def _count(self, state: str) -> int:
         # A snapshot: /metrics and the console read it from another thread.
@@ -117,6 +121,7 @@ class CredBroker(DeliveryBroker):
             await asyncio.gather(self._poller, return_exceptions=True)
         for timer in self._timers.values():
             timer.cancel()
+        self._lingering.close()
         await super().shutdown()
 
     async def _follow_log(self, interval: float) -> None:
@@ -178,7 +183,7 @@ class CredBroker(DeliveryBroker):
         self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
     ) -> tuple[BrokerProtocolHandler, Session, ReaderAdapter, WriterAdapter]:
         try:
-            raw = await read_connect(reader)
+            raw, five = await read_connect(reader)
         except BadConnect as exc:
             self.stats.dropped.labels(exc.kind).inc()
             if exc.reply:
@@ -189,9 +194,8 @@ class CredBroker(DeliveryBroker):
                 await _send_connack(writer, exc.refuse_with)
             await _close(writer)
             raise AMQTTError(str(exc)) from exc
-        if is_5(raw):  # MQTT 5.0: the 3.1.1 core behind a transcoding edge
-            raw = raw[1:]
-            reader, writer = v5.wrap(reader, writer)
+        if five is not None:  # MQTT 5.0: the 3.1.1 core behind a transcoding edge
+            reader, writer = v5.wrap(reader, writer, five)
         try:
             session = await session_from_connect(raw, writer)
         except (AMQTTError, MQTTError, NoDataError, OSError) as exc:
@@ -216,19 +220,35 @@ class CredBroker(DeliveryBroker):
         assert isinstance(decision, Grant)  # noqa: S101 - _refuse always raises
         self.stats.connects.labels("accepted", "ok").inc()
         session.attributes[GRANT] = decision
-        if isinstance(reader, v5.Reader):  # its PUBACKs say what the ACL refused
-            reader.edge.may_publish = decision.may_publish
-            reader.edge.reauthenticate = functools.partial(
-                self._reauthenticate, session, reader.edge, der
-            )
         # Sessions are the device's: a Cloud IoT Core long client id (device-signed
         # fleets, README) is known by its device id from here on, so that take-overs and
         # cuts find it as they find any other.
         session.client_id = decision.device_id
         session.attributes[CHANGES_SEEN] = changes_seen
+        edge = reader.edge if isinstance(reader, v5.Reader) else None
+        if edge is not None and edge.server_keep_alive is not None:
+            session.keep_alive = edge.server_keep_alive  # the CONNACK says so
         session.keep_alive = math.ceil(session.keep_alive * 1.5)
-        await self._take_over(session.client_id or "")
-        return handler, await self._adopt(session), reader, writer
+        await self._take_over(decision.device_id)
+        self._lingering.connecting(decision.device_id, new_session=session.clean_session)
+        session = await self._adopt(session)
+        if edge is not None:
+            self._speak_5(session, handler, edge, der)
+        return handler, session, reader, writer
+
+    def _speak_5(
+        self, session: Session, handler: CredHandler, edge: v5.Edge, der: bytes | None
+    ) -> None:
+        """An MQTT 5.0 session: its edge learns the grant's rules, and the session lasts
+        as long as its expiry interval says (0: it ends with the connection)."""
+        handler.speaks_5(edge)
+        session.clean_session = edge.session_expiry == 0
+        edge.may_publish = session.attributes[GRANT].may_publish  # PUBACK 0x87 outside it
+        edge.refuse_publish = functools.partial(self._refused_at_edge, session)
+        edge.reauthenticate = functools.partial(self._reauthenticate, session, edge, der)
+
+    def _refused_at_edge(self, session: Session, topic: str) -> None:
+        self._publish_refused(session, session.attributes[GRANT], topic)
 
     def _reauthenticate(
         self, session: Session, edge: v5.Edge, der: bytes | None, token: str
@@ -261,7 +281,7 @@ class CredBroker(DeliveryBroker):
         code = RETURN_CODES[refusal.kind]
         if isinstance(writer, v5.Writer):
             with contextlib.suppress(ConnectionError, OSError):
-                writer.write_5(v5.connack(REASON_CODES[refusal.kind]))
+                writer.write_5(v5.connack(REASON_CODES[refusal.kind], why=refusal.reason))
                 await writer.drain()
         else:
             await _send_connack(writer, code)
@@ -341,18 +361,32 @@ class CredBroker(DeliveryBroker):
             await self._run_session(reader, writer, client_session, handler, client_id)
         finally:
             try:
-                await self._settle(client_id, client_session)
+                edge = handler.edge if isinstance(handler, CredHandler) else None
+                await self._settle(client_id, client_session, edge)
             finally:
                 ended.set()
                 if self._ended.get(client_id) is ended:
                     del self._ended[client_id]
 
-    async def _settle(self, client_id: str, client_session: Session) -> None:
+    async def _settle(self, client_id: str, client_session: Session, edge: v5.Edge | None) -> None:
         """A clean session ends with its connection (MQTT-3.1.2-6): gone before the next
         CONNECT with its client id is answered, where stock amqtt left it to a monitor
-        that runs every second, and a persistent CONNECT meanwhile resumed it."""
+        that runs every second, and a persistent CONNECT meanwhile resumed it. A 5.0
+        session lingers for its expiry interval, as its DISCONNECT may have changed it."""
         entry = self._sessions.get(client_id)
-        if client_session.clean_session and entry is not None and entry[0] is client_session:
+        if entry is None or entry[0] is not client_session:
+            return
+        if edge is not None:
+            client_session.clean_session = edge.session_expiry == 0
+        if client_session.clean_session:
+            await self._delete_session(client_id)
+        elif edge is not None and edge.session_expiry != v5.NO_EXPIRY:
+            self._lingering.expire_later(client_id, client_session, edge.session_expiry)
+
+    async def _expire(self, client_id: str, session: Session) -> None:
+        """A 5.0 session whose expiry interval has passed since its connection ended."""
+        entry = self._sessions.get(client_id)
+        if entry is not None and entry[0] is session and not session.transitions.is_connected():
             await self._delete_session(client_id)
 
     async def _run_session(
@@ -383,7 +417,9 @@ class CredBroker(DeliveryBroker):
         await self._publish_session_retained_messages(client_session)
         # Stock amqtt walks every client's subscriptions here; only this client's own, and
         # only when there is a retained message at all (the walk is O(subscriptions)).
-        subscriptions = list(self._subscriptions.items()) if self._retained_messages else []
+        # MQTT 5.0 sends retained messages at SUBSCRIBE only (section 3.3.1.3).
+        resend = self._retained_messages and not isinstance(writer, v5.Writer)
+        subscriptions = list(self._subscriptions.items()) if resend else []
         for topic_filter, subscribers in subscriptions:
             for subscriber, qos in subscribers:
                 if subscriber.client_id == client_id:
@@ -442,7 +478,31 @@ class CredBroker(DeliveryBroker):
         timer = self._timers.pop(client_session.client_id or "", None)
         if timer:
             timer.cancel()
+        edge = handler.edge if isinstance(handler, CredHandler) else None
+        ended = disconnect_waiter.result()
+        if (
+            edge is not None
+            and client_session.will_flag
+            and not isinstance(ended, DisconnectPacket)
+        ):
+            self._will_5(client_session, edge)
         await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+
+    def _will_5(self, session: Session, edge: v5.Edge) -> None:
+        """A 5.0 will has properties, and goes after its delay or at its session's end,
+        whichever is first (section 3.1.3.2.2); the connection may have shortened the
+        session at DISCONNECT."""
+        will = edge.will
+        if will is None:
+            return
+        delay = min(will.will_delay_interval, edge.session_expiry)
+        if delay > 0:
+            session.will_flag = False  # not now (stock amqtt's) but later, unless it resumes
+            self._lingering.will_later(session.client_id or "", session, will, delay)
+        else:
+            session.will_message = properties.carry(
+                session.will_message, properties.of_publish(will)
+            )
 
     def _violation(self, client_id: str) -> Callable[[Violation], None]:
         def report(violation: Violation) -> None:
@@ -466,7 +526,7 @@ class CredBroker(DeliveryBroker):
         if action == Action.SUBSCRIBE:
             if grant.exp <= time.time():
                 return False
-            allowed = grant.may_subscribe(topic)
+            allowed = grant.may_subscribe(inner_filter(topic))  # the ACL on a shared one's
             if not allowed:
                 self.stats.refused.labels("subscribe").inc()
                 self.audit(
@@ -541,17 +601,18 @@ class CredBroker(DeliveryBroker):
         entry = self._sessions.get(device_id)
         if entry is None or not entry[0].transitions.is_connected():
             return []
-        session = entry[0]
+        session, handler = entry
         grant: Grant | None = session.attributes.get(GRANT)
         if grant is None:
             return []
+        five = isinstance(handler, CredHandler) and handler.edge is not None
         return [
             Connection(
                 broker="embedded" if self.presence is None else self.presence.broker,
                 client_id=device_id,
                 address=str(session.remote_address or ""),
                 since=float(session.attributes.get(SINCE, 0.0)),
-                protocol="3.1.1",
+                protocol="5.0" if five else "3.1.1",
                 jti=grant.jti,
                 expires_at=grant.exp,
             )

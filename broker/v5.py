@@ -1,18 +1,24 @@
-"""MQTT 5.0 clients on the 3.1.1 core (issue 15, first part): each packet is transcoded
-at the connection's edge with the `mqtt5` codec (sans-I/O), so that the one CONNECT
-decision, amqtt's sessions and our delivery serve 5.0 and 3.1.1 clients alike, and a
-message crosses between them.
+"""MQTT 5.0 clients on the 3.1.1 core (issue 15): each packet is transcoded at the
+connection's edge with the `mqtt5` codec (sans-I/O), so that the one CONNECT decision,
+amqtt's sessions and our delivery serve 5.0 and 3.1.1 clients alike, and a message
+crosses between them.
 
-What the core does not do yet, the CONNACK says (MQTT 5.0 section 3.2.2.3): no topic
-aliases (Topic Alias Maximum 0), no shared subscriptions, no subscription identifiers; a
-client that uses them anyway is disconnected. Re-authentication (AUTH) is answered here,
-by the server's verdict. The rest is README's "MQTT 5.0" list:
-what a 3.1.1 packet cannot carry (properties, per-publish reason codes) is dropped.
+What 3.1.1 packets cannot carry travels beside them, on the connection's `Edge`: each
+PUBLISH's properties (to the handler, which puts them on the message, properties.py),
+each SUBSCRIBE's options (to the broker), the codes the acknowledgements must say, and
+what the client's CONNECT asked for (session expiry, will delay, Receive Maximum,
+Maximum Packet Size). The edge itself resolves topic aliases, counts the client's
+unacknowledged QoS 1 and 2 PUBLISHes against the Receive Maximum this server advertises,
+refuses a QoS 2 PUBLISH outside the ACL with PUBREC 0x87, and answers re-authentication
+(AUTH) by the server's verdict. Subscription identifiers are not supported: the CONNACK
+says so (section 3.2.2.3.12), and a SUBSCRIBE with one ends the connection with 0xA1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,14 +26,23 @@ from typing import Any
 import mqtt5
 from amqtt.adapters import ReaderAdapter, WriterAdapter
 
+from broker import properties
 from broker.packets import remaining_length
+from broker.properties import Properties
+from broker.subscriptions import SHARE, Options
 
 MQTT_5 = 5
-MAX_PACKET = 16 * 1024 * 1024
+MAX_PACKET = 16 * 1024 * 1024  # the Maximum Packet Size the CONNACK advertises
+RECEIVE_MAXIMUM_DEFAULT = 65535  # a CONNECT without a Receive Maximum (3.1.2.11.3)
+RECEIVE_MAXIMUM = 100  # unacknowledged QoS 1 and 2 PUBLISHes a client may send (as AWS IoT)
+TOPIC_ALIAS_MAXIMUM = 16  # client-to-server aliases; the server sends none
+MAX_KEEP_ALIVE = 1200  # s: a client asking for none, or more, is told this one
+NO_EXPIRY = 0xFFFFFFFF  # a Session Expiry Interval that never ends (section 3.1.2.11.2)
 # DESIGN.md, MQTT 5: the token travels as Authentication Data, and AUTH 0x19 with a
 # fresh one renews the session in place (MQTT 5.0 section 4.12).
 METHOD = "credbroker-token"
 Reason = mqtt5.ConnAckReasonCode
+_CUT = mqtt5.DisconnectReasonCode
 # A 3.1.1 CONNACK return code (section 3.2.2.3) as the 5.0 reason code that means it.
 CONNACK_REASONS = {
     0: Reason.SUCCESS,
@@ -37,6 +52,9 @@ CONNACK_REASONS = {
     4: Reason.BAD_USER_NAME_OR_PASSWORD,
     5: Reason.NOT_AUTHORIZED,
 }
+# What the ACL refusals say, when the client asked for problem information.
+NOT_IN_PUBLISH_ACL = "topic not in the device's publish ACL"
+NOT_IN_SUBSCRIBE_ACL = "filter not in the device's subscribe ACL"
 
 
 class Unsupported(Exception):
@@ -45,17 +63,40 @@ class Unsupported(Exception):
 
 @dataclass
 class Edge:
-    """What one connection's reader tells its writer: the filter count of each
-    UNSUBSCRIBE (its UNSUBACK has a code each), and the QoS 1 PUBLISHes outside the ACL
-    (their PUBACK says 0x87) by the grant's own rule, once the CONNECT is granted."""
+    """What one connection's reader, writer, handler and broker tell each other."""
 
-    unsubscribed: dict[int, int] = field(default_factory=dict)
-    refused: set[int] = field(default_factory=set)
-    may_publish: Callable[[str], bool] | None = None
-    # Re-authentication (set once the CONNECT is granted, with `METHOD`): the server's
-    # verdict on a fresh token, and the way to answer the client outside the core.
-    reauthenticate: Callable[[str], bool] | None = None
     send: Callable[[bytes], None] | None = None
+    # -- what the client's CONNECT asked for
+    session_expiry: int = 0
+    receive_max: int = (
+        RECEIVE_MAXIMUM_DEFAULT  # the client's: unacknowledged PUBLISHes it takes from us
+    )
+    max_packet_size: int | None = None  # the client's
+    problem_info: bool = True
+    server_keep_alive: int | None = None  # said in the CONNACK when it overrides the client's
+    will: mqtt5.Will | None = None
+    # -- once the CONNECT is granted: the grant's publish rule, the accounting of a
+    # refused PUBLISH the edge answers itself (QoS 2), and re-authentication (with
+    # `METHOD`): the server's verdict on a fresh token
+    may_publish: Callable[[str], bool] | None = None
+    refuse_publish: Callable[[str], None] | None = None
+    reauthenticate: Callable[[str], bool] | None = None
+    # -- per packet
+    incoming: deque[Properties | None] = field(default_factory=deque)  # each PUBLISH's
+    subscribed: dict[int, list[Options]] = field(default_factory=dict)  # by packet id
+    unsubscribed: dict[int, int] = field(default_factory=dict)  # filters, by packet id
+    refused: set[int] = field(default_factory=set)  # QoS 1 PUBLISHes outside the ACL
+    inflight: set[int] = field(default_factory=set)  # received, not yet acknowledged
+    aliases: dict[int, str] = field(default_factory=dict)
+
+    def end(self, code: mqtt5.DisconnectReasonCode, why: str) -> Unsupported:
+        """Tell the client why its connection ends (a DISCONNECT), for raising."""
+        if self.send is not None:
+            self.send(disconnect_code(code, why))
+        return Unsupported(why)
+
+    def fits(self, size: int) -> bool:
+        return self.max_packet_size is None or size <= self.max_packet_size
 
 
 def _length(n: int) -> bytes:
@@ -85,11 +126,10 @@ def _id(packet_id: int | None) -> bytes:
 
 
 def connect_311(packet: mqtt5.ConnectPacket) -> bytes:
-    """The 3.1.1 CONNECT of a 5.0 one. A session that outlives its connection (a session
-    expiry interval) is what 3.1.1 calls persistent (clean session 0); its interval is
-    not kept yet: such a session lasts as a 3.1.1 one does."""
-    persistent = not packet.clean_start and packet.session_expiry_interval > 0
-    flags = 0 if persistent else 0x02
+    """The 3.1.1 CONNECT of a 5.0 one. Clean Start is Clean Session at the start; how long
+    the session outlives its connection (its expiry interval) the broker applies at the
+    end, from the edge (`edge_of`)."""
+    flags = 0x02 if packet.clean_start else 0
     payload = _string(packet.client_id)
     will = packet.will
     if will is not None:
@@ -108,26 +148,77 @@ def connect_311(packet: mqtt5.ConnectPacket) -> bytes:
     return _packet(0x10, header + payload)
 
 
+def edge_of(packet: mqtt5.ConnectPacket) -> Edge:
+    """The connection's edge, with what its CONNECT asked for."""
+    keep_alive = packet.keep_alive
+    return Edge(
+        session_expiry=packet.session_expiry_interval,
+        receive_max=packet.receive_max,
+        max_packet_size=packet.max_packet_size,
+        problem_info=packet.request_problem_info,
+        server_keep_alive=(
+            MAX_KEEP_ALIVE if keep_alive == 0 or keep_alive > MAX_KEEP_ALIVE else None
+        ),
+        will=packet.will,
+    )
+
+
 # -- from the client ----------------------------------------------------------------------
 
 
+def _topic(packet: mqtt5.PublishPacket, edge: Edge) -> str:
+    """The PUBLISH's topic, its alias resolved or recorded (section 3.3.2.3.4)."""
+    alias = packet.topic_alias
+    if alias is None:
+        if not packet.topic:
+            raise edge.end(_CUT.PROTOCOL_ERROR, "PUBLISH without a topic or an alias")
+        return packet.topic
+    if not 0 < alias <= TOPIC_ALIAS_MAXIMUM:
+        raise edge.end(_CUT.TOPIC_ALIAS_INVALID, f"topic alias {alias}")
+    if packet.topic:
+        edge.aliases[alias] = packet.topic
+        return packet.topic
+    topic = edge.aliases.get(alias)
+    if topic is None:
+        raise edge.end(_CUT.PROTOCOL_ERROR, f"topic alias {alias} was never set")
+    return topic
+
+
 def _publish(packet: mqtt5.PublishPacket, edge: Edge) -> bytes:
-    if packet.topic_alias is not None:
-        raise Unsupported("topic alias (the CONNACK said Topic Alias Maximum 0)")
-    qos = int(packet.qos)
-    if qos == 1 and edge.may_publish is not None and not edge.may_publish(packet.topic):
-        edge.refused.add(packet.packet_id or 0)  # the core drops it; its PUBACK says so
+    topic, qos, packet_id = _topic(packet, edge), int(packet.qos), packet.packet_id or 0
+    if qos and packet_id not in edge.inflight:
+        if len(edge.inflight) >= RECEIVE_MAXIMUM:  # section 3.3.4
+            raise edge.end(_CUT.RECEIVE_MAX_EXCEEDED, "more than the Receive Maximum")
+        if edge.may_publish is not None and not edge.may_publish(topic):
+            if qos == 2:  # refused here, or the core would wait for a PUBREL (4.3.3)
+                if edge.refuse_publish is not None:
+                    edge.refuse_publish(topic)
+                _send(edge, mqtt5.PubRecPacket(packet_id, **_refusal(edge, NOT_IN_PUBLISH_ACL)))
+                return b""
+            edge.refused.add(packet_id)  # the core drops it; its PUBACK says so
+        edge.inflight.add(packet_id)
+    edge.incoming.append(properties.of_publish(packet))  # the handler takes them, in order
     first = 0x30 | (0x08 if packet.duplicate else 0) | qos << 1 | (1 if packet.retain else 0)
-    body = _string(packet.topic) + (_id(packet.packet_id) if qos else b"")
+    body = _string(topic) + (_id(packet_id) if qos else b"")
     return _packet(first, body + packet.payload)
 
 
-def _subscribe(packet: mqtt5.SubscribePacket, _: Edge) -> bytes:
+def _subscribe(packet: mqtt5.SubscribePacket, edge: Edge) -> bytes:
     if packet.subscription_id is not None:
-        raise Unsupported("subscription identifier (the CONNACK said unavailable)")
-    body = _id(packet.packet_id)
+        raise edge.end(_CUT.SUBSCRIPTION_IDS_NOT_SUPPORTED, "subscription identifiers")
+    body, options = _id(packet.packet_id), []
     for topic_filter in packet.topic_filters:
+        if topic_filter.no_local and topic_filter.pattern.startswith(SHARE):
+            raise edge.end(_CUT.PROTOCOL_ERROR, "No Local on a shared subscription")
+        options.append(
+            Options(
+                no_local=topic_filter.no_local,
+                retain_as_published=topic_filter.retain_as_published,
+                retain_handling=int(topic_filter.retain_handling),
+            )
+        )
         body += _string(topic_filter.pattern) + bytes([int(topic_filter.max_qos)])
+    edge.subscribed[packet.packet_id] = options
     return _packet(0x82, body)
 
 
@@ -137,7 +228,12 @@ def _unsubscribe(packet: mqtt5.UnsubscribePacket, edge: Edge) -> bytes:
     return _packet(0xA2, body)
 
 
-def _disconnect(packet: mqtt5.DisconnectPacket, _: Edge) -> bytes:
+def _disconnect(packet: mqtt5.DisconnectPacket, edge: Edge) -> bytes:
+    expiry = packet.session_expiry_interval
+    if expiry is not None:  # section 3.14.2.2.2: it may change, but not from 0
+        if edge.session_expiry == 0 and expiry > 0:
+            raise edge.end(_CUT.PROTOCOL_ERROR, "session expiry set at DISCONNECT")
+        edge.session_expiry = expiry
     if packet.reason_code == mqtt5.DisconnectReasonCode.DISCONNECT_WITH_WILL_MESSAGE:
         raise Unsupported("disconnect with will")  # an end without DISCONNECT: the will goes
     return b"\xe0\x00"
@@ -148,23 +244,34 @@ def _auth(packet: mqtt5.AuthPacket, edge: Edge) -> bytes:
     Granted, the session goes on with the new token's claims and expiry (AUTH 0x00);
     refused, it ends with DISCONNECT 0x87. Nothing reaches the core."""
     renew = mqtt5.AuthReasonCode.RE_AUTHENTICATE
-    if edge.reauthenticate is None or edge.send is None:
-        raise Unsupported("AUTH without the credbroker-token method at CONNECT")
+    if edge.reauthenticate is None:
+        raise edge.end(_CUT.PROTOCOL_ERROR, "AUTH without the credbroker-token method")
     if packet.reason_code != renew or packet.authentication_method != METHOD:
-        edge.send(disconnect("protocol_error"))
-        raise Unsupported("AUTH that is not a re-authentication with credbroker-token")
+        raise edge.end(_CUT.PROTOCOL_ERROR, "AUTH that is not a re-authentication")
     try:
         token = (packet.authentication_data or b"").decode("ascii")
     except UnicodeDecodeError:
         token = ""
     if not edge.reauthenticate(token):
-        edge.send(disconnect("not_authorized"))
-        raise Unsupported("re-authentication refused")
-    success = mqtt5.AuthPacket(
-        reason_code=mqtt5.AuthReasonCode.SUCCESS, authentication_method=METHOD
+        raise edge.end(_CUT.NOT_AUTHORIZED, "re-authentication refused")
+    _send(
+        edge,
+        mqtt5.AuthPacket(reason_code=mqtt5.AuthReasonCode.SUCCESS, authentication_method=METHOD),
     )
-    edge.send(bytes(success.write()))
     return b""
+
+
+def _send(edge: Edge, packet: Any) -> None:
+    if edge.send is not None:
+        edge.send(bytes(packet.write()))
+
+
+def _refusal(edge: Edge, why: str) -> dict[str, Any]:
+    """A refused PUBLISH's reason code, with its reason string if the client asked."""
+    said: dict[str, Any] = {"reason_code": mqtt5.PubRecReasonCode.NOT_AUTHORIZED}
+    if edge.problem_info:
+        said["reason_str"] = why
+    return said
 
 
 def _ack(first: int) -> Callable[[Any, Edge], bytes]:
@@ -186,31 +293,43 @@ _FROM_CLIENT: dict[type, Callable[[Any, Edge], bytes]] = {
 
 
 def to_311(packet: Any, edge: Edge) -> bytes:
-    """A client's 5.0 packet as 3.1.1 bytes (none for AUTH, which the edge answers), or
+    """A client's 5.0 packet as 3.1.1 bytes (none for what the edge answers itself), or
     `Unsupported` (CONNECT again, a server's packet)."""
     convert = _FROM_CLIENT.get(type(packet))
     if convert is None:
-        raise Unsupported(type(packet).__name__)
+        raise edge.end(_CUT.PROTOCOL_ERROR, type(packet).__name__)
     return convert(packet, edge)
 
 
 # -- to the client ------------------------------------------------------------------------
 
 
-def connack(reason: mqtt5.ConnAckReasonCode, session_present: bool = False) -> bytes:
-    """A 5.0 CONNACK, with what the core does not do said as unavailable."""
+def connack(
+    reason: mqtt5.ConnAckReasonCode,
+    session_present: bool = False,
+    *,
+    edge: Edge | None = None,
+    why: str | None = None,
+) -> bytes:
+    """A 5.0 CONNACK: a refusal with the rule that refused it (`why`), or an acceptance
+    with what this server takes and does (section 3.2.2.3)."""
+    if reason != Reason.SUCCESS:
+        return bytes(mqtt5.ConnAckPacket(reason_code=reason, reason_str=why).write())
     packet = mqtt5.ConnAckPacket(
         session_present=session_present,
         reason_code=reason,
+        receive_max=RECEIVE_MAXIMUM,
+        topic_alias_max=TOPIC_ALIAS_MAXIMUM,
+        max_packet_size=MAX_PACKET,
+        server_keep_alive=None if edge is None else edge.server_keep_alive,
         subscription_id_available=False,
-        shared_subscription_available=False,
+        shared_subscription_available=True,
     )
     return bytes(packet.write())
 
 
 # Why the broker cuts a session (the `kick` reasons, the verifier's words among them),
 # as the 5.0 DISCONNECT reason a device can act on: renew its token (0xA0), or not.
-_CUT = mqtt5.DisconnectReasonCode
 DISCONNECT_REASONS = {
     "expired": _CUT.MAX_CONNECT_TIME,
     "key_retired": _CUT.MAX_CONNECT_TIME,  # its signing key rotated at once: renew
@@ -221,32 +340,71 @@ DISCONNECT_REASONS = {
 
 
 def disconnect(reason: str) -> bytes:
-    """The server's 5.0 DISCONNECT for a cut; not authorized (0x87) unless said above:
-    a device disabled, revoked or deleted, or over its ACL once too often."""
-    code = DISCONNECT_REASONS.get(reason, _CUT.NOT_AUTHORIZED)
-    return bytes(mqtt5.DisconnectPacket(reason_code=code).write())
+    """The server's 5.0 DISCONNECT for a cut, with the reason as its reason string; not
+    authorized (0x87) unless said above: a device disabled, revoked or deleted, or over
+    its ACL once too often."""
+    return disconnect_code(DISCONNECT_REASONS.get(reason, _CUT.NOT_AUTHORIZED), reason)
 
 
-def _publish_5(first: int, body: bytes, _: Edge) -> Any:
-    qos, size = first >> 1 & 3, int.from_bytes(body[:2], "big")
-    topic, at, packet_id = body[2 : 2 + size].decode(), 2 + size, None
-    if qos:
-        packet_id, at = int.from_bytes(body[at : at + 2], "big"), at + 2
+def disconnect_code(code: mqtt5.DisconnectReasonCode, why: str) -> bytes:
+    return bytes(mqtt5.DisconnectPacket(reason_code=code, reason_str=why).write())
+
+
+def _publish_out(
+    topic: str, data: bytes | bytearray, qos: int, retain: bool, packet_id: int | None, dup: bool
+) -> mqtt5.PublishPacket:
+    said = properties.properties(data)
+    extra: dict[str, Any] = {}
+    if said is not None:
+        extra = {
+            "payload_format_indicator": said.payload_format_indicator,
+            "message_expiry_interval": said.left(time.monotonic()),
+            "content_type": said.content_type,
+            "response_topic": said.response_topic,
+            "correlation_data": said.correlation_data,
+            "user_properties": list(said.user_properties),
+        }
     return mqtt5.PublishPacket(
         topic,
-        bytes(body[at:]),
+        bytes(data),
         qos=mqtt5.QoS(qos),
-        retain=bool(first & 1),
-        packet_id=packet_id,
-        duplicate=bool(first & 0x08),
+        retain=retain,
+        packet_id=packet_id if qos else None,
+        duplicate=dup,
+        **extra,
     )
 
 
-def _suback_5(first: int, body: bytes, _: Edge) -> Any:
+def publish(packet: Any) -> bytes:
+    """An amqtt PublishPacket the core sends, as a 5.0 PUBLISH with its message's
+    properties (the Message Expiry Interval as the time left)."""
+    flags = packet.fixed_header.flags
+    out = _publish_out(
+        packet.topic_name,
+        packet.data,
+        flags >> 1 & 3,
+        bool(flags & 1),
+        packet.packet_id,
+        bool(flags & 0x08),
+    )
+    return bytes(out.write())
+
+
+def publish_size(topic: str, data: bytes | bytearray, qos: int) -> int:
+    """The size of the 5.0 PUBLISH that would carry a message (for a Maximum Packet Size)."""
+    return len(_publish_out(topic, data, qos, False, 1, False).write())
+
+
+def _suback_5(first: int, body: bytes, edge: Edge) -> Any:
     granted = mqtt5.SubAckReasonCode
+    packet_id = int.from_bytes(body[:2], "big")
+    edge.subscribed.pop(packet_id, None)
     # The core refuses a filter for one reason: the device's ACL does not allow it.
     codes = [granted(code) if code < 3 else granted.NOT_AUTHORIZED for code in body[2:]]
-    return mqtt5.SubAckPacket(int.from_bytes(body[:2], "big"), codes)
+    refused = edge.problem_info and any(code >= 0x80 for code in body[2:])
+    return mqtt5.SubAckPacket(
+        packet_id, codes, reason_str=NOT_IN_SUBSCRIBE_ACL if refused else None
+    )
 
 
 def _unsuback_5(first: int, body: bytes, edge: Edge) -> Any:
@@ -255,24 +413,32 @@ def _unsuback_5(first: int, body: bytes, edge: Edge) -> Any:
     return mqtt5.UnsubAckPacket(packet_id, [mqtt5.UnsubAckReasonCode.SUCCESS] * count)
 
 
-def _ack_5(kind: type) -> Callable[[int, bytes, Edge], Any]:
-    return lambda first, body, _: kind(int.from_bytes(body[:2], "big"))
+def _ack_5(kind: type, done: bool) -> Callable[[int, bytes, Edge], Any]:
+    def convert(first: int, body: bytes, edge: Edge) -> Any:
+        packet_id = int.from_bytes(body[:2], "big")
+        if done:  # the client's PUBLISH is acknowledged: off its Receive Maximum
+            edge.inflight.discard(packet_id)
+        return kind(packet_id)
+
+    return convert
 
 
 def _puback_5(first: int, body: bytes, edge: Edge) -> Any:
     packet_id = int.from_bytes(body[:2], "big")
+    edge.inflight.discard(packet_id)
     if packet_id in edge.refused:
         edge.refused.discard(packet_id)
-        return mqtt5.PubAckPacket(packet_id, reason_code=mqtt5.PubAckReasonCode.NOT_AUTHORIZED)
+        refusal = _refusal(edge, NOT_IN_PUBLISH_ACL)
+        refusal["reason_code"] = mqtt5.PubAckReasonCode.NOT_AUTHORIZED
+        return mqtt5.PubAckPacket(packet_id, **refusal)
     return mqtt5.PubAckPacket(packet_id)
 
 
 _TO_CLIENT: dict[int, Callable[[int, bytes, Edge], Any]] = {
-    3: _publish_5,
     4: _puback_5,
-    5: _ack_5(mqtt5.PubRecPacket),
-    6: _ack_5(mqtt5.PubRelPacket),
-    7: _ack_5(mqtt5.PubCompPacket),
+    5: _ack_5(mqtt5.PubRecPacket, done=False),
+    6: _ack_5(mqtt5.PubRelPacket, done=False),
+    7: _ack_5(mqtt5.PubCompPacket, done=True),
     9: _suback_5,
     11: _unsuback_5,
     13: lambda first, body, _: mqtt5.PingRespPacket(),
@@ -280,13 +446,15 @@ _TO_CLIENT: dict[int, Callable[[int, bytes, Edge], Any]] = {
 
 
 def from_311(data: bytes, edge: Edge) -> bytes:
-    """A whole 3.1.1 packet the core sends, as the 5.0 packet it means."""
+    """A whole 3.1.1 packet the core sends (but PUBLISH: `publish`), as the 5.0 packet
+    it means."""
     first, at = data[0], 1
     while data[at] & 0x80:
         at += 1
     body = data[at + 1 :]
     if first >> 4 == 2:  # CONNACK
-        return connack(CONNACK_REASONS.get(body[1], Reason.UNSPECIFIED_ERROR), bool(body[0] & 1))
+        reason = CONNACK_REASONS.get(body[1], Reason.UNSPECIFIED_ERROR)
+        return connack(reason, bool(body[0] & 1), edge=edge)
     convert = _TO_CLIENT.get(first >> 4)
     return data if convert is None else bytes(convert(first, body, edge).write())
 
@@ -321,7 +489,7 @@ class Reader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
             raise Unsupported("malformed: remaining length of more than four bytes")
         encoded, length = found
         if length > MAX_PACKET:
-            raise Unsupported(f"a packet of {length} bytes")
+            raise self.edge.end(_CUT.PACKET_TOO_LARGE, f"a packet of {length} bytes")
         data = first + encoded + (await self._exactly(length) if length else b"")
         try:
             packet, _ = mqtt5.read(memoryview(data))
@@ -371,6 +539,9 @@ class Writer(WriterAdapter):  # type: ignore[misc]  # amqtt is untyped
         await self._writer.close()
 
 
-def wrap(reader: ReaderAdapter, writer: WriterAdapter) -> tuple[Reader, Writer]:
-    edge = Edge(send=writer.write)
+def wrap(
+    reader: ReaderAdapter, writer: WriterAdapter, connect: mqtt5.ConnectPacket
+) -> tuple[Reader, Writer]:
+    edge = edge_of(connect)
+    edge.send = writer.write
     return Reader(reader, edge), Writer(writer, edge)

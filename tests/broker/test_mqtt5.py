@@ -4,7 +4,6 @@ clients (README, MQTT 5.0)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tests.broker.wire5 import Raw5
 from tests.stack import Client, Five, Stack, wait_for
 
 
@@ -28,11 +28,13 @@ def test_a_5_0_client_connects_subscribes_and_publishes_at_every_qos(stack: Stac
     client = Five(stack, device.id, device.token()).connect()
     try:
         assert client.reason.value == 0
-        # What the core does not do, the CONNACK says (MQTT 5.0 section 3.2.2.3).
+        # What the broker takes and does, the CONNACK says (MQTT 5.0 section 3.2.2.3).
         said = client.properties.json()
-        assert said["SharedSubscriptionAvailable"] == 0
+        assert said.get("SharedSubscriptionAvailable", 1) == 1
         assert said["SubscriptionIdentifierAvailable"] == 0
-        assert said.get("TopicAliasMaximum", 0) == 0
+        assert said["TopicAliasMaximum"] == 16
+        assert said["ReceiveMaximum"] == 100
+        assert said["MaximumPacketSize"] == 16 * 1024 * 1024
         client.paho.subscribe([(f"devices/{device.id}/#", 2), ("elsewhere/#", 1)])
         assert client.subscribed.wait(10)
         assert [code.value for code in client.granted] == [2, 0x87]  # 0x87: not authorized
@@ -176,53 +178,6 @@ def test_a_publish_outside_the_acl_gets_puback_0x87(stack: Stack) -> None:
         client.close()
 
 
-class Raw5:
-    """MQTT 5.0 on a socket with the `mqtt5` codec: paho-mqtt 2.x sends no AUTH."""
-
-    def __init__(self, stack: Stack, device_id: str, token: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", stack.mqtt_port), timeout=10)
-        self.buffer = b""
-        self.send(
-            mqtt5.ConnectPacket(
-                device_id,
-                username=device_id,
-                clean_start=True,
-                keep_alive=30,
-                authentication_method="credbroker-token",
-                authentication_data=token.encode(),
-            )
-        )
-
-    def send(self, packet: Any) -> None:
-        self.sock.sendall(bytes(packet.write()))
-
-    def next(self) -> Any:
-        """The next packet from the broker; None once it closed the connection."""
-        while True:
-            if self.buffer:
-                try:
-                    packet, size = mqtt5.read(memoryview(self.buffer))
-                except IndexError:  # not all of it yet
-                    pass
-                else:
-                    self.buffer = self.buffer[size:]
-                    return packet
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None
-            self.buffer += chunk
-
-    def renew(self, token: str) -> Any:
-        self.send(
-            mqtt5.AuthPacket(
-                reason_code=mqtt5.AuthReasonCode.RE_AUTHENTICATE,
-                authentication_method="credbroker-token",
-                authentication_data=token.encode(),
-            )
-        )
-        return self.next()
-
-
 def test_re_authentication_moves_the_session_expiry_without_a_reconnect(
     stack: Stack,
 ) -> None:
@@ -278,3 +233,35 @@ def test_re_authentication_with_a_bad_token_disconnects_with_0x87(stack: Stack) 
             assert client.next() is None  # and the connection ends
         finally:
             client.sock.close()
+
+
+def test_a_resumed_session_re_authenticates_with_the_new_claims_and_is_still_cut(
+    stack: Stack,
+) -> None:
+    """The fresh token's claims hold from the AUTH on, for a session resumed from an
+    earlier connection too; a revocation then still cuts it (0x87)."""
+    fleet = stack.fleet(publish=["devices/{device_id}/#"], subscribe=["devices/{device_id}/#"])
+    device = stack.device(fleet)
+    first = Raw5(stack, device.id, device.token(), session_expiry_interval=60)
+    assert first.connack().reason_code == mqtt5.ConnAckReasonCode.SUCCESS
+    first.send(mqtt5.DisconnectPacket())
+    first.close()
+    client = Raw5(stack, device.id, device.token(), clean_start=False, session_expiry_interval=60)
+    try:
+        assert client.connack().session_present
+        narrower = {"acl": {"publish": ["devices/{device_id}/up"], "subscribe": []}}
+        changed = stack.http.patch(
+            f"{stack.base}/v1/fleets/{fleet}", json=narrower, headers=stack.admin
+        )
+        assert changed.status_code == 200
+        answer = client.renew(device.token())
+        assert isinstance(answer, mqtt5.AuthPacket), answer
+        topic = f"devices/{device.id}/other"  # allowed by the first token, not the fresh one
+        client.send(mqtt5.PublishPacket(topic, b"x", qos=mqtt5.QoS(1), packet_id=1))
+        acknowledged = client.expect(mqtt5.PubAckPacket)
+        assert acknowledged.reason_code == mqtt5.PubAckReasonCode.NOT_AUTHORIZED
+        assert device.api("POST", ":revoke").status_code == 200
+        cut = client.expect(mqtt5.DisconnectPacket)
+        assert cut.reason_code == mqtt5.DisconnectReasonCode.NOT_AUTHORIZED
+    finally:
+        client.close()
