@@ -281,7 +281,7 @@ class CredBroker(DeliveryBroker):
         code = RETURN_CODES[refusal.kind]
         if isinstance(writer, v5.Writer):
             with contextlib.suppress(ConnectionError, OSError):
-                writer.write_5(v5.connack(REASON_CODES[refusal.kind], why=refusal.reason))
+                writer.write_5(v5.connack(REASON_CODES[refusal.kind], why=_why(refusal)))
                 await writer.drain()
         else:
             await _send_connack(writer, code)
@@ -652,6 +652,15 @@ async def _say_why(handler: BrokerProtocolHandler, reason: str) -> None:
         with contextlib.suppress(OSError, ConnectionError):
             writer.write_5(v5.disconnect(reason))
             await writer.drain()
+
+
+def _why(refusal: Refusal) -> str:
+    """A refused 5.0 CONNECT's reason string: the rule, to the holder of a real token (its
+    signature verified); to a guess only what its reason code says, so that no reason
+    string tells which device ids exist or how a forgery failed."""
+    if refusal.reason.signed or refusal.kind is Kind.UNAVAILABLE:
+        return str(refusal.reason)
+    return "try later" if refusal.kind is Kind.TRY_LATER else "bad credentials"
 
 
 def _client_certificate(writer: WriterAdapter) -> bytes | None:

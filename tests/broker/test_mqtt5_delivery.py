@@ -338,12 +338,22 @@ def test_a_qos_2_publish_outside_the_acl_gets_pubrec_0x87_and_the_flow_ends(stac
 
 
 def test_refusals_say_which_rule_in_a_reason_string(stack: Stack) -> None:
+    """To the holder of a real token the rule; to a guess only "bad credentials"."""
     device = stack.device(stack.fleet())
-    refused = Raw5(stack, device.id, "garbage")
+    for who in (device.id, "d-nobody"):  # unknown devices alike
+        guess = Raw5(stack, who, "garbage")
+        answer = guess.connack()
+        guess.close()
+        assert answer.reason_code == mqtt5.ConnAckReasonCode.BAD_USER_NAME_OR_PASSWORD
+        assert answer.reason_str == "bad credentials"
+    token = device.token()
+    assert device.api("PATCH", json={"status": "disabled"}).status_code == 200
+    refused = Raw5(stack, device.id, token)
     answer = refused.connack()
     refused.close()
-    assert answer.reason_code == mqtt5.ConnAckReasonCode.BAD_USER_NAME_OR_PASSWORD
-    assert answer.reason_str
+    assert answer.reason_code == mqtt5.ConnAckReasonCode.NOT_AUTHORIZED
+    assert answer.reason_str == "device_disabled"
+    assert device.api("PATCH", json={"status": "active"}).status_code == 200
     client = Raw5(stack, device.id, device.token())
     try:
         client.connack()
