@@ -31,6 +31,7 @@ from amqtt.contexts import Action
 from amqtt.events import BrokerEvents
 from amqtt.session import Session
 
+from broker import properties
 from broker.handler import CredHandler
 from broker.metrics import BrokerStats
 from broker.subscriptions import DEFAULT, Options, SubscriptionTable, shared
@@ -202,11 +203,13 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         if not await self._topic_filtering(target, topic=topic, action=Action.RECEIVE):
             return
         connected = target.transitions.state == "connected"
+        if option.subscription_id is not None:  # this copy says which subscription
+            data = properties.identified(broadcast["data"], option.subscription_id)
+            broadcast = {**broadcast, "data": data}
+        handler = self._handler(target) if connected else None
         if not connected and not target.clean_session and qos in (1, 2) and not target.is_anonymous:
             await self._retain_broadcast_message(broadcast, qos, target)  # for resume
-            return
-        handler = self._handler(target) if connected else None
-        if handler is not None:
+        elif handler is not None:
             retain = option.retain_as_published and broadcast.get("retain", False)
             handler.deliver(topic, broadcast["data"], qos, retain=retain)
 
@@ -243,10 +246,15 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         topic_filter, sub_qos = subscription
         if shared(topic_filter) is not None:
             return  # section 4.8.2: no retained messages for a shared subscription
+        kept = session.attributes.get(OPTIONS)
+        option = DEFAULT if kept is None else kept.get(topic_filter, DEFAULT)
         for topic, retained in list(self._retained_messages.items()):
             if handler is not None and self._matches(topic, topic_filter):
                 qos = min(sub_qos, retained.qos or 0)
-                handler.deliver(topic, retained.data, qos, retain=True)
+                data = retained.data
+                if option.subscription_id is not None:
+                    data = properties.identified(data, option.subscription_id)
+                handler.deliver(topic, data, qos, retain=True)
 
 
 def _next_in_turn(subscribers: list[tuple[Any, int]]) -> tuple[Any, int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import mqtt5
 
@@ -28,6 +28,7 @@ class Properties:
     response_topic: str | None = None
     correlation_data: bytes | None = None
     user_properties: tuple[tuple[str, str], ...] = ()
+    subscription_ids: tuple[int, ...] = ()  # set per copy, by the subscription it went by
 
     def left(self, now: float) -> int | None:
         """The Message Expiry Interval to send on, in whole seconds; None if it has none."""
@@ -71,6 +72,13 @@ class Payload(bytes):
 
 def carry(data: bytes | bytearray, properties: Properties | None) -> bytes | bytearray:
     return data if properties is None else Payload(data, properties)
+
+
+def identified(data: bytes | bytearray, subscription_id: int) -> Payload:
+    """A subscriber's own copy of a message, with the identifier of the subscription it
+    matched (MQTT 5.0 section 3.3.4, MQTT-3.3.4-5: one per copy)."""
+    said = properties(data) or Properties()
+    return Payload(data, replace(said, subscription_ids=(subscription_id,)))
 
 
 def properties(data: object) -> Properties | None:

@@ -92,6 +92,7 @@ class Options:
     no_local: bool = False
     retain_as_published: bool = False
     retain_handling: int = 0  # 0 send retained, 1 only if new, 2 never
+    subscription_id: int | None = None  # said on each message the subscription brings
 
 
 DEFAULT = Options()

@@ -10,8 +10,7 @@ what the client's CONNECT asked for (session expiry, will delay, Receive Maximum
 Maximum Packet Size). The edge itself resolves topic aliases, counts the client's
 unacknowledged QoS 1 and 2 PUBLISHes against the Receive Maximum this server advertises,
 refuses a QoS 2 PUBLISH outside the ACL with PUBREC 0x87, and answers re-authentication
-(AUTH) by the server's verdict. Subscription identifiers are not supported: the CONNACK
-says so (section 3.2.2.3.12), and a SUBSCRIBE with one ends the connection with 0xA1.
+(AUTH) by the server's verdict.
 """
 
 from __future__ import annotations
@@ -204,8 +203,6 @@ def _publish(packet: mqtt5.PublishPacket, edge: Edge) -> bytes:
 
 
 def _subscribe(packet: mqtt5.SubscribePacket, edge: Edge) -> bytes:
-    if packet.subscription_id is not None:
-        raise edge.end(_CUT.SUBSCRIPTION_IDS_NOT_SUPPORTED, "subscription identifiers")
     body, options = _id(packet.packet_id), []
     for topic_filter in packet.topic_filters:
         if topic_filter.no_local and topic_filter.pattern.startswith(SHARE):
@@ -215,6 +212,7 @@ def _subscribe(packet: mqtt5.SubscribePacket, edge: Edge) -> bytes:
                 no_local=topic_filter.no_local,
                 retain_as_published=topic_filter.retain_as_published,
                 retain_handling=int(topic_filter.retain_handling),
+                subscription_id=packet.subscription_id,
             )
         )
         body += _string(topic_filter.pattern) + bytes([int(topic_filter.max_qos)])
@@ -322,7 +320,6 @@ def connack(
         topic_alias_max=TOPIC_ALIAS_MAXIMUM,
         max_packet_size=MAX_PACKET,
         server_keep_alive=None if edge is None else edge.server_keep_alive,
-        subscription_id_available=False,
         shared_subscription_available=True,
     )
     return bytes(packet.write())
@@ -363,6 +360,7 @@ def _publish_out(
             "response_topic": said.response_topic,
             "correlation_data": said.correlation_data,
             "user_properties": list(said.user_properties),
+            "subscription_ids": list(said.subscription_ids),
         }
     return mqtt5.PublishPacket(
         topic,

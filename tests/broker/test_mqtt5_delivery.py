@@ -211,6 +211,29 @@ def test_retain_handling_sends_retained_messages_as_the_subscription_asks(stack:
         client.close()
 
 
+def test_each_copy_carries_the_identifier_of_the_subscription_it_matched(stack: Stack) -> None:
+    """MQTT-3.3.4-5: overlapping subscriptions each bring their own copy, with their own
+    Subscription Identifier; a retained message sent at SUBSCRIBE carries it too."""
+    device = stack.device(stack.fleet())
+    topic = f"devices/{device.id}/t"
+    client = Raw5(stack, device.id, device.token())
+    try:
+        client.connack()
+        _publish(client, 1, topic, b"retained", 1, retain=True)
+        client.send(mqtt5.SubscribePacket(2, [mqtt5.TopicFilter(topic)], subscription_id=2))
+        (retained,) = _publishes(client, 1)
+        assert retained.payload == b"retained" and retained.subscription_ids == [2]
+        wide = mqtt5.TopicFilter(f"devices/{device.id}/#", retain_handling=mqtt5.RetainHandling(2))
+        client.send(mqtt5.SubscribePacket(3, [wide], subscription_id=3))
+        client.expect(mqtt5.SubAckPacket)
+        _publish(client, 4, topic, b"live", 1)
+        copies = _publishes(client, 2)
+        assert sorted(p.subscription_ids for p in copies) == [[2], [3]]
+        _publish(client, 5, topic, b"", 1, retain=True)
+    finally:
+        client.close()
+
+
 def test_client_topic_aliases_are_resolved_and_bad_ones_disconnect(stack: Stack) -> None:
     """Section 3.3.2.3.4: the CONNACK's Topic Alias Maximum is 16."""
     device = stack.device(stack.fleet())
