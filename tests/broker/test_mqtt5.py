@@ -265,3 +265,44 @@ def test_a_resumed_session_re_authenticates_with_the_new_claims_and_is_still_cut
         assert cut.reason_code == mqtt5.DisconnectReasonCode.NOT_AUTHORIZED
     finally:
         client.close()
+
+
+def test_re_authentication_keeps_the_subscriptions_and_the_flows_in_flight(
+    stack: Stack,
+) -> None:
+    """Issue 15: QoS 1 and 2 messages in flight both ways when the AUTH comes complete
+    after it, each once; the subscription goes on."""
+    fleet = stack.fleet()
+    device, sender = stack.device(fleet), stack.device(fleet)
+    topic = f"fleets/{fleet}/up/{sender.id}"
+    client = Raw5(stack, device.id, device.token())
+    other = Client(stack, sender.id, sender.token())
+    try:
+        client.connack()
+        assert other.connected.wait(10)
+        client.subscribe(1, mqtt5.TopicFilter(f"fleets/{fleet}/up/+", max_qos=mqtt5.QoS(2)))
+        other.publish(topic, b"one", qos=1)
+        other.publish(topic, b"two", qos=2)
+        inbound = [client.expect(mqtt5.PublishPacket) for _ in range(2)]
+        by_payload = {p.payload: p for p in inbound}
+        client.send(mqtt5.PubRecPacket(by_payload[b"two"].packet_id))
+        assert client.expect(mqtt5.PubRelPacket).packet_id == by_payload[b"two"].packet_id
+        own = f"fleets/{fleet}/up/{device.id}"
+        client.send(mqtt5.PublishPacket(own, b"mine", qos=mqtt5.QoS(2), packet_id=9))
+        assert client.expect(mqtt5.PubRecPacket).packet_id == 9
+        answer = client.renew(device.token())
+        assert isinstance(answer, mqtt5.AuthPacket), answer
+        assert answer.reason_code == mqtt5.AuthReasonCode.SUCCESS
+        client.send(mqtt5.PubAckPacket(by_payload[b"one"].packet_id))
+        client.send(mqtt5.PubCompPacket(by_payload[b"two"].packet_id))
+        client.send(mqtt5.PubRelPacket(9))
+        assert client.expect(mqtt5.PubCompPacket).packet_id == 9
+        mine = client.expect(mqtt5.PublishPacket)  # its own message, through its subscription
+        assert (mine.payload, mine.duplicate) == (b"mine", False)
+        client.send(mqtt5.PubRecPacket(mine.packet_id))  # (QoS 2, as sent and subscribed)
+        other.publish(topic, b"after", qos=1)
+        after = client.expect(mqtt5.PublishPacket)
+        assert (after.payload, after.duplicate) == (b"after", False)  # nothing sent twice
+    finally:
+        client.close()
+        other.close()
