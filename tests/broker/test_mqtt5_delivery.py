@@ -461,3 +461,28 @@ def test_the_server_keep_alive_replaces_none_or_a_longer_one(stack: Stack) -> No
         client = Raw5(stack, device.id, device.token(), keep_alive=asked)
         assert client.connack().server_keep_alive == told
         client.close()
+
+
+def test_an_unacknowledged_message_is_resent_when_a_5_0_session_resumes(stack: Stack) -> None:
+    """The 3.1.1 guarantee (README, faults 7 and 13) holds for 5.0 sessions: a QoS 1
+    message without its PUBACK goes again, DUP=1, with its properties."""
+    fleet, device, sender = _pair(stack)
+    client = Raw5(stack, device.id, device.token(), session_expiry_interval=60)
+    pub = Raw5(stack, sender.id, sender.token())
+    try:
+        client.connack(), pub.connack()
+        client.subscribe(1, mqtt5.TopicFilter(f"fleets/{fleet}/up/+", max_qos=qos(1)))
+        _publish(pub, 2, _up(fleet, sender), b"once", 1, user_properties=[("k", "v")])
+        first = client.expect(mqtt5.PublishPacket)
+        assert (first.payload, first.duplicate) == (b"once", False)
+        client.close()  # no PUBACK
+        client = Raw5(
+            stack, device.id, device.token(), clean_start=False, session_expiry_interval=60
+        )
+        assert client.connack().session_present
+        again = client.expect(mqtt5.PublishPacket)
+        assert (again.payload, again.duplicate, again.packet_id) == (b"once", True, first.packet_id)
+        assert again.user_properties == [("k", "v")]
+        client.send(mqtt5.PubAckPacket(again.packet_id))
+    finally:
+        client.close(), pub.close()
