@@ -227,6 +227,8 @@ def test_vernemq_m5_publish_and_per_filter_subscribe(api: Api, device: Device) -
         "topics": [mine, {"topic": "#", "qos": 2, "no_local": False, "rap": False,
                           "retain_handling": "send_retain"}],
     }  # fmt: skip
+    granted = subscribe | {"topics": [mine]}
+    assert _json(api, "vernemq/auth_on_subscribe_m5", granted) == {"result": "ok"}
     # The granted filter keeps its QoS and options; the refused one gets 0x87 (135).
     assert _json(api, "vernemq/auth_on_subscribe_m5", subscribe) == {
         "result": "ok",

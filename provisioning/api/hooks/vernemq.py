@@ -129,13 +129,16 @@ async def vernemq_subscribe(body: VerneSubscribe, hooks: Authority) -> dict[str,
 @hook(router, "/auth_on_subscribe_m5", VerneSubscribe5)
 async def vernemq_subscribe_m5(body: VerneSubscribe5, services: Services) -> JSONResponse:
     """Per-filter SUBACK reason codes: 0x87 for a refused filter (every filter, for a
-    client with no live grant); the others keep their QoS and options. The topics go in
-    `modifiers`: VerneMQ ignores the top-level `topics` of the 3.1.1 answer here."""
+    client with no live grant). All granted: a plain `ok`, and VerneMQ subscribes as
+    asked. Else the topics go in `modifiers` (VerneMQ ignores the top-level `topics` of
+    the 3.1.1 answer here), the granted ones with their QoS and options; VerneMQ
+    rebuilds those from the answer, without their Subscription Identifier."""
     grant = services.hooks.grant(body.client_id, body.username)
+    granted = [grant is not None and grant.may_subscribe(t.topic) for t in body.topics]
+    if all(granted):
+        return JSONResponse({"result": "ok"})
     topics = [
-        t.model_dump(exclude_none=True)
-        if grant is not None and grant.may_subscribe(t.topic)
-        else {"topic": t.topic, "qos": SUBACK_NOT_AUTHORIZED}
-        for t in body.topics
+        t.model_dump(exclude_none=True) if ok else {"topic": t.topic, "qos": SUBACK_NOT_AUTHORIZED}
+        for t, ok in zip(body.topics, granted, strict=True)
     ]
     return JSONResponse({"result": "ok", "modifiers": {"topics": topics}})
