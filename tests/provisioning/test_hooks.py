@@ -197,6 +197,8 @@ def test_vernemq_m5_register_ends_the_session_at_the_tokens_end(api: Api, device
 def test_vernemq_m5_refusals_carry_the_reason_name(api: Api, device: Device) -> None:
     """VerneMQ's name of the refusal's MQTT 5.0 reason code (it logs it; its webhooks
     send CONNACK 0x86 whatever the name), from the same decision as 3.1.1's."""
+    for hook in ("auth_on_register_m5", "auth_on_publish_m5", "auth_on_subscribe_m5"):
+        assert api.client.post(f"/v1/hooks/vernemq/{hook}", json={}).status_code == 401
     bad = _json(api, "vernemq/auth_on_register_m5", _register5(device, password="x"))
     assert bad == {"result": {"error": "bad_username_or_password"}}
     anonymous = _register5(device, username=None, password=None)
