@@ -189,6 +189,9 @@ def test_vernemq_m5_register_ends_the_session_at_the_tokens_end(api: Api, device
     answer = _json(api, "vernemq/auth_on_register_m5", body)
     lifetime = _exp(body["password"]) + api.settings.leeway - int(api.clock())
     assert answer == {"result": "ok", "modifiers": {"max_connection_lifetime": lifetime}}
+    # No cache-control: VerneMQ would cache the lifetime with the answer (vmq-docs).
+    raw = api.client.post("/v1/hooks/vernemq/auth_on_register_m5", json=body, headers=api.admin)
+    assert "cache-control" not in raw.headers
     api.clock.advance(lifetime - 0.5)  # the same login later: only what is left of it
     again = _json(api, "vernemq/auth_on_register_m5", body)
     assert again["modifiers"] == {"max_connection_lifetime": 1}
