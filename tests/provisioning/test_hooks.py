@@ -7,10 +7,13 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import jwt
 import pytest
 
 from device_sdk import generate_key, password_with_proof
 from tests.support import Api, Device
+
+NOT_ALLOWED = {"result": {"error": "not_allowed"}}
 
 
 @pytest.fixture
@@ -156,6 +159,90 @@ def test_vernemq_register_publish_and_per_topic_subscribe(api: Api, device: Devi
         "result": "ok",
         "topics": [{"topic": f"devices/{me}/cmd/#", "qos": 1}, {"topic": "#", "qos": 128}],
     }
+
+
+def _exp(token: str) -> int:
+    return int(jwt.decode(token, options={"verify_signature": False})["exp"])
+
+
+def test_emqx_expire_at_is_the_sessions_end_in_seconds(api: Api, device: Device) -> None:
+    """EMQX 5.8+ reads `expire_at` as Unix seconds and disconnects the client then
+    (5.0 clients with DISCONNECT 0x87): the token's exp plus the leeway, where the
+    embedded broker cuts the session too."""
+    me, token = device.id, _token(device)
+    answer = _json(api, "emqx/authn", {"clientid": me, "username": me, "password": token})
+    assert answer["expire_at"] == _exp(token) + api.settings.leeway
+
+
+def _register5(device: Device, **changes: Any) -> dict[str, Any]:
+    """An `auth_on_register_m5` body as VerneMQ sends it (vmq-docs, webhookplugins.md)."""
+    body = {
+        "peer_addr": "127.0.0.1", "peer_port": 50000, "mountpoint": "", "client_id": device.id,
+        "username": device.id, "password": _token(device), "clean_start": True,
+        "properties": {"p_session_expiry_interval": 60},
+    }  # fmt: skip
+    return body | changes
+
+
+def test_vernemq_m5_register_ends_the_session_at_the_tokens_end(api: Api, device: Device) -> None:
+    body = _register5(device)
+    answer = _json(api, "vernemq/auth_on_register_m5", body)
+    lifetime = _exp(body["password"]) + api.settings.leeway - int(api.clock())
+    assert answer == {"result": "ok", "modifiers": {"max_connection_lifetime": lifetime}}
+    # No cache-control: VerneMQ would cache the lifetime with the answer (vmq-docs).
+    raw = api.client.post("/v1/hooks/vernemq/auth_on_register_m5", json=body, headers=api.admin)
+    assert "cache-control" not in raw.headers
+    api.clock.advance(lifetime - 0.5)  # the same login later: only what is left of it
+    again = _json(api, "vernemq/auth_on_register_m5", body)
+    assert again["modifiers"] == {"max_connection_lifetime": 1}
+
+
+def test_vernemq_m5_refusals_carry_the_reason_name(api: Api, device: Device) -> None:
+    """VerneMQ's name of the refusal's MQTT 5.0 reason code (it logs it; its webhooks
+    send CONNACK 0x86 whatever the name), from the same decision as 3.1.1's."""
+    for hook in ("auth_on_register_m5", "auth_on_publish_m5", "auth_on_subscribe_m5"):
+        assert api.client.post(f"/v1/hooks/vernemq/{hook}", json={}).status_code == 401
+    bad = _json(api, "vernemq/auth_on_register_m5", _register5(device, password="x"))
+    assert bad == {"result": {"error": "bad_username_or_password"}}
+    anonymous = _register5(device, username=None, password=None)
+    assert _json(api, "vernemq/auth_on_register_m5", anonymous) == bad
+    body = _register5(device)
+    api.client.post(f"/v1/devices/{device.id}:revoke", headers=api.admin)
+    revoked = _json(api, "vernemq/auth_on_register_m5", body)
+    assert revoked == {"result": {"error": "not_authorized"}}
+    assert _json(api, "vernemq/auth_on_register", body) == {"result": {"error": "not_allowed"}}
+
+
+def test_vernemq_m5_publish_and_per_filter_subscribe(api: Api, device: Device) -> None:
+    me = device.id
+    assert _json(api, "vernemq/auth_on_register_m5", _register5(device))["result"] == "ok"
+    publish = {
+        "username": me, "client_id": me, "mountpoint": "", "qos": 1, "payload": "aGk=",
+        "retain": False, "properties": {},
+    }  # fmt: skip
+    own, foreign = publish | {"topic": f"devices/{me}/t"}, publish | {"topic": "devices/x/t"}
+    assert _json(api, "vernemq/auth_on_publish_m5", own) == {"result": "ok"}
+    assert _json(api, "vernemq/auth_on_publish_m5", foreign) == NOT_ALLOWED
+    mine = {
+        "topic": f"devices/{me}/cmd/#", "qos": 1, "no_local": True, "rap": False,
+        "retain_handling": "dont_send",
+    }  # fmt: skip
+    subscribe = {
+        "username": me, "client_id": me, "mountpoint": "", "properties": {},
+        "topics": [mine, {"topic": "#", "qos": 2, "no_local": False, "rap": False,
+                          "retain_handling": "send_retain"}],
+    }  # fmt: skip
+    granted = subscribe | {"topics": [mine]}
+    assert _json(api, "vernemq/auth_on_subscribe_m5", granted) == {"result": "ok"}
+    # The granted filter keeps its QoS and options; the refused one gets 0x87 (135).
+    assert _json(api, "vernemq/auth_on_subscribe_m5", subscribe) == {
+        "result": "ok",
+        "modifiers": {"topics": [mine, {"topic": "#", "qos": 135}]},
+    }
+    api.client.post(f"/v1/devices/{me}:revoke", headers=api.admin)
+    assert _json(api, "vernemq/auth_on_publish_m5", own) == NOT_ALLOWED
+    after = _json(api, "vernemq/auth_on_subscribe_m5", subscribe)["modifiers"]["topics"]
+    assert after == [{"topic": mine["topic"], "qos": 135}, {"topic": "#", "qos": 135}]
 
 
 def test_hooks_answer_bad_requests_with_4xx(api: Api) -> None:

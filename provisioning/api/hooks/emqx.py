@@ -31,7 +31,10 @@ class EmqxAuthz(Loose):
 @hook(router, "/authn", EmqxAuthn)
 async def emqx_authn(body: EmqxAuthn, services: Services) -> JSONResponse:
     """The answer carries `expire_at` and the device's ACL (EMQX 5.8+), so EMQX need not
-    ask again per publish; the final rule denies everything else."""
+    ask again per publish; the final rule denies everything else. `expire_at` is in
+    Unix seconds (EMQX refuses a value that looks like milliseconds): the token's exp
+    plus the leeway, where EMQX disconnects the client (a 5.0 client with DISCONNECT
+    0x87, emqx_channel's connection_auth_expire) and ends the ACL."""
     decision = await connect(
         services,
         client_id=body.clientid,
