@@ -23,7 +23,7 @@ import pytest
 
 from device_sdk import assertion_form, generate_key, public_pem
 from device_sdk._keys import DevicePrivateKey
-from tests.e2e.points import HOOKS, Api, connack, every_hook
+from tests.e2e.points import HOOKS, Api, connack, connack5, every_hook
 from tests.e2e.scaled import scaled_shape
 from tests.stack import Client, Stack, start_stack, wait_for
 
@@ -185,6 +185,7 @@ def test_a_change_that_kills_a_token_reaches_every_point(shape: Shape, change: s
         wait_for(lambda a=api: not a.active(device.token), timeout=shape.deadline(api))
         assert every_hook(lambda h, a=api: a.hook_connect(h, device.id, device.token)) == NONE
     assert connack(shape.mqtt_port, device.id, device.token) in (4, 5)
+    assert connack5(shape.mqtt_port, device.id, device.token) in (0x86, 0x87)  # MQTT 5.0
 
 
 def _settled(shape: Shape) -> None:
@@ -218,6 +219,7 @@ def test_a_reenabled_device_is_let_in_everywhere_at_once(shape: Shape) -> None:
     for api in shape.apis:
         wait_for(lambda a=api: not a.active(device.token), timeout=shape.deadline(api))
     assert connack(shape.mqtt_port, device.id, device.token) == 5  # the broker caches this
+    assert connack5(shape.mqtt_port, device.id, device.token) == 0x87
     _admin(shape, "PATCH", f"/v1/devices/{device.id}", json={"status": "active"})
     wait_for(
         lambda: connack(shape.mqtt_port, device.id, device.token) == 0,
