@@ -14,10 +14,13 @@
 
 Every packet is encoded before its round, so the clients' time is socket I/O only; rounds
 interleave the protocols so that a slow moment of the shared machine hits all alike, and
-each figure is the median of its rounds.
+each figure is the median of its rounds. Beside each rate, the broker's own CPU time per
+message, CONNECT or AUTH (`cpu us`, all of `credbroker up`'s threads) and its ratio to
+the baseline's (`cost`): less noisy than a rate on a shared machine, and what a 5.0
+connection adds at its edge (broker/v5.py) shows there first.
 
     .venv/bin/python benchmarks/mqtt_v5.py [--quick] [--messages 10000] [--connects 1000]
-        [--renewals 1000] [--rounds 3] [--tokens 50]
+        [--renewals 1000] [--rounds 5] [--tokens 50]
 
 (Not named mqtt5.py: the benchmarks' directory is on sys.path, where that name would
 shadow the `mqtt5` codec that broker/v5.py imports.)
@@ -35,6 +38,7 @@ import time
 from asyncio import StreamReader, StreamWriter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from statistics import median
 from types import ModuleType
@@ -184,7 +188,25 @@ def renewing_sessions(devices: Sequence[Device], tokens: int) -> list[tuple[byte
     return out
 
 
-def measure(stack: Stack, args: argparse.Namespace) -> None:
+Figures = dict[str, list[tuple[float, float]]]  # per name: (rate, broker CPU us) a round
+
+
+def broker_cpu(stack: Stack) -> float:
+    """CPU seconds `credbroker up` has used, all its threads (Linux, proc(5): utime +
+    stime, in clock ticks of 10 ms: 1,000 operations of a round resolve 10 us each)."""
+    assert stack.process is not None
+    fields = Path(f"/proc/{stack.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sample(stack: Stack, count: int, run: Callable[[], float]) -> tuple[float, float]:
+    """`run`'s rate, and the broker's CPU microseconds per each of its `count` operations."""
+    before = broker_cpu(stack)
+    rate = run()
+    return rate, (broker_cpu(stack) - before) / count * 1e6
+
+
+def measure(stack: Stack, args: argparse.Namespace) -> tuple[Figures, dict[int, Figures]]:
     fleet = stack.fleet(ttl=3600)
     devices = [stack.device(fleet) for _ in range(16)]
     creds = [(d.id, d.token()) for d in devices]
@@ -192,42 +214,59 @@ def measure(stack: Stack, args: argparse.Namespace) -> None:
     one = renewing_sessions(devices[:1], args.tokens)
     many = renewing_sessions(devices, args.tokens)
     topic = f"fleets/{fleet}/up/{devices[0].id}"
-    publish: dict[str, list[float]] = {}
-    connect: dict[int, dict[str, list[float]]] = {16: {}, 1: {}}
-    for _ in range(args.rounds):
+    port, n = stack.mqtt_port, args.connects
+    publish: Figures = {}
+    connect: dict[int, Figures] = {16: {}, 1: {}}
+    for round_ in range(args.rounds):
+        turn = 1 if round_ % 2 == 0 else -1  # every other round the other way: none goes first
         for qos in (0, 1):
-            for version, name in (("mqttv311", "3.1.1"), ("mqttv5", "5.0")):
+            for version, name in (("mqttv311", "3.1.1"), ("mqttv5", "5.0"))[::turn]:
                 with mosquitto_speaks(version):
-                    rate = pubsub(stack.mqtt_port, args.messages, qos, creds[0], creds[1], topic)
-                publish.setdefault(f"QoS {qos} {name}", []).append(rate)
-        for at_once, rates in connect.items():
-            for name, kind in packets.items():
-                rate = asyncio.run(connect_rate(stack.mqtt_port, kind, args.connects, at_once))
-                rates.setdefault(name, []).append(rate)
+                    load = partial(pubsub, port, args.messages, qos, creds[0], creds[1], topic)
+                    got = sample(stack, args.messages, load)
+                publish.setdefault(f"QoS {qos} {name}", []).append(got)
+        for at_once, figures in connect.items():
+            for name, kind in list(packets.items())[::turn]:
+                got = sample(stack, n, partial(asyncio.run, connect_rate(port, kind, n, at_once)))
+                figures.setdefault(name, []).append(got)
             sessions = many if at_once > 1 else one
             each = max(1, args.renewals // len(sessions))
-            rate = asyncio.run(reauth_rate(stack.mqtt_port, sessions, each))
-            rates.setdefault(REAUTH, []).append(rate)
-    report(publish, connect)
+            renewing = reauth_rate(port, sessions, each)
+            got = sample(stack, each * len(sessions), partial(asyncio.run, renewing))
+            figures.setdefault(REAUTH, []).append(got)
+    return publish, connect
 
 
-def report(publish: dict[str, list[float]], connect: dict[int, dict[str, list[float]]]) -> None:
-    print(f"{'publish msg/s':32s} {'median':>8s} {'vs 3.1.1':>9s}  rounds (target >= 0.9x)")
+def report(publish: Figures, connect: dict[int, Figures]) -> None:
+    """Medians over the rounds; `cpu` is the broker's CPU time per message or CONNECT or
+    AUTH, and `cost` its ratio to the baseline's (under 1: cheaper)."""
+    head = f"{'median':>8s} {'vs 3.1.1':>9s} {'cpu us':>7s} {'cost':>6s}  rounds"
+    print(f"{'publish msg/s (target >= 0.9x)':32s} {head}")
     for qos in (0, 1):
-        rows = {k: v for k, v in publish.items() if k.startswith(f"QoS {qos} ")}
-        row(rows, f"QoS {qos} 3.1.1")
-    for at_once, rates in connect.items():
-        print(f"{f'per second, {at_once} at a time':32s} {'median':>8s} {'vs 3.1.1':>9s}  rounds")
-        row(rates, V311)
-        reauth, token = median(rates[REAUTH]), median(rates[V5_TOKEN])
-        print(f"{'  AUTH vs 5.0 token CONNECT':32s} {'':8s} {reauth / token:8.2f}x")
+        rows({k: v for k, v in publish.items() if k.startswith(f"QoS {qos} ")}, f"QoS {qos} 3.1.1")
+    for at_once, figures in connect.items():
+        print(f"{f'per second, {at_once} at a time':32s} {head}")
+        rows(figures, V311)
+        reauth, token = _median(figures[REAUTH]), _median(figures[V5_TOKEN])
+        print(
+            f"{'  AUTH vs 5.0 token CONNECT':32s} {'':8s} {reauth[0] / token[0]:8.2f}x"
+            f" {'':7s} {reauth[1] / token[1]:5.2f}x"
+        )
 
 
-def row(rates: dict[str, list[float]], base: str) -> None:
-    for name, values in rates.items():
-        each = " ".join(f"{v:,.0f}" for v in values)
-        ratio = median(values) / median(rates[base])
-        print(f"{name:32s} {median(values):8,.0f} {ratio:8.2f}x  {each}")
+def rows(figures: Figures, base: str) -> None:
+    base_rate, base_cpu = _median(figures[base])
+    for name, samples in figures.items():
+        rate, cpu = _median(samples)
+        each = " ".join(f"{r:,.0f}" for r, _ in samples)
+        print(
+            f"{name:32s} {rate:8,.0f} {rate / base_rate:8.2f}x {cpu:7.0f} {cpu / base_cpu:5.2f}x"
+            f"  {each}"
+        )
+
+
+def _median(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    return median(r for r, _ in samples), median(c for _, c in samples)
 
 
 def main() -> None:
@@ -236,7 +275,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10000)
     parser.add_argument("--connects", type=int, default=1000)
     parser.add_argument("--renewals", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=50, help="distinct tokens per device")
     args = parser.parse_args()
     if args.quick:
@@ -245,9 +284,10 @@ def main() -> None:
         )  # fmt: skip
     stack = start_stack(Path(tempfile.mkdtemp(prefix="cb-mqtt5-bench-")))
     try:
-        measure(stack, args)
+        publish, connect = measure(stack, args)
     finally:
         stack.stop()
+    report(publish, connect)
 
 
 if __name__ == "__main__":
