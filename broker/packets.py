@@ -163,6 +163,14 @@ class PacketReader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
                 raise
 
     async def _next(self) -> bytes:
+        whole = getattr(self._reader, "packet", None)  # an MQTT 5.0 edge (v5stream.Reader)
+        if whole is not None:
+            data: bytes = await whole()
+            at = 1
+            while data[at] & 0x80:
+                at += 1
+            check(data[0], data[at + 1 :])
+            return data
         first = await self._exactly(1)
         found = await remaining_length(lambda: self._exactly(1))
         if found is None:

@@ -34,7 +34,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
-from broker import properties, v5
+from broker import properties, v5, v5stream
 from broker.connack import REASON_CODES, RETURN_CODES
 from broker.connect import read_connect
 from broker.delivery import MAX_QUEUED_MESSAGES, DeliveryBroker
@@ -195,7 +195,7 @@ class CredBroker(DeliveryBroker):
             await _close(writer)
             raise AMQTTError(str(exc)) from exc
         if five is not None:  # MQTT 5.0: the 3.1.1 core behind a transcoding edge
-            reader, writer = v5.wrap(reader, writer, five)
+            reader, writer = v5stream.wrap(reader, writer, five)
         try:
             session = await session_from_connect(raw, writer)
         except (AMQTTError, MQTTError, NoDataError, OSError) as exc:
@@ -225,7 +225,7 @@ class CredBroker(DeliveryBroker):
         # cuts find it as they find any other.
         session.client_id = decision.device_id
         session.attributes[CHANGES_SEEN] = changes_seen
-        edge = reader.edge if isinstance(reader, v5.Reader) else None
+        edge = reader.edge if isinstance(reader, v5stream.Reader) else None
         if edge is not None and edge.server_keep_alive is not None:
             session.keep_alive = edge.server_keep_alive  # the CONNACK says so
         session.keep_alive = math.ceil(session.keep_alive * 1.5)
@@ -279,7 +279,7 @@ class CredBroker(DeliveryBroker):
 
     async def _refuse(self, writer: WriterAdapter, session: Session, refusal: Refusal) -> None:
         code = RETURN_CODES[refusal.kind]
-        if isinstance(writer, v5.Writer):
+        if isinstance(writer, v5stream.Writer):
             with contextlib.suppress(ConnectionError, OSError):
                 writer.write_5(v5.connack(REASON_CODES[refusal.kind], why=_why(refusal)))
                 await writer.drain()
@@ -418,7 +418,7 @@ class CredBroker(DeliveryBroker):
         # Stock amqtt walks every client's subscriptions here; only this client's own, and
         # only when there is a retained message at all (the walk is O(subscriptions)).
         # MQTT 5.0 sends retained messages at SUBSCRIBE only (section 3.3.1.3).
-        resend = self._retained_messages and not isinstance(writer, v5.Writer)
+        resend = self._retained_messages and not isinstance(writer, v5stream.Writer)
         subscriptions = list(self._subscriptions.items()) if resend else []
         for topic_filter, subscribers in subscriptions:
             for subscriber, qos in subscribers:
@@ -648,7 +648,7 @@ def _narrower(new: Grant, old: Grant) -> bool:
 async def _say_why(handler: BrokerProtocolHandler, reason: str) -> None:
     """An MQTT 5.0 client's DISCONNECT with the reason of its cut (`v5.disconnect`)."""
     writer = handler.writer
-    if isinstance(writer, v5.Writer):
+    if isinstance(writer, v5stream.Writer):
         with contextlib.suppress(OSError, ConnectionError):
             writer.write_5(v5.disconnect(reason))
             await writer.drain()

@@ -15,7 +15,6 @@ refuses a QoS 2 PUBLISH outside the ACL with PUBREC 0x87, and answers re-authent
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,10 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import mqtt5
-from amqtt.adapters import ReaderAdapter, WriterAdapter
 
 from broker import properties
-from broker.packets import remaining_length
 from broker.properties import Properties
 from broker.subscriptions import SHARE, Options
 
@@ -375,8 +372,16 @@ def _publish_out(
 
 def publish(packet: Any) -> bytes:
     """An amqtt PublishPacket the core sends, as a 5.0 PUBLISH with its message's
-    properties (the Message Expiry Interval as the time left)."""
+    properties (the Message Expiry Interval as the time left). Without properties it is
+    the 3.1.1 PUBLISH with a property length of 0 (section 3.3.2.3.1)."""
     flags = packet.fixed_header.flags
+    if not isinstance(packet.data, properties.Payload):
+        topic = packet.topic_name.encode()
+        head = len(topic).to_bytes(2, "big") + topic
+        if flags & 0x06:
+            head += packet.packet_id.to_bytes(2, "big")
+        body: bytes = head + b"\x00" + packet.data
+        return bytes([0x30 | flags]) + _length(len(body)) + body
     out = _publish_out(
         packet.topic_name,
         packet.data,
@@ -445,7 +450,17 @@ _TO_CLIENT: dict[int, Callable[[int, bytes, Edge], Any]] = {
 
 def from_311(data: bytes, edge: Edge) -> bytes:
     """A whole 3.1.1 packet the core sends (but PUBLISH: `publish`), as the 5.0 packet
-    it means."""
+    it means. A successful acknowledgement without properties, and PINGRESP, are the
+    same bytes in both (MQTT 5.0 section 3.4.2.1): they go as they are."""
+    kind = data[0] >> 4
+    if len(data) == 4 and 4 <= kind <= 7:
+        packet_id = int.from_bytes(data[2:4], "big")
+        if kind in (4, 7):  # the client's PUBLISH is acknowledged: off its Receive Maximum
+            edge.inflight.discard(packet_id)
+        if kind != 4 or packet_id not in edge.refused:
+            return data
+    elif kind == 13:
+        return data
     first, at = data[0], 1
     while data[at] & 0x80:
         at += 1
@@ -455,91 +470,3 @@ def from_311(data: bytes, edge: Edge) -> bytes:
         return connack(reason, bool(body[0] & 1), edge=edge)
     convert = _TO_CLIENT.get(first >> 4)
     return data if convert is None else bytes(convert(first, body, edge).write())
-
-
-# -- the adapters -------------------------------------------------------------------------
-
-
-class Reader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
-    """Reads 5.0 packets off the connection and serves their 3.1.1 bytes; what it cannot
-    serve reads as the end of the stream (amqtt then ends the connection, will and
-    all, as for a peer that left)."""
-
-    def __init__(self, reader: ReaderAdapter, edge: Edge) -> None:
-        self._reader = reader
-        self.edge = edge
-        self._buffer = b""
-        self._ended = False
-
-    async def _exactly(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = await self._reader.read(n - len(data))
-            if not chunk:
-                raise asyncio.IncompleteReadError(data, n)
-            data += chunk
-        return data
-
-    async def _next(self) -> bytes:
-        first = await self._exactly(1)
-        found = await remaining_length(lambda: self._exactly(1))
-        if found is None:
-            raise Unsupported("malformed: remaining length of more than four bytes")
-        encoded, length = found
-        if length > MAX_PACKET:
-            raise self.edge.end(_CUT.PACKET_TOO_LARGE, f"a packet of {length} bytes")
-        data = first + encoded + (await self._exactly(length) if length else b"")
-        try:
-            packet, _ = mqtt5.read(memoryview(data))
-        except (ValueError, IndexError) as exc:  # the codec's verdicts: malformed
-            raise Unsupported(f"malformed: {exc}") from exc
-        return to_311(packet, self.edge)
-
-    async def read(self, n: int = -1) -> bytes:
-        while not self._ended and ((n < 0 and not self._buffer) or len(self._buffer) < n):
-            try:
-                self._buffer += await self._next()
-            except (Unsupported, asyncio.IncompleteReadError, OSError):
-                self._ended = True
-        size = len(self._buffer) if n < 0 else n
-        chunk, self._buffer = self._buffer[:size], self._buffer[size:]
-        return chunk
-
-    def feed_eof(self) -> None:
-        self._ended = True
-        self._reader.feed_eof()
-
-
-class Writer(WriterAdapter):  # type: ignore[misc]  # amqtt is untyped
-    """Takes the core's 3.1.1 packets (a whole one a write) and sends each as 5.0."""
-
-    def __init__(self, writer: WriterAdapter, edge: Edge) -> None:
-        self._writer = writer
-        self.edge = edge
-
-    def write(self, data: bytes) -> None:
-        self._writer.write(from_311(bytes(data), self.edge))
-
-    def write_5(self, data: bytes) -> None:
-        """A 5.0 packet as it is (a CONNACK with the decision's own reason code)."""
-        self._writer.write(data)
-
-    async def drain(self) -> None:
-        await self._writer.drain()
-
-    def get_peer_info(self) -> tuple[str, int] | None:
-        return self._writer.get_peer_info()  # type: ignore[no-any-return]
-
-    def get_ssl_info(self) -> Any:
-        return self._writer.get_ssl_info()
-
-    async def close(self) -> None:
-        await self._writer.close()
-
-
-def wrap(
-    reader: ReaderAdapter, writer: WriterAdapter, connect: mqtt5.ConnectPacket
-) -> tuple[Reader, Writer]:
-    edge = edge_of(connect)
-    edge.send = writer.write
-    return Reader(reader, edge), Writer(writer, edge)
