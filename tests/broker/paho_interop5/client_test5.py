@@ -18,8 +18,35 @@
 
 import unittest
 
-import mqtt.clients.V5 as mqtt_client, time, logging, socket, sys, getopt, traceback
-import mqtt.formats.MQTTV5 as MQTTV5
+import time, logging, socket, sys, getopt, traceback
+
+from .mqtt.clients import V5 as mqtt_upstream  # credbroker: relative imports
+from .mqtt.formats import MQTTV5
+
+# credbroker: what upstream sets in setData() and __main__ is set here by the runner
+# (tests/broker/test_paho_interop5.py): server address, topics, and the MQTT username and
+# password for each client id.
+host = "localhost"
+port = 1883
+topic_prefix = "client_test5/"
+topics =  ("TopicA", "TopicA/B", "Topic/C", "TopicA/C", "/TopicA")
+wildtopics = ("TopicA/+", "+/C", "#", "/#", "/+", "+/+", "TopicA/#")
+nosubscribe_topics = ("test/nosubscribe",)
+cleanup_clientid = "clean retained"
+
+def credentials(clientid):
+  return None, None
+
+class mqtt_client:  # credbroker: the upstream client, with credentials per client id
+  Callback = mqtt_upstream.Callback
+
+  class Client(mqtt_upstream.Client):
+    def connect(self, *args, **kwargs):
+      clientid = self.clientid.decode("utf-8") if isinstance(self.clientid, bytes) else self.clientid
+      username, password = credentials(clientid)
+      kwargs.setdefault("username", username)
+      kwargs.setdefault("password", password)
+      return super().connect(*args, **kwargs)
 
 class Callbacks(mqtt_client.Callback):
 
@@ -66,7 +93,7 @@ class Callbacks(mqtt_client.Callback):
 
 def cleanRetained():
   callback = Callbacks()
-  curclient = mqtt_client.Client("clean retained".encode("utf-8"))
+  curclient = mqtt_client.Client(cleanup_clientid.encode("utf-8"))  # credbroker: configurable
   curclient.registerCallback(callback)
   curclient.connect(host=host, port=port, cleanstart=True)
   curclient.subscribe(["#"], [MQTTV5.SubscribeOptions(0)])
@@ -109,7 +136,7 @@ class Test(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-      setData()
+      # setData()  # credbroker: the runner sets these module-level names
       global callback, callback2, aclient, bclient
       cleanup()
 
@@ -1196,7 +1223,7 @@ if __name__ == "__main__":
 
   iterations = 1
 
-  global topics, wildtopics, nosubscribe_topics, host, topic_prefix
+  # credbroker: `global` removed (a SyntaxError now that these are module-level names)
   topic_prefix = "client_test5/"
   topics = [topic_prefix+topic for topic in ["TopicA", "TopicA/B", "Topic/C", "TopicA/C", "/TopicA"]]
   wildtopics = [topic_prefix+topic for topic in ["TopicA/+", "+/C", "#", "/#", "/+", "+/+", "TopicA/#"]]

@@ -18,9 +18,10 @@
 
 __version__ = "5.0"
 
-from . import formats, brokers, clients
+# credbroker: only the MQTT 5.0 client and its packet format are vendored
+from . import formats, clients
 
-__all__ = ["formats", "brokers", "clients", "proxy"]
+__all__ = ["formats", "clients"]
 		
 
 

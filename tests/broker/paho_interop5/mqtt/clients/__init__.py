@@ -16,4 +16,4 @@
 *******************************************************************
 """
 
-from . import V311, V5
+from . import V5  # credbroker: V311 not vendored here (tests/broker/paho_interop/)

@@ -16,4 +16,4 @@
 *******************************************************************
 """
 
-from . import MQTTV311, MQTTV5
+from . import MQTTV5  # credbroker: MQTTV311 not vendored here (tests/broker/paho_interop/)

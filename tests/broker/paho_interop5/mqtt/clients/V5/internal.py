@@ -19,7 +19,7 @@
 
 import time, sys, socket, traceback, logging
 
-from mqtt.formats import MQTTV5
+from ...formats import MQTTV5  # credbroker: relative import
 
 logger = logging.getLogger("mqtt-client")
 logger.propagate = 1

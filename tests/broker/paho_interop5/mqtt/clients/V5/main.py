@@ -21,7 +21,7 @@ import socket, time, _thread, logging
 
 from . import internal
 
-from mqtt.formats import MQTTV5
+from ...formats import MQTTV5  # credbroker: relative import
 
 
 logger = logging.getLogger("mqtt-client")
