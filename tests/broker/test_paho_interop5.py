@@ -1,0 +1,205 @@
+"""The Eclipse Paho MQTT 5.0 interoperability client test against the embedded broker.
+
+The suite is vendored in tests/broker/paho_interop5/ (see its README for what changed
+and a table of every test's outcome). One real `credbroker up` serves the module, with
+devices for the suite's client ids and a fleet ACL for its topics; each upstream test
+is one pytest case, run in a process of its own (paho_interop5/run.py) with a deadline,
+since some of them wait without end for what the broker lacks.
+
+PASSING tests pass now. NOT_YET tests fail now because of MQTT 5.0 features that issue
+15 is still building in the broker (each reason says which packet, property or feature
+and the assertion that fails); they are strict xfails, so the day one passes the run
+fails until it moves to PASSING. REFUSED tests expect what credbroker refuses by design;
+they are not run, and a test below asserts the refusal instead.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import unittest
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device_sdk import generate_key, public_pem
+from tests.broker.paho_interop5 import client_test5 as upstream
+from tests.broker.paho_interop5.mqtt.formats import MQTTV5
+from tests.stack import Device, Five, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE = 60  # s; the longest upstream test (test_session_expiry) takes about 25
+TOKEN_TTL = 3600  # s: longer than the module's run (about 6 minutes)
+CLIENT_IDS = ("myclientid", "myclientid2")
+CLEANUP_ID = "clean-retained"  # upstream's "clean retained": a space is not a device id
+# The suite subscribes to `+/+`, so every two-level filter is inside the ACL; the filter
+# the broker must refuse (upstream's `-n` option) has three levels.
+NOSUBSCRIBE = "test/nosubscribe/x"
+# `client_test5/x` is test_shared_subscriptions' topic; `$` topics are refused whatever
+# the ACL says (test_dollar_topics).
+PUBLISH = ["TopicA", "TopicA/#", "Topic/C", "/TopicA", "client_test5/#"]
+SUBSCRIBE = ["TopicA", "TopicA/#", "+/+", "/#", "client_test5/#"]
+PASSING = [
+    "test_basic",
+    "test_dollar_topics",
+    "test_keepalive",
+    "test_overlapping_subscriptions",
+    "test_redelivery_on_reconnect",
+    "test_unsubscribe",
+]
+# Gaps issue 15 is building; README.md's table says more.
+_PROPERTIES = "properties do not travel: the delivered PUBLISH has no "
+_SESSION = (
+    "a CONNECT with Clean Start 1 and a Session Expiry Interval is a 3.1.1 clean session "
+    "(broker/v5.py connect_311), so the session ends at DISCONNECT: "
+)
+NOT_YET = {
+    "test_client_topic_alias": "a PUBLISH with Topic Alias 0 ends the connection without "
+    "a DISCONNECT (0x94 Topic Alias invalid): `len(callback.disconnects) == 1` fails",
+    "test_maximum_packet_size": "the client's Maximum Packet Size (64) is not honoured: the "
+    "too-big PUBLISH is delivered, 2 messages where 1 is expected",
+    "test_offline_message_queueing": _SESSION + "0 queued messages where 2 or 3 are expected",
+    "test_payload_format": _PROPERTIES + "Content Type or Payload Format Indicator",
+    "test_publication_expiry": _SESSION + "0 messages where 2 are expected (and Message "
+    "Expiry Interval is neither applied nor passed on)",
+    "test_request_response": _PROPERTIES + "Response Topic or Correlation Data (and No "
+    "Local is not applied)",
+    "test_retained_message": _PROPERTIES + "User Property on the retained messages",
+    "test_server_keep_alive": "the CONNACK has no Server Keep Alive (the suite wants 60 "
+    "for a Keep Alive of 120)",
+    "test_server_topic_alias": "the broker uses no topic aliases towards a client that "
+    "allows them (Topic Alias Maximum 1); optional in MQTT 5.0 section 3.3.2.3.4",
+    "test_session_expiry": _SESSION + "the CONNACK's Session Present is 0 within the 5 s interval",
+    "test_shared_subscriptions": "SUBACK 0x87 for `$share/sharename/client_test5/x`, which "
+    "the suite's codec rejects (it knows 0, 1, 2 and 0x80 only), so nothing is received",
+    "test_subscribe_identifiers": "a SUBSCRIBE with a Subscription Identifier ends the "
+    "connection: 0 messages where 1 is expected",
+    "test_subscribe_options": "No Local is not applied: the publisher gets its own message "
+    "(Retain As Published and Retain Handling come after)",
+    "test_user_properties": _PROPERTIES + "User Property",
+    "test_will_delay": "the Will Delay Interval is not applied: the will comes at once, "
+    "where the suite wants it after 4 +- 1 s",
+    "test_will_message": _PROPERTIES + "User Property on the will message",
+    "test_flow_control1": "the client's Receive Maximum (2) is not honoured: a third QoS 1 "
+    "PUBLISH comes before the first is acknowledged",
+    # Last: it sends 65,536 QoS 2 PUBLISHes, and the broker is busy with them for a while.
+    "test_flow_control2": "the CONNACK has no Receive Maximum and the broker never sends "
+    "DISCONNECT 0x93 (Receive Maximum exceeded); the suite waits for it without end",
+}
+# Refusals by design: not run; the tests at the end assert them instead.
+REFUSED = {
+    "test_assigned_clientid": "a zero-length client id: client id = username = device id",
+    "test_zero_length_clientid": "a zero-length client id (upstream's test cannot fail: it "
+    "returns its verdict)",
+    "test_subscribe_failure": "SUBACK 0x87 Not authorized (DESIGN.md), where the suite wants "
+    "0x80 and its codec rejects any other failure code",
+}
+
+
+@pytest.fixture(scope="module")
+def interop_fleet(stack: Stack) -> str:
+    return stack.fleet(TOKEN_TTL, publish=PUBLISH, subscribe=SUBSCRIBE)
+
+
+@pytest.fixture(scope="module")
+def settings(stack: Stack, interop_fleet: str) -> str:
+    """What run.py needs, as JSON: the broker, and a token for each client id."""
+    cleaner = stack.fleet(TOKEN_TTL, publish=["#"], subscribe=["#"])
+    tokens = {}
+    for device_id, fleet in [*((i, interop_fleet) for i in CLIENT_IDS), (CLEANUP_ID, cleaner)]:
+        key = generate_key()
+        response = stack.http.post(
+            stack.base + "/v1/devices",
+            headers=stack.admin,
+            json={"device_id": device_id, "fleet": fleet, "public_key": public_pem(key)},
+        )
+        assert response.status_code == 201, response.text
+        tokens[device_id] = Device(stack, device_id, key).token()
+    return json.dumps(
+        {
+            "host": "127.0.0.1",
+            "port": stack.mqtt_port,
+            "nosubscribe": NOSUBSCRIBE,
+            "cleanup_clientid": CLEANUP_ID,
+            "tokens": tokens,
+        }
+    )
+
+
+def test_every_upstream_test_is_listed() -> None:
+    names = unittest.defaultTestLoader.getTestCaseNames(upstream.Test)
+    listed = [*PASSING, *NOT_YET, *REFUSED]
+    assert sorted(listed) == sorted(names), "the upstream suite changed"
+
+
+def _connack(
+    stack: Stack, client_id: str, username: str | None, password: bytes | None, *, clean: bool
+) -> Any:
+    """The CONNACK to a CONNECT made with the suite's own codec."""
+    connect = MQTTV5.Connects()
+    connect.ClientIdentifier, connect.CleanStart = client_id, clean
+    if username is not None and password is not None:
+        connect.usernameFlag, connect.username = True, username
+        connect.passwordFlag, connect.password = True, password
+    with socket.create_connection(("127.0.0.1", stack.mqtt_port), timeout=10) as sock:
+        sock.sendall(connect.pack())
+        answer = b"".join(iter(lambda: sock.recv(4096), b""))  # refused: the broker closes
+    return MQTTV5.unpackPacket(answer)
+
+
+def test_zero_length_client_id_is_refused(stack: Stack, interop_fleet: str) -> None:
+    """Upstream's test_zero_length_clientid and test_assigned_clientid expect a zero-length
+    client id to be accepted, with Clean Start 0 and 1, and given an Assigned Client
+    Identifier (MQTT 5.0 section 3.1.3.1 allows a server to assign one). credbroker binds
+    the session to the device: client id = username = device id, so it is refused (0x86),
+    with or without a device's valid token."""
+    device = stack.device(interop_fleet)
+    for username, password in ((None, None), (device.id, device.token().encode())):
+        for clean in (True, False):
+            connack = _connack(stack, "", username, password, clean=clean)
+            assert connack.fh.PacketType == MQTTV5.PacketTypes.CONNACK, connack
+            assert connack.reasonCode.value == 0x86, connack  # bad user name or password
+            assert not hasattr(connack.properties, "AssignedClientIdentifier"), connack
+
+
+def test_refused_filter_gets_suback_0x87(stack: Stack, interop_fleet: str) -> None:
+    """Upstream's test_subscribe_failure wants SUBACK 0x80 (unspecified error) for a filter
+    the server refuses. credbroker says 0x87 Not authorized for a filter outside the ACL
+    (DESIGN.md, MQTT 5), one of the failure codes of MQTT 5.0 section 3.9.3; the suite's
+    codec accepts 0x80 only (MQTTV5.py, SUBACK unpack), so its client cannot read the
+    answer. paho can, and the allowed filter beside it is granted."""
+    device = stack.device(interop_fleet)
+    client = Five(stack, device.id, device.token()).connect()
+    assert client.connected.is_set(), client.reason
+    client.paho.subscribe([(NOSUBSCRIBE, 2), ("TopicA", 2)])
+    assert client.subscribed.wait(10), "no SUBACK"
+    assert [int(reason.value) for reason in client.granted] == [0x87, 2]
+    client.close()
+
+
+CASES = [
+    *PASSING,
+    *(pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=r)) for n, r in NOT_YET.items()),
+]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_paho_interoperability5(settings: str, name: str) -> None:
+    command = [sys.executable, "-m", "tests.broker.paho_interop5.run", name]
+    try:
+        run = subprocess.run(
+            command,
+            input=settings,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=DEADLINE,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        pytest.fail(f"{name} did not end within {DEADLINE} s:\n{out}")
+    assert run.returncode == 0, run.stdout + run.stderr
