@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from amqtt.adapters import ReaderAdapter
+from amqtt.adapters import ReaderAdapter, StreamReaderAdapter
 
 from broker.errors import Violation
 from credbroker.topics import is_valid_filter
@@ -28,6 +28,7 @@ SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT = 8, 10, 12, 14
 # carry DUP, QoS and RETAIN), and the remaining length of those that have a fixed one.
 FLAGS = {PUBACK: 0, PUBREC: 0, PUBREL: 0b0010, PUBCOMP: 0, SUBSCRIBE: 0b0010}
 FLAGS |= {UNSUBSCRIBE: 0b0010, PINGREQ: 0, DISCONNECT: 0}
+CHUNK = 64 * 1024  # read from the stream at most at a time
 LENGTH = {PUBACK: 2, PUBREC: 2, PUBREL: 2, PUBCOMP: 2, PINGREQ: 0, DISCONNECT: 0}
 
 
@@ -120,6 +121,22 @@ async def remaining_length(read_byte: Callable[[], Awaitable[bytes]]) -> tuple[b
     return None
 
 
+def framed(raw: bytes, at: int) -> tuple[int, int] | None:
+    """The packet that starts at `raw[at]`: its fixed header's size and its remaining
+    length, or None while its fixed header is not all read; ValueError past four length
+    bytes (malformed)."""
+    length, multiplier = 0, 1
+    for index in range(at + 1, min(at + 5, len(raw))):
+        byte = raw[index]
+        length += (byte & 0x7F) * multiplier
+        multiplier *= 128
+        if not byte & 0x80:
+            return index + 1 - at, length
+    if len(raw) >= at + 5:
+        raise ValueError("remaining length of more than four bytes")
+    return None
+
+
 class PacketReader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
     """A ReaderAdapter that serves amqtt one checked packet at a time.
 
@@ -129,9 +146,14 @@ class PacketReader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
 
     def __init__(self, reader: ReaderAdapter, on_violation: Callable[[Violation], None]) -> None:
         self._reader = reader
+        # asyncio's stream gives what has arrived: whole packets are cut from it (`_cut`)
+        # with one read for many, where another adapter is read field by field.
+        self._stream = reader._reader if isinstance(reader, StreamReaderAdapter) else None
+        self._whole = getattr(reader, "packet", None)  # an MQTT 5.0 edge (v5stream.Reader)
         self._on_violation = on_violation
         self._packet = b""
         self._pos = 0
+        self._raw, self._at = b"", 0  # read from the stream; where the next packet starts
         self._ended = False
 
     async def read(self, n: int = -1) -> bytes:
@@ -163,14 +185,36 @@ class PacketReader(ReaderAdapter):  # type: ignore[misc]  # amqtt is untyped
                 raise
 
     async def _next(self) -> bytes:
-        whole = getattr(self._reader, "packet", None)  # an MQTT 5.0 edge (v5stream.Reader)
-        if whole is not None:
-            data: bytes = await whole()
-            at = 1
-            while data[at] & 0x80:
-                at += 1
-            check(data[0], data[at + 1 :])
-            return data
+        if self._whole is not None:
+            data: bytes = await self._whole()
+        elif self._stream is not None:
+            data = await self._cut(self._stream)
+        else:
+            return await self._read_fields()
+        found = framed(data, 0)
+        assert found is not None  # noqa: S101 - a whole packet
+        check(data[0], data[found[0] :])
+        return data
+
+    async def _cut(self, stream: asyncio.StreamReader) -> bytes:
+        """The next whole packet from what the stream has given."""
+        while True:
+            try:
+                found = framed(self._raw, self._at)
+            except ValueError as exc:
+                raise _malformed(str(exc)) from exc
+            if found is not None and self._at + sum(found) <= len(self._raw):
+                start, self._at = self._at, self._at + sum(found)
+                data = self._raw[start : self._at]
+                if self._at == len(self._raw):  # an idle connection keeps no chunk
+                    self._raw, self._at = b"", 0
+                return data
+            chunk = await stream.read(CHUNK)
+            if not chunk:
+                raise asyncio.IncompleteReadError(self._raw[self._at :], None)
+            self._raw, self._at = self._raw[self._at :] + chunk, 0
+
+    async def _read_fields(self) -> bytes:
         first = await self._exactly(1)
         found = await remaining_length(lambda: self._exactly(1))
         if found is None:

@@ -48,8 +48,9 @@ CONNACK_REASONS = {
     4: Reason.BAD_USER_NAME_OR_PASSWORD,
     5: Reason.NOT_AUTHORIZED,
 }
-# What the ACL refusals say, when the client asked for problem information.
-NOT_IN_PUBLISH_ACL = "topic not in the device's publish ACL"
+# What a SUBACK's refusals say, when the client asked for problem information. A
+# PUBACK's or PUBREC's 0x87 says it alone: clients whose codec takes no properties on
+# them (the Paho interoperability suite's, small device stacks) then still read it.
 NOT_IN_SUBSCRIBE_ACL = "filter not in the device's subscribe ACL"
 
 
@@ -189,7 +190,8 @@ def _publish(packet: mqtt5.PublishPacket, edge: Edge) -> bytes:
             if qos == 2:  # refused here, or the core would wait for a PUBREL (4.3.3)
                 if edge.refuse_publish is not None:
                     edge.refuse_publish(topic)
-                _send(edge, mqtt5.PubRecPacket(packet_id, **_refusal(edge, NOT_IN_PUBLISH_ACL)))
+                refused = mqtt5.PubRecReasonCode.NOT_AUTHORIZED
+                _send(edge, mqtt5.PubRecPacket(packet_id, reason_code=refused))
                 return b""
             edge.refused.add(packet_id)  # the core drops it; its PUBACK says so
         edge.inflight.add(packet_id)
@@ -259,14 +261,6 @@ def _auth(packet: mqtt5.AuthPacket, edge: Edge) -> bytes:
 def _send(edge: Edge, packet: Any) -> None:
     if edge.send is not None:
         edge.send(bytes(packet.write()))
-
-
-def _refusal(edge: Edge, why: str) -> dict[str, Any]:
-    """A refused PUBLISH's reason code, with its reason string if the client asked."""
-    said: dict[str, Any] = {"reason_code": mqtt5.PubRecReasonCode.NOT_AUTHORIZED}
-    if edge.problem_info:
-        said["reason_str"] = why
-    return said
 
 
 def _ack(first: int) -> Callable[[Any, Edge], bytes]:
@@ -431,9 +425,7 @@ def _puback_5(first: int, body: bytes, edge: Edge) -> Any:
     edge.inflight.discard(packet_id)
     if packet_id in edge.refused:
         edge.refused.discard(packet_id)
-        refusal = _refusal(edge, NOT_IN_PUBLISH_ACL)
-        refusal["reason_code"] = mqtt5.PubAckReasonCode.NOT_AUTHORIZED
-        return mqtt5.PubAckPacket(packet_id, **refusal)
+        return mqtt5.PubAckPacket(packet_id, reason_code=mqtt5.PubAckReasonCode.NOT_AUTHORIZED)
     return mqtt5.PubAckPacket(packet_id)
 
 

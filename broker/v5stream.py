@@ -18,9 +18,9 @@ import mqtt5
 from amqtt.adapters import ReaderAdapter, StreamReaderAdapter, WriterAdapter
 
 from broker import v5
+from broker.packets import CHUNK, framed
 from broker.v5 import Edge, Unsupported
 
-CHUNK = 64 * 1024
 _CUT = mqtt5.DisconnectReasonCode
 # Packets that are the same bytes in 5.0 and 3.1.1 when this long: a successful
 # PUBACK, PUBREC, PUBREL or PUBCOMP without properties, and PINGREQ.
@@ -29,19 +29,16 @@ _SAME = {0x40: 4, 0x50: 4, 0x62: 4, 0x70: 4, 0xC0: 2}
 
 def _size(raw: bytes, at: int, edge: Edge) -> int | None:
     """The whole size of the packet that starts at `at`, None if not all of it is read."""
-    length, multiplier = 0, 1
-    for index in range(at + 1, at + 5):
-        if index >= len(raw):
-            return None
-        byte = raw[index]
-        length += (byte & 0x7F) * multiplier
-        multiplier *= 128
-        if not byte & 0x80:
-            if length > v5.MAX_PACKET:
-                raise edge.end(_CUT.PACKET_TOO_LARGE, f"a packet of {length} bytes")
-            size = index + 1 - at + length
-            return size if at + size <= len(raw) else None
-    raise Unsupported("malformed: remaining length of more than four bytes")
+    try:
+        found = framed(raw, at)
+    except ValueError as exc:
+        raise edge.end(_CUT.MALFORMED_PACKET, str(exc)) from exc
+    if found is None:
+        return None
+    head, length = found
+    if length > v5.MAX_PACKET:
+        raise edge.end(_CUT.PACKET_TOO_LARGE, f"a packet of {length} bytes")
+    return head + length if at + head + length <= len(raw) else None
 
 
 def _to_311(data: bytes, edge: Edge) -> bytes:

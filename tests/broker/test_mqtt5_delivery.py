@@ -353,7 +353,7 @@ def test_a_qos_2_publish_outside_the_acl_gets_pubrec_0x87_and_the_flow_ends(stac
         client.send(mqtt5.PublishPacket("elsewhere/x", b"no", qos=qos(2), packet_id=7))
         answer = client.expect(mqtt5.PubRecPacket)
         assert answer.reason_code == mqtt5.PubRecReasonCode.NOT_AUTHORIZED
-        assert answer.reason_str == "topic not in the device's publish ACL"
+        assert answer.reason_str is None  # (the code says it: README, MQTT 5.0)
         # No PUBREL follows a refusal (section 4.3.3); the id is free for the next one.
         _publish(client, 7, f"devices/{device.id}/t", b"yes", 2)
     finally:
