@@ -132,3 +132,41 @@ def test_a_refused_re_authentication_renews_once_and_reconnects(stack: Stack) ->
     client.publish(f"wider/{device.id}", b"now allowed").wait_for_publish(10)
     assert client.error is None
     client.close()
+
+
+def test_auth_client_sends_and_receives_auth_on_paho(stack: Stack) -> None:
+    """The paho extension alone: AUTH 0x19 with a fresh token is answered AUTH 0x00 (to
+    `on_auth`); with garbage, the broker's DISCONNECT 0x87 reaches `on_disconnect`."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+
+    from device_sdk._mqtt5 import AuthClient, token_properties
+
+    device = stack.device(stack.fleet())
+    answers: list[int] = []
+    cut: list[tuple[bool, int]] = []
+    connected = threading.Event()
+    client = AuthClient(CallbackAPIVersion.VERSION2, client_id=device.id, protocol=mqtt.MQTTv5)
+    client.username_pw_set(device.id, None)
+    client.on_connect = lambda c, u, f, reason, p: connected.set()
+    client.on_auth = lambda c, reason, p: answers.append(reason.value)
+    client.on_disconnect = lambda c, u, flags, reason, p: cut.append(
+        (flags.is_disconnect_packet_from_server, reason.value)
+    )
+    client.reconnect_delay_set(60, 60)  # a cut connection stays cut while we look
+    properties = token_properties(PacketTypes.CONNECT, device.token())
+    client.connect("127.0.0.1", stack.mqtt_port, properties=properties)
+    client.loop_start()
+    try:
+        assert connected.wait(10)
+        client.reauthenticate(device.token())
+        wait_for(lambda: answers == [0], what="AUTH 0x00")
+        client.reauthenticate("garbage")
+        wait_for(lambda: cut == [(True, 0x87)], what="DISCONNECT 0x87")
+        assert answers == [0]
+    finally:
+        client.loop_stop()
+    plain = AuthClient(CallbackAPIVersion.VERSION2, client_id=device.id)
+    with pytest.raises(ValueError, match="an MQTT 5"):
+        plain.reauthenticate(device.token())
