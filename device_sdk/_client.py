@@ -235,6 +235,7 @@ class DeviceClient:
         self._abandon_subscriptions(self.error or ConnectError("client closed"))
         self._paho.disconnect()
         self._paho.loop_stop()
+        self._paho.release()
 
     def __enter__(self) -> DeviceClient:
         self.connect()

@@ -15,6 +15,8 @@ What it relies on in paho (paho-mqtt 2.2.0, the version tested; pyproject allows
   wakes its network loop (or the asyncio driver's writer) as for any packet.
 - `Client._pack_remaining_length(packet, length)`: MQTT's variable byte integer.
 - `Client._protocol` and `Client._in_callback_mutex`, as paho's own handlers use them.
+- `Client._reset_sockets()`, in `release()`: `loop_stop()` leaves the socket pair that
+  wakes paho's thread open until the garbage collector finds the client.
 - Public paho: `ReasonCode(PacketTypes.AUTH, identifier=...)`, `Properties(PacketTypes.AUTH)`
   with `pack()` and `unpack()`.
 
@@ -70,6 +72,10 @@ class AuthClient(mqtt.Client):
         body = ReasonCode(PacketTypes.AUTH, identifier=reason).pack() + properties.pack()  # type: ignore[no-untyped-call]
         packet = self._pack_remaining_length(bytearray([AUTH]), len(body)) + body
         return self._packet_queue(AUTH, packet, 0, 0)
+
+    def release(self) -> None:
+        """Close paho's sockets now, after `disconnect()` and `loop_stop()`."""
+        self._reset_sockets()
 
     def _packet_handle(self) -> MQTTErrorCode:
         if self._protocol == mqtt.MQTTv5 and self._in_packet["command"] & 0xF0 == AUTH:

@@ -167,6 +167,7 @@ def test_auth_client_sends_and_receives_auth_on_paho(stack: Stack) -> None:
         assert answers == [0]
     finally:
         client.loop_stop()
+        client.release()
     plain = AuthClient(CallbackAPIVersion.VERSION2, client_id=device.id)
     with pytest.raises(ValueError, match="an MQTT 5"):
         plain.reauthenticate(device.token())
