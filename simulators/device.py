@@ -228,9 +228,12 @@ class VirtualDevice:
 
     async def _reauthenticate(self, token: Token) -> bool:
         """AUTH with the new token; no answer in 30 s counts as a lost connection."""
+        if not self.client.connected:  # lost while the token came: the CONNECT carries it
+            return False
         try:
             return await asyncio.wait_for(self.client.reauthenticate(token.access_token), 30)
         except TimeoutError:
+            self.client.close()  # the reconnect starts from a closed connection
             return False
 
     def _after_loss(self) -> tuple[str, float]:
