@@ -254,3 +254,16 @@ def test_a_bad_protocol_is_a_usage_error() -> None:
     )
     assert done.returncode == 2
     assert "--protocol" in done.stderr
+
+
+def test_revoked_5_0_devices_are_cut_and_stop(stack: Stack, tmp_path: Path) -> None:
+    """DISCONNECT 0x87: the Policy renews once, the token endpoint refuses, it stops."""
+    code, report = _simulate(
+        stack, tmp_path, "--scenario", "revocation", "--protocol", "5",
+        "--devices", "20", "--duration", "6", "--revoke-share", "0.2",
+    )  # fmt: skip
+    assert code == 0, report
+    revocation = report["revocation"]
+    assert revocation["revoked"] == revocation["stopped"] == revocation["disconnected"] == 4
+    assert report["connects"]["refused"] == {}  # they stopped before another CONNECT
+    assert report["messages"]["lost"] == 0
