@@ -5,6 +5,11 @@ password. The session is persistent (clean_session false) and paho keeps its out
 QoS 1 queue across reconnects, so no QoS 1 message is lost to a refresh or a broker
 restart. What to do after a refusal or a lost connection is `Policy`'s decision.
 
+With `protocol="5"` the token is the Authentication Data of the method
+`credbroker-token` (username = device id, no password), and a refresh is an AUTH 0x19
+with the new token in the same connection (MQTT 5.0 section 4.12; `_mqtt5.AuthClient`
+adds AUTH to paho). The server's reason codes reach the `Policy`.
+
 Threads: paho's network thread runs the callbacks and every reconnect after a failure;
 a timer thread fetches the next token at the refresh point. One lock keeps the two
 from spending the same refresh token twice (the server would revoke its family).
@@ -22,16 +27,22 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 
 from device_sdk._errors import ConnectError, DeviceRevoked, DeviceSDKError, TokenError
 from device_sdk._keys import DevicePrivateKey
-from device_sdk._policy import Policy, Step, connack_code
+from device_sdk._mqtt5 import SUCCESS, AuthClient, token_properties
+from device_sdk._policy import NOT_AUTHORIZED, Policy, Step, connack_code, reason_name
 from device_sdk._proof import password_with_proof
 from device_sdk._subscriptions import Subscription
 from device_sdk._tokens import Token, TokenSource
 
 Handler = Callable[[str, bytes], None]
 StateCallback = Callable[[str, dict[str, Any]], None]
+PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
+# MQTT 5.0 section 3.1.2.11.2: a session that outlives its connection, as a 3.1.1
+# persistent one does (0xFFFFFFFF: it does not expire).
+SESSION_EXPIRY = 0xFFFFFFFF
 
 
 class DeviceClient:
@@ -52,13 +63,20 @@ class DeviceClient:
         state_dir: where the refresh token survives reboots; None keeps it in memory.
         keepalive: MQTT keepalive in seconds.
         policy: refresh timing and backoff (see `Policy`).
-        on_state: called with (state, details) on "connected", "refreshed",
-            "disconnected" (details["reason"]), "revoked" and "stopped" (details["error"]).
+        on_state: called with (state, details) on "connected", "refreshed" (with MQTT
+            5.0, details["in_session"]: True after a re-authentication the broker
+            granted), "disconnected", "revoked" and "stopped" (details["error"]). Every
+            "disconnected" says why: details["code"] (the 3.1.1 CONNACK return code or
+            the 5.0 reason code; None when the connection just ended), details["name"]
+            (what the code means) and details["reason"] ("closed", "refused", or paho's
+            text for the end of the connection).
         proof_of_possession: send a fresh proof signed by `private_key` with the token
             at every CONNECT (password `<token>~<proof>`), as fleets with
             `proof_of_possession` require (README, Proof of possession on MQTT).
         proof_audience: the proof's `aud`; None: the token's own `aud` ("mqtt" for
             a reference token).
+        protocol: "3.1.1" (the default) or "5": MQTT 5.0 with the token as
+            Authentication Data, refreshed in the session by re-authentication.
     """
 
     def __init__(
@@ -76,7 +94,12 @@ class DeviceClient:
         on_state: StateCallback | None = None,
         proof_of_possession: bool = False,
         proof_audience: str | None = None,
+        protocol: str = "3.1.1",
     ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol is one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+        self.protocol = protocol
+        self._five = protocol == "5"
         self.device_id = device_id
         self.private_key = private_key
         if proof_of_possession and private_key is None:
@@ -106,12 +129,17 @@ class DeviceClient:
         self._stopping = threading.Event()
         self._refused_code: int | None = None  # from a refused CONNACK, until the drop
         self._timer: threading.Timer | None = None
-        self._paho = mqtt.Client(
+        # MQTT 5.0: the CONNECT properties paho sends at every connect; the token in them
+        # is replaced at each renewal.
+        self._connect_properties = token_properties(PacketTypes.CONNECT, "")
+        self._connect_properties.SessionExpiryInterval = SESSION_EXPIRY
+        self._paho = AuthClient(
             CallbackAPIVersion.VERSION2,
             client_id=device_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if self._five else False,
+            protocol=PROTOCOLS[protocol],
         )
+        self._paho.on_auth = self._on_auth
         if tls is not None:
             self._paho.tls_set_context(tls)
         self._paho.on_pre_connect = self._on_pre_connect
@@ -144,7 +172,16 @@ class DeviceClient:
         """
         deadline = time.monotonic() + timeout
         self._renew(stale=None, deadline=deadline)
-        self._paho.connect_async(self.mqtt_host, self.mqtt_port, keepalive=self.keepalive)
+        if self._five:
+            self._paho.connect_async(
+                self.mqtt_host,
+                self.mqtt_port,
+                keepalive=self.keepalive,
+                clean_start=False,
+                properties=self._connect_properties,
+            )
+        else:
+            self._paho.connect_async(self.mqtt_host, self.mqtt_port, keepalive=self.keepalive)
         self._paho.loop_start()
         accepted = self._settled.wait(max(0.0, deadline - time.monotonic()))
         if self.error is not None or not accepted:
@@ -198,6 +235,7 @@ class DeviceClient:
         self._abandon_subscriptions(self.error or ConnectError("client closed"))
         self._paho.disconnect()
         self._paho.loop_stop()
+        self._paho.release()
 
     def __enter__(self) -> DeviceClient:
         self.connect()
@@ -227,9 +265,25 @@ class DeviceClient:
                         return False
                     continue
                 self._token = token
-                self._paho.username_pw_set(self.device_id, token.access_token)
+                self._present(token.access_token)
                 self._schedule_refresh(token)
         return not self._stopping.is_set()
+
+    def _present(self, credential: str) -> None:
+        """What the next CONNECT carries: the password (3.1.1) or the Authentication Data."""
+        if self._five:
+            self._paho.username_pw_set(self.device_id, None)
+            self._connect_properties.AuthenticationData = credential.encode()
+        else:
+            self._paho.username_pw_set(self.device_id, credential)
+
+    def _credential(self, token: Token) -> str:
+        """The token, with a fresh proof of possession when this client sends them."""
+        key = self.private_key
+        if not self.proof_of_possession or key is None:
+            return token.access_token
+        now = time.time() + self.tokens.skew
+        return password_with_proof(key, token.access_token, audience=self.proof_audience, now=now)
 
     def _schedule_refresh(self, token: Token) -> None:
         if self._timer:
@@ -240,7 +294,7 @@ class DeviceClient:
         self._timer.start()
 
     def _refresh(self, stale: Token) -> None:
-        """Timer thread: a new token, then a reconnect that presents it."""
+        """Timer thread: a new token, then a reconnect (3.1.1) or an AUTH (5.0) with it."""
         try:
             renewed = self._renew(stale=stale, deadline=stale.expires_at)
         except TokenError as exc:
@@ -248,6 +302,13 @@ class DeviceClient:
                 self._stop(exc)
             return  # transient: the broker cuts the session at expiry, then we renew
         if not renewed or self._stopping.is_set():
+            return
+        token = self._token
+        if self._five and token is not None:
+            if self._connected.is_set():  # "refreshed" comes with the broker's AUTH 0x00
+                self._paho.reauthenticate(self._credential(token))
+            else:  # the next CONNECT carries it
+                self.on_state("refreshed", {"expires_in": token.expires_in, "in_session": False})
             return
         if self._connected.is_set():
             try:
@@ -305,18 +366,18 @@ class DeviceClient:
 
     def _on_pre_connect(self, client: Any, userdata: Any) -> None:
         """Before every CONNECT, the first and each reconnect: a proof is single use."""
-        token, key = self._token, self.private_key
-        if self.proof_of_possession and token is not None and key is not None:
-            password = password_with_proof(
-                key,
-                token.access_token,
-                audience=self.proof_audience,
-                now=time.time() + self.tokens.skew,
-            )
-            self._paho.username_pw_set(self.device_id, password)
+        token = self._token
+        if self.proof_of_possession and token is not None:
+            self._present(self._credential(token))
+
+    def _on_auth(self, client: Any, reason: Any, properties: Any) -> None:
+        """The broker's answer to a re-authentication; a refusal is DISCONNECT 0x87."""
+        token = self._token
+        if reason.value == SUCCESS and token is not None:
+            self.on_state("refreshed", {"expires_in": token.expires_in, "in_session": True})
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        code = connack_code(reason)
+        code = int(reason.value) if self._five else connack_code(reason)
         if code != 0:
             self._refused_code = code
             return  # paho drops the connection next; _on_disconnect decides what follows
@@ -331,15 +392,23 @@ class DeviceClient:
     ) -> None:
         self._connected.clear()
         refused, self._refused_code = self._refused_code, None
+        # MQTT 5.0: a DISCONNECT from the server says why (section 3.14.2.1).
+        said = int(reason.value) if flags.is_disconnect_packet_from_server else None
         if self._stopping.is_set():
-            self.on_state("disconnected", {"reason": "closed"})
-            return
-        if refused is None:
-            self.on_state("disconnected", {"reason": str(reason)})
-            self._follow(self.policy.lost(token_expired=self._token_expired()))
-        else:
-            self.on_state("disconnected", {"reason": "refused", "code": refused})
+            self._said("closed", said)
+        elif refused is not None:
+            self._said("refused", refused)
             self._follow(self.policy.refused(refused))
+        elif said is not None:
+            self._said(str(reason), said)
+            self._follow(self.policy.cut(said, token_expired=self._token_expired()))
+        else:
+            self._said(str(reason), None)
+            self._follow(self.policy.lost(token_expired=self._token_expired()))
+
+    def _said(self, reason: str, code: int | None) -> None:
+        name = "closed by this client" if code is None and reason == "closed" else reason_name(code)
+        self.on_state("disconnected", {"reason": reason, "code": code, "name": name})
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self._follow(self.policy.lost(token_expired=self._token_expired()))
@@ -387,7 +456,7 @@ class DeviceClient:
         if self._timer:
             self._timer.cancel()
         revoked = isinstance(error, DeviceRevoked) or (
-            isinstance(error, ConnectError) and error.return_code == 5
+            isinstance(error, ConnectError) and error.return_code in (5, NOT_AUTHORIZED)
         )
         self.on_state("revoked" if revoked else "stopped", {"error": str(error)})
         self._abandon_subscriptions(error)

@@ -8,6 +8,15 @@ same rules.
 - CONNACK 4 or 5: renew the token once and try again; refused again, stop. A revoked
   device must not hammer the broker.
 - Connection lost: back off, renew first if the token has expired.
+- MQTT 5.0 says why (MQTT 5.0 section 2.4): its CONNACK reasons are read as their
+  3.1.1 counterparts (0x86 as 4, 0x87 as 5, 0x88 and 0x9F as 3); 0x8C (this SDK's
+  authentication method refused) stops. A DISCONNECT from the server: 0xA0 (the
+  token expired) renews and reconnects at once; 0x87 (revoked, disabled, or a refused
+  re-authentication) renews once, as CONNACK 5 does, so the token endpoint says whether
+  the device is still wanted; 0x98 (an operator ended the session or its tokens) renews
+  after a backoff; 0x8E (another connection took this client id) stops, or two
+  clients with one id would take the session from each other forever; anything else
+  is a lost connection.
 - Token endpoint unreachable, 5xx or 429: back off, at least `Retry-After`.
 - Token endpoint refuses for good (any other 4xx, `DeviceRevoked` among them): stop.
 """
@@ -29,6 +38,34 @@ CONNACK_REASONS = {
     4: "bad user name or password",
     5: "not authorized",
 }
+
+# MQTT 5.0 section 2.4: the reason codes credbroker sends, by name.
+REASONS_5 = {
+    0x00: "success",
+    0x80: "unspecified error",
+    0x86: "bad user name or password",
+    0x87: "not authorized",
+    0x88: "server unavailable",
+    0x89: "server busy",
+    0x8B: "server shutting down",
+    0x8C: "bad authentication method",
+    0x8E: "session taken over",
+    0x98: "administrative action",
+    0x9F: "connection rate exceeded",
+    0xA0: "maximum connect time",
+}
+# A 5.0 CONNACK reason as the 3.1.1 return code that means the same (section 3.2.2.2).
+_AS_311 = {0x86: 4, 0x87: 5, 0x88: 3, 0x89: 3, 0x9F: 3}
+NOT_AUTHORIZED, TAKEN_OVER, ADMINISTRATIVE, EXPIRED = 0x87, 0x8E, 0x98, 0xA0
+
+
+def reason_name(code: int | None) -> str:
+    """What a 3.1.1 return code (0 to 5) or a 5.0 reason code (0x80 up) means."""
+    if code is None:
+        return "connection lost"
+    known = CONNACK_REASONS if code < 0x80 else REASONS_5
+    return known.get(code, f"reason {code:#04x}")
+
 
 # paho reports a 3.1.1 CONNACK code as an MQTT 5 reason whose name we map back.
 _PAHO_REASONS = {
@@ -104,18 +141,35 @@ class Policy:
         self._renewed_after_refusal = False
 
     def refused(self, code: int) -> Step:
-        if code == 3:
+        """After a refused CONNACK: a 3.1.1 return code, or a 5.0 reason code."""
+        meaning = _AS_311.get(code, code)
+        if meaning == 3:
             return Step("retry", self.backoff.next())
-        if code in (4, 5) and not self._renewed_after_refusal:
+        if meaning in (4, 5) and not self._renewed_after_refusal:
             self._renewed_after_refusal = True
             return Step("renew")
-        reason = CONNACK_REASONS.get(code, "unknown return code")
-        return Step(
-            "stop", error=ConnectError(f"broker refused: {reason} ({code})", return_code=code)
-        )
+        return Step("stop", error=self._refusal(code))
 
     def lost(self, *, token_expired: bool) -> Step:
         return Step("renew" if token_expired else "retry", self.backoff.next())
+
+    def cut(self, code: int, *, token_expired: bool) -> Step:
+        """After the server's MQTT 5.0 DISCONNECT with reason `code`."""
+        if code == EXPIRED:
+            return Step("renew")
+        if code == NOT_AUTHORIZED and not self._renewed_after_refusal:
+            self._renewed_after_refusal = True
+            return Step("renew")
+        if code in (NOT_AUTHORIZED, TAKEN_OVER):
+            return Step("stop", error=self._refusal(code))
+        if code == ADMINISTRATIVE:
+            return Step("renew", self.backoff.next())
+        return self.lost(token_expired=token_expired)
+
+    @staticmethod
+    def _refusal(code: int) -> ConnectError:
+        text = f"{code:#04x}" if code >= 0x80 else str(code)
+        return ConnectError(f"broker refused: {reason_name(code)} ({text})", return_code=code)
 
     def token_failed(self, exc: TokenError) -> Step:
         if not exc.transient:

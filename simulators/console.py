@@ -73,6 +73,10 @@ def _summary(report: dict[str, Any]) -> Iterator[tuple[str, str]]:
         f"{messages['commands_sent']} sent, {messages['commands_delivered']} delivered",
     )
     yield "refreshes", _refreshes(report["refreshes"], report["refresh_spread"])
+    yield "reconnects", str(connects["reconnects"])
+    yield "reauthentications", str(report["reauthentications"])
+    if len(report["protocols"]) > 1:  # a mixed fleet: each half on its own
+        yield "by protocol", _protocols(report["protocols"])
     for name in ("first token", "token", "connect"):
         if name != "first token" or latency[name]["n"]:  # only scenarios that time it
             yield f"{name} latency", _latency(latency[name])
@@ -88,6 +92,14 @@ def _summary(report: dict[str, Any]) -> Iterator[tuple[str, str]]:
         attacks = report["attacks"].values()
         tried, stopped = sum(a["tried"] for a in attacks), sum(a["stopped"] for a in attacks)
         yield "attacks", f"{tried} tried, {stopped} stopped"
+
+
+def _protocols(protocols: dict[str, dict[str, int]]) -> str:
+    return ", ".join(
+        f"MQTT {name}: {p['devices']} devices, {p['reconnects']} reconnects, "
+        f"{p['reauthentications']} reauthentications"
+        for name, p in protocols.items()
+    )
 
 
 def _attacks(attacks: dict[str, dict[str, Any]]) -> Table:

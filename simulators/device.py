@@ -4,6 +4,9 @@ A virtual device follows the device SDK's own rules (`TokenSource.forms/accept` 
 tokens, `Policy` for refresh timing, refusals and backoff) over asyncio I/O, so
 thousands share one loop. Messages are QoS 1 and numbered per device; the backend
 subscribes to all telemetry and counts every number once, so loss is measured end to end.
+
+An MQTT 5.0 device refreshes in its connection (AUTH, MQTT 5.0 section 4.12) and reads
+the server's DISCONNECT reason into its `Policy`; a 3.1.1 device reconnects.
 """
 
 from __future__ import annotations
@@ -83,14 +86,21 @@ class VirtualDevice:
     """Stays connected with fresh tokens; publishes numbered telemetry at `rate`/s."""
 
     def __init__(
-        self, ctx: Context, identity: VirtualIdentity, *, rate: float, commands: bool
+        self,
+        ctx: Context,
+        identity: VirtualIdentity,
+        *,
+        rate: float,
+        commands: bool,
+        protocol: str = "3.1.1",
     ) -> None:
         self.ctx, self.id, self.rate, self.commands = ctx, identity.device_id, rate, commands
+        self.protocol = protocol
         self.tokens = TokenSource(
             api_url=ctx.api, device_id=identity.device_id, private_key=identity.key
         )
         self.policy = Policy(backoff=Backoff(base=0.5, cap=10.0))
-        self.client = AsyncClient(ctx.driver, self.id, on_lost=self._lost)
+        self.client = AsyncClient(ctx.driver, self.id, protocol=protocol, on_lost=self._lost)
         self.token: Token | None = None
         self.sent = 0
         self.stopped: str | None = None
@@ -183,8 +193,10 @@ class VirtualDevice:
             # A refresh drops the old connection while the new one connects: that loss
             # is not this connection's.
             self._lost_event.clear()
-            if self._ready.is_set() and not self.client.session_present:
-                self.ctx.stats.sessions_lost += 1  # its persistent session should be there
+            if self._ready.is_set():
+                self.ctx.stats.reconnected(self.protocol)
+                if not self.client.session_present:
+                    self.ctx.stats.sessions_lost += 1  # its persistent session should be there
             self.ctx.stats.connects_ok += 1
             self.ctx.stats.connect_latency.append(time.monotonic() - began)
         else:
@@ -192,23 +204,47 @@ class VirtualDevice:
         return code
 
     async def _connected_until_refresh_or_loss(self) -> tuple[str, float]:
-        if self.token is None:
-            return "renew", 0.0
-        refresh_at = self.token.obtained_at + self.policy.refresh_in(self.token.expires_in)
-        timeout = max(0.0, refresh_at - time.monotonic())
-        if await first_of(self._lost_event, self.ctx.stopping, timeout=timeout):
-            step = self.policy.lost(token_expired=self._expired())
-            return step.action, step.delay
-        if self.ctx.stopping.is_set():
-            return "retry", 0.0
+        """What to do once this connection ends (3.1.1: at the refresh, a reconnect)."""
+        while self.token is not None:
+            refresh_at = self.token.obtained_at + self.policy.refresh_in(self.token.expires_in)
+            timeout = max(0.0, refresh_at - time.monotonic())
+            if await first_of(self._lost_event, self.ctx.stopping, timeout=timeout):
+                return self._after_loss()
+            if self.ctx.stopping.is_set():
+                return "retry", 0.0
+            try:
+                self.token = await fetch_token(self.ctx, self.tokens)
+            except TokenError as exc:
+                step = self.policy.token_failed(exc)
+                return ("stop", 0.0) if step.action == "stop" else ("renew", step.delay)
+            self.ctx.stats.refreshes += 1
+            self.ctx.stats.refresh_times.append(time.monotonic() - self.ctx.started)
+            if not self.client.five:
+                return "retry", 0.0  # reconnect at once with the new token, same session
+            if not await self._reauthenticate(self.token):
+                return self._after_loss()  # refused (DISCONNECT 0x87) or the connection ended
+            self.ctx.stats.reauthenticated(self.protocol)
+        return "renew", 0.0
+
+    async def _reauthenticate(self, token: Token) -> bool:
+        """AUTH with the new token; no answer in 30 s counts as a lost connection."""
+        if not self.client.connected:  # lost while the token came: the CONNECT carries it
+            return False
         try:
-            self.token = await fetch_token(self.ctx, self.tokens)
-        except TokenError as exc:
-            step = self.policy.token_failed(exc)
-            return ("stop", 0.0) if step.action == "stop" else ("renew", step.delay)
-        self.ctx.stats.refreshes += 1
-        self.ctx.stats.refresh_times.append(time.monotonic() - self.ctx.started)
-        return "retry", 0.0  # reconnect at once with the new token, same session
+            return await asyncio.wait_for(self.client.reauthenticate(token.access_token), 30)
+        except TimeoutError:
+            self.client.close()  # the reconnect starts from a closed connection
+            return False
+
+    def _after_loss(self) -> tuple[str, float]:
+        """The policy's step after a lost connection; MQTT 5.0 says why it was cut."""
+        cut, expired = self.client.cut_reason, self._expired()
+        step = (
+            self.policy.lost(token_expired=expired)
+            if cut is None
+            else self.policy.cut(cut, token_expired=expired)
+        )
+        return step.action, step.delay
 
     def _expired(self) -> bool:
         return self.token is None or self.token.expired

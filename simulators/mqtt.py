@@ -5,6 +5,10 @@ paho tells us when its socket opens, closes and wants writing; the loop calls
 `loop_read`/`loop_write` when the socket is ready, and one ticker calls `loop_misc`
 (keep-alive) for every client. The TCP connect is the loop's too (paho's would block):
 the connected socket is handed to paho, so every paho call happens on the loop's thread.
+
+MQTT 5.0 clients are the device SDK's `AuthClient` (paho plus the AUTH packet): their
+token is the Authentication Data of `credbroker-token`, and `reauthenticate` refreshes
+it in the connection (MQTT 5.0 section 4.12).
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 
+from device_sdk._client import PROTOCOLS, SESSION_EXPIRY
+from device_sdk._mqtt5 import SUCCESS, AuthClient, token_properties
 from device_sdk._policy import connack_code
 
 MessageHandler = Callable[[str, bytes], None]
@@ -42,7 +49,7 @@ class Driver:
             client.close()
 
 
-class _HandedSocketClient(mqtt.Client):
+class _HandedSocketClient(AuthClient):
     """paho, given a socket the loop has already connected instead of making its own."""
 
     handed: socket.socket | None = None
@@ -55,7 +62,8 @@ class _HandedSocketClient(mqtt.Client):
 
 
 class AsyncClient:
-    """One MQTT 3.1.1 connection: `await connect()` gives the CONNACK return code."""
+    """One MQTT connection: `await connect()` gives the CONNACK return code (3.1.1) or
+    reason code (5.0); `protocol` is "3.1.1" or "5"."""
 
     def __init__(
         self,
@@ -63,22 +71,28 @@ class AsyncClient:
         client_id: str,
         *,
         clean_session: bool = False,
+        protocol: str = "3.1.1",
         on_message: MessageHandler | None = None,
         on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.driver = driver
+        self.five = protocol == "5"
+        self.persistent = not clean_session
+        self.cut_reason: int | None = None  # the server's DISCONNECT reason (5.0), if any
         self.on_message = on_message
         self.on_lost = on_lost
         self.connected = False
         self.session_present = False  # of the last CONNACK
         self._connack: asyncio.Future[int] | None = None
         self._acks: dict[int, asyncio.Future[list[int]]] = {}
+        self._auth: asyncio.Future[bool] | None = None
         self.paho = _HandedSocketClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            clean_session=clean_session,
-            protocol=mqtt.MQTTv311,
+            clean_session=None if self.five else clean_session,
+            protocol=PROTOCOLS[protocol],
         )
+        self.paho.on_auth = self._on_auth
         self.paho.on_socket_open = self._socket_open
         self.paho.on_socket_close = self._socket_close
         self.paho.on_socket_register_write = self._want_write
@@ -102,7 +116,8 @@ class AsyncClient:
         bind_address: str = "",
         timeout: float = 30.0,
     ) -> int:
-        """The CONNACK return code (0 accepted), or -1 if the connection closed first."""
+        """The CONNACK's code (0 accepted), or -1 if the connection closed first. With
+        MQTT 5.0, `password` is the token, sent as Authentication Data (no password)."""
         loop = self.driver.loop
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -115,11 +130,11 @@ class AsyncClient:
             return -1
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._connack = loop.create_future()
-        self.paho.username_pw_set(username, password)
+        self.cut_reason = None
         self.paho.handed = sock
         self.driver.clients.add(self)
         try:
-            self.paho.connect(host, port, keepalive)
+            self._connect(host, port, keepalive, username, password)
         except OSError:
             self.driver.clients.discard(self)
             return -1
@@ -128,6 +143,28 @@ class AsyncClient:
         except TimeoutError:
             self.close()
             return -1
+
+    def _connect(
+        self, host: str, port: int, keepalive: int, username: str | None, password: str | None
+    ) -> None:
+        if not self.five:
+            self.paho.username_pw_set(username, password)
+            self.paho.connect(host, port, keepalive)
+            return
+        self.paho.username_pw_set(username, None)
+        properties = token_properties(PacketTypes.CONNECT, password or "")
+        if self.persistent:  # MQTT 5.0 section 3.1.2.11.2, as a 3.1.1 persistent session
+            properties.SessionExpiryInterval = SESSION_EXPIRY
+        self.paho.connect(
+            host, port, keepalive, clean_start=not self.persistent, properties=properties
+        )
+
+    def reauthenticate(self, token: str) -> asyncio.Future[bool]:
+        """MQTT 5.0 AUTH 0x19 with `token`: True at the server's AUTH 0x00, False if the
+        connection ended first (a refusal is DISCONNECT 0x87)."""
+        self._auth = self.driver.loop.create_future()
+        self.paho.reauthenticate(token)
+        return self._auth
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> asyncio.Future[list[int]]:
         """Resolves at the PUBACK (QoS 1) or once written (QoS 0); paho keeps QoS 1
@@ -178,8 +215,15 @@ class AsyncClient:
     def _done_writing(self, client: Any, userdata: Any, sock: Any) -> None:
         self.driver.loop.remove_writer(sock)
 
+    def _on_auth(self, client: Any, reason: Any, properties: Any) -> None:
+        self._answer_auth(reason.value == SUCCESS)
+
+    def _answer_auth(self, granted: bool) -> None:
+        if self._auth is not None and not self._auth.done():
+            self._auth.set_result(granted)
+
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        code = connack_code(reason)
+        code = int(reason.value) if self.five else connack_code(reason)
         self.connected = code == 0
         self.session_present = bool(flags.session_present)
         self._settle(code)
@@ -192,7 +236,10 @@ class AsyncClient:
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         was_connected, self.connected = self.connected, False
+        if flags.is_disconnect_packet_from_server:
+            self.cut_reason = int(reason.value)
         self._settle(-1)
+        self._answer_auth(False)
         self.driver.clients.discard(self)
         if was_connected and self.on_lost is not None:
             self.on_lost()

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from device_sdk._policy import CONNACK_REASONS
+from device_sdk._policy import reason_name
 
 
 def percentile(samples: list[float], pct: float) -> float | None:
@@ -61,6 +61,11 @@ class Stats:
     commands_sent: int = 0
     commands_delivered: int = 0
     refreshes: int = 0
+    # By protocol ("3.1.1", "5"): devices, connects after a device's first, and MQTT 5.0
+    # re-authentications (a refresh in the connection, instead of a reconnect).
+    protocols: Counter[str] = field(default_factory=Counter)
+    reconnects: Counter[str] = field(default_factory=Counter)
+    reauthentications: Counter[str] = field(default_factory=Counter)
     stopped: Counter[str] = field(default_factory=Counter)  # honest devices that gave up
     first_token_latency: list[float] = field(default_factory=list)  # boot: issue 11's measure
     token_latency: list[float] = field(default_factory=list)  # every grant, first and refreshes
@@ -73,8 +78,18 @@ class Stats:
     lost_sample: dict[str, str] = field(default_factory=dict)
 
     def refused_connect(self, code: int) -> None:
-        reason = CONNACK_REASONS.get(code, "no answer")
-        self.refused[f"{code} {reason}" if code >= 0 else reason] += 1
+        """Counted by code and name: "5 not authorized" (3.1.1), "0x87 not authorized" (5.0)."""
+        if code < 0:
+            self.refused["no answer"] += 1
+        else:
+            shown = f"{code:#04x}" if code >= 0x80 else str(code)
+            self.refused[f"{shown} {reason_name(code)}"] += 1
+
+    def reconnected(self, protocol: str) -> None:
+        self.reconnects[protocol] += 1
+
+    def reauthenticated(self, protocol: str) -> None:
+        self.reauthentications[protocol] += 1
 
     def attack(self, name: str, expected: str) -> Attack:
         return self.attacks.setdefault(name, Attack(name, expected))
@@ -114,6 +129,7 @@ class Report:
                 "ok": s.connects_ok,
                 "refused": dict(s.refused),
                 "sessions_lost": s.sessions_lost,
+                "reconnects": s.reconnects.total(),
             },
             "messages": {
                 "sent": s.sent,
@@ -125,6 +141,15 @@ class Report:
                 "lost_sample": s.lost_sample,
             },
             "refreshes": s.refreshes,
+            "reauthentications": s.reauthentications.total(),
+            "protocols": {
+                protocol: {
+                    "devices": devices,
+                    "reconnects": s.reconnects[protocol],
+                    "reauthentications": s.reauthentications[protocol],
+                }
+                for protocol, devices in sorted(s.protocols.items())
+            },
             "refresh_spread": spread,
             "honest_devices_stopped": dict(s.stopped),
             "latency_ms": {

@@ -20,6 +20,8 @@ from simulators.report import Report, Stats
 from simulators.scenarios import Scenario
 
 COMMAND_SHARE = 10  # one device in ten subscribes to commands
+# --protocol: every device on one MQTT version, or "mixed", every other device on 5.0.
+PROTOCOLS = ("3.1.1", "5", "mixed")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,13 @@ class Options:
     boot_rate: float = (
         100.0  # devices starting per second: what the embedded stack grants under load
     )
+    protocol: str = "3.1.1"  # one of PROTOCOLS
+
+    def protocol_of(self, n: int) -> str:
+        """The MQTT version of the fleet's device number `n`."""
+        if self.protocol == "mixed":
+            return "5" if n % 2 else "3.1.1"
+        return self.protocol
 
     def ramp(self, devices: int) -> float:
         """Seconds over which the fleet boots: at `boot_rate`, at most half the run."""
@@ -101,9 +110,16 @@ async def _run(
     backend = Backend(ctx, backend_id)
     await backend.start()
     devices = [
-        VirtualDevice(ctx, identity, rate=options.rate, commands=n % COMMAND_SHARE == 0)
+        VirtualDevice(
+            ctx,
+            identity,
+            rate=options.rate,
+            commands=n % COMMAND_SHARE == 0,
+            protocol=options.protocol_of(n),
+        )
         for n, identity in enumerate(identities)
     ]
+    stats.protocols.update(d.protocol for d in devices)
     ctx.started = time.monotonic()
     if scenario.tokens_together:
         await _bounded(64, [d.obtain_token for d in devices])
@@ -238,6 +254,7 @@ async def _report_progress(
                 "sent": stats.sent,
                 "delivered": stats.delivered,
                 "refreshes": stats.refreshes,
+                "reauthentications": stats.reauthentications.total(),
                 "refused": sum(stats.refused.values()),
                 "attacks": f"{sum(a.stopped for a in attacks)}/{sum(a.tried for a in attacks)}",
             }

@@ -54,6 +54,14 @@ def simulate(
         float,
         typer.Option("--leeway", envvar="CREDBROKER_LEEWAY", help="the target stack's leeway"),
     ] = 30.0,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            envvar="CREDBROKER_PROTOCOL",
+            help="MQTT version of the devices: 3.1.1 | 5 | mixed (every other device on 5)",
+        ),
+    ] = "3.1.1",
     json_out: Annotated[
         Path | None, typer.Option("--json", envvar="CREDBROKER_JSON", help="write the report")
     ] = None,
@@ -64,11 +72,13 @@ def simulate(
     revoked device kept going.
     """
     from simulators.embedded import embedded_stack
-    from simulators.run import Options, Target
+    from simulators.run import PROTOCOLS, Options, Target
     from simulators.run import simulate as run_simulation
 
     if scenario not in SCENARIOS:
         raise typer.BadParameter(f"one of {', '.join(SCENARIOS)}", param_hint="--scenario")
+    if protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"one of {', '.join(PROTOCOLS)}", param_hint="--protocol")
     if not embedded and not admin_key:
         raise typer.BadParameter("pass --admin-key (or --embedded)", param_hint="--admin-key")
     host, _, port = mqtt.rpartition(":")
@@ -82,6 +92,7 @@ def simulate(
         rate=rate,
         token_ttl=token_ttl,
         revoke_share=revoke_share,
+        protocol=protocol,
     )
     stack: AbstractContextManager[Target] = (
         embedded_stack()

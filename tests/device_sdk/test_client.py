@@ -157,6 +157,14 @@ def test_a_device_revoked_while_connected_stops_instead_of_hammering(stack: Stac
     # Cut at revocation, one reconnect refused with 5, one renewal refused: then silence.
     refused = [e for e in _audit(stack, device.id, "mqtt.connect") if e["outcome"] != "ok"]
     assert len(refused) <= 1
+    # on_state says why each connection ended: 3.1.1 has no reason for the cut itself,
+    # a refused CONNACK has its return code.
+    ended = [d for s, d in states if s == "disconnected"]
+    assert (ended[0]["code"], ended[0]["name"]) == (None, "connection lost")
+    assert [(d["reason"], d["code"], d["name"]) for d in ended[1:]] in (
+        [],
+        [("refused", 5, "not authorized")],
+    )
     wait_for(lambda: client._paho._thread is None, what="paho's network thread to end")
     client.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from device_sdk import Backoff, ConnectError, DeviceRevoked, Policy, TokenError
-from device_sdk._policy import connack_code
+from device_sdk._policy import Step, connack_code, reason_name
 
 
 def test_backoff_is_full_jitter_under_a_doubling_cap() -> None:
@@ -75,3 +75,51 @@ def test_paho_reason_names_map_back_to_mqtt311_codes() -> None:
     names = ["Success", "Server unavailable", "Bad user name or password", "Not authorized"]
     assert [connack_code(ReasonCode(PacketTypes.CONNACK, n)) for n in names] == [0, 3, 4, 5]
     assert connack_code(ReasonCode(PacketTypes.CONNACK, "Unspecified error")) == -1
+
+
+@pytest.mark.parametrize(("five", "three"), [(0x86, 4), (0x87, 5)])
+def test_5_0_connack_refusals_are_read_as_their_3_1_1_codes(five: int, three: int) -> None:
+    policy = Policy()
+    assert policy.refused(five).action == "renew"
+    final = policy.refused(five)
+    assert final.action == "stop"
+    assert isinstance(final.error, ConnectError) and final.error.return_code == five
+    assert f"{five:#04x}" in str(final.error)
+
+
+@pytest.mark.parametrize("code", [0x88, 0x9F])
+def test_5_0_server_unavailable_and_rate_exceeded_back_off(code: int) -> None:
+    policy = Policy(backoff=Backoff(rng=lambda: 1.0))
+    steps = [policy.refused(code) for _ in range(3)]
+    assert [(s.action, s.delay) for s in steps] == [("retry", 0.5), ("retry", 1.0), ("retry", 2.0)]
+
+
+def test_a_bad_authentication_method_stops_at_once() -> None:
+    step = Policy().refused(0x8C)
+    assert step.action == "stop" and "bad authentication method" in str(step.error)
+
+
+def test_a_cut_at_expiry_renews_at_once_but_not_authorized_renews_only_once() -> None:
+    """0xA0 and 0x87 mean different things: a token to renew, a device maybe revoked."""
+    policy = Policy()
+    assert [policy.cut(0xA0, token_expired=True) for _ in range(2)] == [Step("renew")] * 2
+    assert policy.cut(0x87, token_expired=False) == Step("renew")
+    refused = policy.cut(0x87, token_expired=False)
+    assert refused.action == "stop" and isinstance(refused.error, ConnectError)
+    assert refused.error.return_code == 0x87
+
+
+def test_a_take_over_stops_and_an_administrative_end_renews_after_a_backoff() -> None:
+    policy = Policy(backoff=Backoff(rng=lambda: 1.0))
+    assert policy.cut(0x8E, token_expired=False).action == "stop"
+    assert policy.cut(0x98, token_expired=False) == Step("renew", 0.5)
+    assert policy.cut(0x8B, token_expired=True) == Step("renew", 1.0)  # as a lost connection
+    assert policy.cut(0x8B, token_expired=False) == Step("retry", 2.0)
+
+
+def test_reason_names_cover_both_protocols() -> None:
+    assert reason_name(5) == "not authorized"
+    assert reason_name(0x87) == "not authorized"
+    assert reason_name(0xA0) == "maximum connect time"
+    assert reason_name(None) == "connection lost"
+    assert reason_name(0x95) == "reason 0x95"

@@ -206,3 +206,64 @@ def test_the_help_lists_every_scenario_of_the_table() -> None:
     )  # fmt: skip
     for scenario in SCENARIOS.values():
         assert f"{scenario.name}: {scenario.about}" in " ".join(done.stdout.split())
+
+
+def test_a_refresh_storm_on_mqtt_5_re_authenticates_without_a_reconnect(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Every token expires together; each 5.0 device refreshes by AUTH in its session."""
+    code, report = _simulate(
+        stack, tmp_path, "--scenario", "refresh-storm", "--protocol", "5",
+        "--devices", "10", "--duration", "9", "--token-ttl", "3", "--rate", "2",
+    )  # fmt: skip
+    assert code == 0, report
+    assert report["protocols"] == {
+        "5": {"devices": 10, "reconnects": 0, "reauthentications": report["reauthentications"]}
+    }
+    assert report["reauthentications"] >= 10 * 2  # 3 s tokens over 9 s: twice each
+    assert report["reauthentications"] == report["refreshes"]
+    assert report["connects"]["reconnects"] == 0
+    assert report["connects"]["ok"] == 10
+    messages = report["messages"]
+    assert messages["lost"] == 0 and messages["delivered"] == messages["sent"] > 10 * 9
+
+
+def test_a_mixed_fleet_refreshes_each_half_its_own_way(stack: Stack, tmp_path: Path) -> None:
+    done, report = _run(
+        stack, tmp_path, "--scenario", "telemetry", "--protocol", "mixed",
+        "--devices", "10", "--duration", "8", "--token-ttl", "3", "--revoke-share", "0",
+    )  # fmt: skip
+    assert done.returncode == 0, report
+    three, five = report["protocols"]["3.1.1"], report["protocols"]["5"]
+    assert three["devices"] == five["devices"] == 5
+    assert three["reconnects"] >= 5 and three["reauthentications"] == 0  # 3.1.1 reconnects
+    assert five["reconnects"] == 0 and five["reauthentications"] >= 5
+    assert report["messages"]["lost"] == 0
+    assert _line(done.stdout, "reconnects") == str(report["connects"]["reconnects"])
+    assert _line(done.stdout, "reauthentications") == str(report["reauthentications"])
+    assert "MQTT 5: 5 devices, 0 reconnects" in _line(done.stdout, "by protocol")
+
+
+def test_a_bad_protocol_is_a_usage_error() -> None:
+    done = subprocess.run(
+        [str(BIN / "credbroker"), "simulate", "--embedded", "--protocol", "4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--protocol" in done.stderr
+
+
+def test_revoked_5_0_devices_are_cut_and_stop(stack: Stack, tmp_path: Path) -> None:
+    """DISCONNECT 0x87: the Policy renews once, the token endpoint refuses, it stops."""
+    code, report = _simulate(
+        stack, tmp_path, "--scenario", "revocation", "--protocol", "5",
+        "--devices", "20", "--duration", "6", "--revoke-share", "0.2",
+    )  # fmt: skip
+    assert code == 0, report
+    revocation = report["revocation"]
+    assert revocation["revoked"] == revocation["stopped"] == revocation["disconnected"] == 4
+    assert report["connects"]["refused"] == {}  # they stopped before another CONNECT
+    assert report["messages"]["lost"] == 0
