@@ -306,3 +306,23 @@ def test_re_authentication_keeps_the_subscriptions_and_the_flows_in_flight(
     finally:
         client.close()
         other.close()
+
+
+def test_re_authentication_with_an_expired_token_disconnects_with_0x87(stack: Stack) -> None:
+    fleet = stack.fleet(ttl=1)
+    device = stack.device(fleet)
+    stale = device.token()
+    cut_off = jwt.decode(stale, options={"verify_signature": False})["exp"] + 1  # the leeway
+    longer = stack.http.patch(
+        f"{stack.base}/v1/fleets/{fleet}", json={"token_ttl": 60}, headers=stack.admin
+    )
+    assert longer.status_code == 200
+    client = Raw5(stack, device.id, device.token())
+    try:
+        assert client.connack().reason_code == mqtt5.ConnAckReasonCode.SUCCESS
+        time.sleep(max(0.0, cut_off + 0.2 - time.time()))  # the clock, not the broker
+        answer = client.renew(stale)
+        assert isinstance(answer, mqtt5.DisconnectPacket), answer
+        assert answer.reason_code == mqtt5.DisconnectReasonCode.NOT_AUTHORIZED
+    finally:
+        client.close()
