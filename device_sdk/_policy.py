@@ -14,9 +14,10 @@ same rules.
   token expired) renews and reconnects at once; 0x87 (revoked, disabled, or a refused
   re-authentication) renews once, as CONNACK 5 does, so the token endpoint says whether
   the device is still wanted; 0x98 (an operator ended the session or its tokens) renews
-  after a backoff; 0x8E (another connection took this client id) stops, or two
-  clients with one id would take the session from each other forever; anything else
-  is a lost connection.
+  after a backoff; 0x8E (another connection took this client id) tries again after at
+  least `TAKE_BACK_AFTER` seconds: stopping would let whoever holds a copy of the
+  token keep the device offline for good, and the pause keeps two clients with one id
+  from trading the session many times a second; anything else is a lost connection.
 - Token endpoint unreachable, 5xx or 429: back off, at least `Retry-After`.
 - Token endpoint refuses for good (any other 4xx, `DeviceRevoked` among them): stop.
 """
@@ -57,6 +58,7 @@ REASONS_5 = {
 # A 5.0 CONNACK reason as the 3.1.1 return code that means the same (section 3.2.2.2).
 _AS_311 = {0x86: 4, 0x87: 5, 0x88: 3, 0x89: 3, 0x9F: 3}
 NOT_AUTHORIZED, TAKEN_OVER, ADMINISTRATIVE, EXPIRED = 0x87, 0x8E, 0x98, 0xA0
+TAKE_BACK_AFTER = 10.0  # s, at least, after a take-over (0x8E)
 
 
 def reason_name(code: int | None) -> str:
@@ -160,8 +162,10 @@ class Policy:
         if code == NOT_AUTHORIZED and not self._renewed_after_refusal:
             self._renewed_after_refusal = True
             return Step("renew")
-        if code in (NOT_AUTHORIZED, TAKEN_OVER):
+        if code == NOT_AUTHORIZED:
             return Step("stop", error=self._refusal(code))
+        if code == TAKEN_OVER:
+            return Step("retry", self.backoff.next(at_least=TAKE_BACK_AFTER))
         if code == ADMINISTRATIVE:
             return Step("renew", self.backoff.next())
         return self.lost(token_expired=token_expired)

@@ -109,12 +109,15 @@ def test_a_cut_at_expiry_renews_at_once_but_not_authorized_renews_only_once() ->
     assert refused.error.return_code == 0x87
 
 
-def test_a_take_over_stops_and_an_administrative_end_renews_after_a_backoff() -> None:
+def test_a_take_over_retries_after_a_pause_and_an_administrative_end_renews() -> None:
+    """0x8E does not stop: whoever holds a copy of the token must not keep the device
+    offline for good; the pause keeps two clients with one id from trading the session
+    many times a second."""
     policy = Policy(backoff=Backoff(rng=lambda: 1.0))
-    assert policy.cut(0x8E, token_expired=False).action == "stop"
-    assert policy.cut(0x98, token_expired=False) == Step("renew", 0.5)
-    assert policy.cut(0x8B, token_expired=True) == Step("renew", 1.0)  # as a lost connection
-    assert policy.cut(0x8B, token_expired=False) == Step("retry", 2.0)
+    assert policy.cut(0x8E, token_expired=False) == Step("retry", 10.5)
+    assert policy.cut(0x98, token_expired=False) == Step("renew", 1.0)
+    assert policy.cut(0x8B, token_expired=True) == Step("renew", 2.0)  # as a lost connection
+    assert policy.cut(0x8B, token_expired=False) == Step("retry", 4.0)
 
 
 def test_reason_names_cover_both_protocols() -> None:
