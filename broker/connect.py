@@ -16,7 +16,7 @@ import asyncio
 import mqtt5
 from amqtt.adapters import ReaderAdapter
 
-from broker import v5
+from broker import v5, v5out
 from broker.errors import BadConnect
 from broker.packets import remaining_length
 
@@ -91,7 +91,7 @@ def _connect_5(raw: bytes) -> Connect:
     if packet.authentication_method not in (None, v5.METHOD):  # MQTT 5.0 section 4.12
         reason = mqtt5.ConnAckReasonCode.BAD_AUTHENTICATION_METHOD
         raise BadConnect(
-            "authentication method", "bad_authentication_method", reply=v5.connack(reason)
+            "authentication method", "bad_authentication_method", reply=v5out.connack(reason)
         )
     return v5.connect_311(packet), packet
 

@@ -38,7 +38,7 @@ from amqtt.mqtt.publish import PublishPacket
 from amqtt.mqtt.pubrel import PubrelPacket
 from amqtt.session import OUTGOING, Session
 
-from broker import packets, properties, v5
+from broker import packets, properties, v5, v5out
 from broker.errors import ConnectionEnded
 from broker.packets import PacketReader
 from broker.slim import SlimEvent, SlimQueue
@@ -147,16 +147,16 @@ class CredHandler(BrokerProtocolHandler):  # type: ignore[misc]  # amqtt is unty
         edge = self.edge
         if edge is None or edge.max_packet_size is None:
             return True
-        return edge.fits(v5.publish_size(topic, data, qos))
+        return edge.fits(v5out.publish_size(topic, data, qos))
 
     async def _send_packet(self, packet: Any) -> None:
-        """A 5.0 client's PUBLISH goes out with its message's properties (v5.publish)."""
+        """A 5.0 client's PUBLISH goes out with its message's properties (v5out.publish)."""
         if self.edge is None or not isinstance(packet, PublishPacket):
             await super()._send_packet(packet)
             return
         if self.writer is not None:
             async with self._write_lock:
-                self.writer.write_5(v5.publish(packet))
+                self.writer.write_5(v5out.publish(packet))
                 await self.writer.drain()
 
     def _follow(self, flow: Any) -> None:

@@ -34,7 +34,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
-from broker import properties, v5, v5stream
+from broker import properties, v5, v5out, v5stream
 from broker.connack import REASON_CODES, RETURN_CODES
 from broker.connect import read_connect
 from broker.delivery import MAX_QUEUED_MESSAGES, DeliveryBroker
@@ -281,7 +281,7 @@ class CredBroker(DeliveryBroker):
         code = RETURN_CODES[refusal.kind]
         if isinstance(writer, v5stream.Writer):
             with contextlib.suppress(ConnectionError, OSError):
-                writer.write_5(v5.connack(REASON_CODES[refusal.kind], why=_why(refusal)))
+                writer.write_5(v5out.connack(REASON_CODES[refusal.kind], why=_why(refusal)))
                 await writer.drain()
         else:
             await _send_connack(writer, code)
@@ -646,11 +646,11 @@ def _narrower(new: Grant, old: Grant) -> bool:
 
 
 async def _say_why(handler: BrokerProtocolHandler, reason: str) -> None:
-    """An MQTT 5.0 client's DISCONNECT with the reason of its cut (`v5.disconnect`)."""
+    """An MQTT 5.0 client's DISCONNECT with the reason of its cut (`v5out.disconnect`)."""
     writer = handler.writer
     if isinstance(writer, v5stream.Writer):
         with contextlib.suppress(OSError, ConnectionError):
-            writer.write_5(v5.disconnect(reason))
+            writer.write_5(v5out.disconnect(reason))
             await writer.drain()
 
 

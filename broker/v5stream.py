@@ -17,7 +17,7 @@ from typing import Any
 import mqtt5
 from amqtt.adapters import ReaderAdapter, StreamReaderAdapter, WriterAdapter
 
-from broker import v5
+from broker import v5, v5out
 from broker.packets import CHUNK, framed
 from broker.v5 import Edge, Unsupported
 
@@ -117,7 +117,7 @@ class Writer(WriterAdapter):  # type: ignore[misc]  # amqtt is untyped
         self.edge = edge
 
     def write(self, data: bytes) -> None:
-        self._writer.write(v5.from_311(bytes(data), self.edge))
+        self._writer.write(v5out.from_311(bytes(data), self.edge))
 
     def write_5(self, data: bytes) -> None:
         """A 5.0 packet as it is (a CONNACK with the decision's own reason code)."""
