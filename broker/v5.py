@@ -40,6 +40,12 @@ METHOD = "credbroker-token"
 _CUT = mqtt5.DisconnectReasonCode
 
 
+# What an acknowledgement's refusal says, when the client asked for problem information
+# (Request Problem Information, section 3.1.2.11.7). A `$` topic is never in an ACL.
+NOT_IN_PUBLISH_ACL = "topic not in the device's publish ACL"
+NOT_IN_SUBSCRIBE_ACL = "filter not in the device's subscribe ACL"
+
+
 class Unsupported(Exception):
     """A 5.0 packet the core cannot serve: the connection ends."""
 
@@ -177,7 +183,8 @@ def _publish(packet: mqtt5.PublishPacket, edge: Edge) -> bytes:
                 if edge.refuse_publish is not None:
                     edge.refuse_publish(topic)
                 refused = mqtt5.PubRecReasonCode.NOT_AUTHORIZED
-                _send(edge, mqtt5.PubRecPacket(packet_id, reason_code=refused))
+                why = NOT_IN_PUBLISH_ACL if edge.problem_info else None
+                _send(edge, mqtt5.PubRecPacket(packet_id, reason_code=refused, reason_str=why))
                 return b""
             edge.refused.add(packet_id)  # the core drops it; its PUBACK says so
         edge.inflight.add(packet_id)

@@ -13,7 +13,15 @@ from typing import Any
 import mqtt5
 
 from broker import properties
-from broker.v5 import MAX_PACKET, RECEIVE_MAXIMUM, TOPIC_ALIAS_MAXIMUM, Edge, disconnect_code
+from broker.v5 import (
+    MAX_PACKET,
+    NOT_IN_PUBLISH_ACL,
+    NOT_IN_SUBSCRIBE_ACL,
+    RECEIVE_MAXIMUM,
+    TOPIC_ALIAS_MAXIMUM,
+    Edge,
+    disconnect_code,
+)
 from broker.v5 import length as _length
 
 Reason = mqtt5.ConnAckReasonCode
@@ -27,10 +35,6 @@ CONNACK_REASONS = {
     4: Reason.BAD_USER_NAME_OR_PASSWORD,
     5: Reason.NOT_AUTHORIZED,
 }
-# What a SUBACK's refusals say, when the client asked for problem information. A
-# PUBACK's or PUBREC's 0x87 says it alone: clients whose codec takes no properties on
-# them (the Paho interoperability suite's, small device stacks) then still read it.
-NOT_IN_SUBSCRIBE_ACL = "filter not in the device's subscribe ACL"
 
 
 def connack(
@@ -161,7 +165,9 @@ def _puback_5(first: int, body: bytes, edge: Edge) -> Any:
     edge.inflight.discard(packet_id)
     if packet_id in edge.refused:
         edge.refused.discard(packet_id)
-        return mqtt5.PubAckPacket(packet_id, reason_code=mqtt5.PubAckReasonCode.NOT_AUTHORIZED)
+        refused = mqtt5.PubAckReasonCode.NOT_AUTHORIZED
+        why = NOT_IN_PUBLISH_ACL if edge.problem_info else None
+        return mqtt5.PubAckPacket(packet_id, reason_code=refused, reason_str=why)
     return mqtt5.PubAckPacket(packet_id)
 
 

@@ -76,7 +76,8 @@ def test_publish_properties_reach_5_0_subscribers_at_every_qos_and_retained(
     old = stack.device(fleet)
     plain = Client(stack, old.id, old.token())
     try:
-        pub.connack(), sub.connack()
+        pub.connack()
+        sub.connack()
         assert plain.connected.wait(10)
         plain.subscribe(f"fleets/{fleet}/up/+", qos=1)
         sub.subscribe(1, mqtt5.TopicFilter(f"fleets/{fleet}/up/+", max_qos=qos(2)))
@@ -112,7 +113,9 @@ def test_publish_properties_reach_5_0_subscribers_at_every_qos_and_retained(
         _publish(pub, 21, _up(fleet, sender), b"", 1, retain=True)  # clears it
         later.close()
     finally:
-        pub.close(), sub.close(), plain.close()
+        pub.close()
+        sub.close()
+        plain.close()
 
 
 def test_an_expired_message_is_not_delivered_and_the_rest_carry_the_time_left(
@@ -159,7 +162,8 @@ def test_no_local_and_retain_as_published(stack: Stack) -> None:
     client = Raw5(stack, device.id, device.token())
     peer = Raw5(stack, other.id, other.token())
     try:
-        client.connack(), peer.connack()
+        client.connack()
+        peer.connack()
         local = mqtt5.TopicFilter(topic, max_qos=qos(1), no_local=True)
         kept = mqtt5.TopicFilter(f"fleets/{fleet}/up/+", max_qos=qos(1), retain_as_published=True)
         client.subscribe(1, local)
@@ -176,7 +180,8 @@ def test_no_local_and_retain_as_published(stack: Stack) -> None:
         assert first.payload == b"marker"
         _publish(client, 7, topic, b"", 1, retain=True)
     finally:
-        client.close(), peer.close()
+        client.close()
+        peer.close()
 
 
 def test_retain_handling_sends_retained_messages_as_the_subscription_asks(stack: Stack) -> None:
@@ -299,7 +304,8 @@ def test_the_client_receive_maximum_bounds_unacknowledged_publishes(stack: Stack
     client = Raw5(stack, device.id, device.token(), receive_max=2)
     pub = Raw5(stack, sender.id, sender.token())
     try:
-        client.connack(), pub.connack()
+        client.connack()
+        pub.connack()
         client.subscribe(1, mqtt5.TopicFilter(f"fleets/{fleet}/up/+", max_qos=qos(1)))
         for n in range(3):
             _publish(pub, 10 + n, _up(fleet, sender), f"m{n}".encode(), 1)
@@ -310,7 +316,8 @@ def test_the_client_receive_maximum_bounds_unacknowledged_publishes(stack: Stack
         third = client.expect(mqtt5.PublishPacket)
         assert third.payload == b"m2"
     finally:
-        client.close(), pub.close()
+        client.close()
+        pub.close()
 
 
 def test_more_unacknowledged_qos_2_publishes_than_the_receive_maximum_disconnect(
@@ -353,11 +360,30 @@ def test_a_qos_2_publish_outside_the_acl_gets_pubrec_0x87_and_the_flow_ends(stac
         client.send(mqtt5.PublishPacket("elsewhere/x", b"no", qos=qos(2), packet_id=7))
         answer = client.expect(mqtt5.PubRecPacket)
         assert answer.reason_code == mqtt5.PubRecReasonCode.NOT_AUTHORIZED
-        assert answer.reason_str is None  # (the code says it: README, MQTT 5.0)
+        assert answer.reason_str == "topic not in the device's publish ACL"
         # No PUBREL follows a refusal (section 4.3.3); the id is free for the next one.
         _publish(client, 7, f"devices/{device.id}/t", b"yes", 2)
     finally:
         client.close()
+
+
+def test_a_refused_publish_says_why_unless_the_client_asked_for_no_problem_information(
+    stack: Stack,
+) -> None:
+    """PUBACK 0x87 with a Reason String (MQTT 5.0 section 3.4.2.2.2), for a `$` topic too,
+    which no ACL holds; none when Request Problem Information is 0 (section 3.1.2.11.7).
+    The Paho suite's codec takes no properties on PUBACK (test_paho_interop5.py)."""
+    device = stack.device(stack.fleet(publish=["#"], subscribe=["#"]))
+    for asked, said in ((True, "topic not in the device's publish ACL"), (False, None)):
+        client = Raw5(stack, device.id, device.token(), request_problem_info=asked)
+        try:
+            client.connack()
+            client.send(mqtt5.PublishPacket("$TopicA/B", b"x", qos=qos(1), packet_id=1))
+            answer = client.expect(mqtt5.PubAckPacket)
+            assert answer.reason_code == mqtt5.PubAckReasonCode.NOT_AUTHORIZED
+            assert answer.reason_str == said
+        finally:
+            client.close()
 
 
 def test_refusals_say_which_rule_in_a_reason_string(stack: Stack) -> None:
@@ -470,7 +496,8 @@ def test_an_unacknowledged_message_is_resent_when_a_5_0_session_resumes(stack: S
     client = Raw5(stack, device.id, device.token(), session_expiry_interval=60)
     pub = Raw5(stack, sender.id, sender.token())
     try:
-        client.connack(), pub.connack()
+        client.connack()
+        pub.connack()
         client.subscribe(1, mqtt5.TopicFilter(f"fleets/{fleet}/up/+", max_qos=qos(1)))
         _publish(pub, 2, _up(fleet, sender), b"once", 1, user_properties=[("k", "v")])
         first = client.expect(mqtt5.PublishPacket)
@@ -485,4 +512,5 @@ def test_an_unacknowledged_message_is_resent_when_a_5_0_session_resumes(stack: S
         assert again.user_properties == [("k", "v")]
         client.send(mqtt5.PubAckPacket(again.packet_id))
     finally:
-        client.close(), pub.close()
+        client.close()
+        pub.close()

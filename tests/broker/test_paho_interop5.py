@@ -44,7 +44,6 @@ SUBSCRIBE = ["TopicA", "TopicA/#", "+/+", "/#", "client_test5/#"]
 PASSING = [
     "test_basic",
     "test_client_topic_alias",
-    "test_dollar_topics",
     "test_flow_control1",
     "test_keepalive",
     "test_maximum_packet_size",
@@ -66,6 +65,10 @@ PASSING = [
 # Where the suite wants one of several answers MQTT 5.0 allows and credbroker gives
 # another: not run; tests/broker/test_mqtt5_delivery.py asserts credbroker's.
 ALLOWED = {
+    "test_dollar_topics": "credbroker's PUBACK 0x87 for the refused `$` topic carries a "
+    "Reason String (MQTT 5.0 section 3.4.2.2.2 allows one, and the issue asks for it); the "
+    "suite's codec takes no properties on PUBACK (it asserts a remaining length of 2 to 4), "
+    "its receiver dies on it",
     "test_server_keep_alive": "the suite wants Server Keep Alive 60 for a Keep Alive of 120 "
     "(its test broker's setting); credbroker keeps a client's keep alive up to 1200 s and "
     "says 1200 to one that asks for none or more (section 3.2.2.3.14: the server's choice)",
