@@ -326,3 +326,21 @@ def test_re_authentication_with_an_expired_token_disconnects_with_0x87(stack: St
         assert answer.reason_code == mqtt5.DisconnectReasonCode.NOT_AUTHORIZED
     finally:
         client.close()
+
+
+def test_a_5_0_connection_shows_its_protocol_in_the_device_sessions(stack: Stack) -> None:
+    """DESIGN.md: GET /v1/devices/{id}/sessions lists live connections with `protocol`."""
+    device = stack.device(stack.fleet())
+    client = Raw5(stack, device.id, device.token())
+    try:
+        assert client.connack().reason_code == mqtt5.ConnAckReasonCode.SUCCESS
+
+        def protocols() -> list[str]:
+            answer = device.api("GET", "/sessions")
+            assert answer.status_code == 200, answer.text
+            return [c["protocol"] for c in answer.json()["connections"]]
+
+        wait_for(lambda: protocols() != [], what="the connection listed")
+        assert protocols() == ["5.0"]
+    finally:
+        client.close()
