@@ -147,7 +147,7 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
     @staticmethod
     def _keep_options(session: Session, topic_filter: str, option: Options) -> None:
         kept: dict[str, Options] | None = session.attributes.get(OPTIONS)
-        if option is DEFAULT or option == DEFAULT:
+        if option == DEFAULT:
             if kept is not None:
                 kept.pop(topic_filter, None)
             return
@@ -183,8 +183,7 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
             if topic_filter != topic and not self._matches(topic, topic_filter):
                 continue
             for target, sub_qos in list(subscriptions):
-                kept = target.attributes.get(OPTIONS)
-                option = DEFAULT if kept is None else kept.get(topic_filter, DEFAULT)
+                option = _options(target, topic_filter)
                 if option.no_local and target.client_id == publisher:
                     continue
                 await self._deliver(broadcast, target, sub_qos, option)
@@ -246,8 +245,7 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
         topic_filter, sub_qos = subscription
         if shared(topic_filter) is not None:
             return  # section 4.8.2: no retained messages for a shared subscription
-        kept = session.attributes.get(OPTIONS)
-        option = DEFAULT if kept is None else kept.get(topic_filter, DEFAULT)
+        option = _options(session, topic_filter)
         for topic, retained in list(self._retained_messages.items()):
             if handler is not None and self._matches(topic, topic_filter):
                 qos = min(sub_qos, retained.qos or 0)
@@ -255,6 +253,12 @@ class DeliveryBroker(Broker):  # type: ignore[misc]  # amqtt is untyped
                 if option.subscription_id is not None:
                     data = properties.identified(data, option.subscription_id)
                 handler.deliver(topic, data, qos, retain=True)
+
+
+def _options(session: Session, topic_filter: str) -> Options:
+    """The session's options for a filter (most sessions keep none: all DEFAULT)."""
+    kept: dict[str, Options] | None = session.attributes.get(OPTIONS)
+    return DEFAULT if kept is None else kept.get(topic_filter, DEFAULT)
 
 
 def _next_in_turn(subscribers: list[tuple[Any, int]]) -> tuple[Any, int]:
